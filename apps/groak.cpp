@@ -1,0 +1,273 @@
+// The groak command line. Argument parsing lives here only; everything else is in the library.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "model/loader.h"
+#include "runtime/session.h"
+#include "synth/synth.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+using namespace groak;
+
+namespace {
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (b >= 1000 && u < 4) b /= 1000, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", b, units[u]);
+  return buf;
+}
+
+// A one-line progress bar on stderr, only when stderr is a terminal and the job is big.
+class ProgressBar {
+ public:
+  ProgressBar(std::string label, uint64_t min_total) : label_(std::move(label)), min_total_(min_total),
+      tty_(::isatty(STDERR_FILENO) != 0) {}
+  ~ProgressBar() { finish(); }
+  void update(uint64_t done, uint64_t total, const std::string& extra = "") {
+    if (!tty_ || total < min_total_) return;
+    shown_ = true;
+    const int width = 30;
+    const int fill = total ? static_cast<int>(width * static_cast<double>(done) / static_cast<double>(total)) : width;
+    std::fprintf(stderr, "\r%s [%s%s] %s / %s %s", label_.c_str(), std::string(static_cast<size_t>(fill), '#').c_str(),
+                 std::string(static_cast<size_t>(width - fill), ' ').c_str(), human_bytes(static_cast<double>(done)).c_str(),
+                 human_bytes(static_cast<double>(total)).c_str(), extra.c_str());
+    std::fflush(stderr);
+  }
+  void finish() {
+    if (shown_) std::fprintf(stderr, "\n");
+    shown_ = false;
+  }
+
+ private:
+  std::string label_;
+  uint64_t min_total_;
+  bool tty_;
+  bool shown_ = false;
+};
+
+Model load_with_progress(const std::string& path) {
+  ProgressBar bar("loading", uint64_t{1} << 30);
+  Model m = load_model(path, [&](size_t files_done, size_t files_total, uint64_t done, uint64_t total) {
+    bar.update(done, total, "(" + std::to_string(files_done) + "/" + std::to_string(files_total) + " files)");
+  });
+  bar.finish();
+  return m;
+}
+
+// Token ids from "1,2,3" or whitespace/comma separated text. Throws on anything else.
+std::vector<int32_t> parse_token_list(const std::string& text, const std::string& origin) {
+  std::vector<int32_t> ids;
+  std::string item;
+  auto flush = [&]() {
+    if (item.empty()) return;
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v > INT32_MAX)
+      throw CLI::ValidationError(origin, "'" + item + "' is not a token id (non-negative integer)");
+    ids.push_back(static_cast<int32_t>(v));
+    item.clear();
+  };
+  for (char ch : text) {
+    if (ch == ',' || std::isspace(static_cast<unsigned char>(ch)))
+      flush();
+    else
+      item += ch;
+  }
+  flush();
+  if (ids.empty()) throw CLI::ValidationError(origin, "no token ids given");
+  return ids;
+}
+
+std::string read_file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Writes via a temporary name so that a failed run never leaves a truncated file behind.
+void write_file_atomic(const std::string& path, const void* data, size_t bytes) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(path + ": cannot create the output file");
+    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
+    out.flush();
+    if (!out) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw Error(path + ": write failed (disk full?)");
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw Error(path + ": cannot rename the output into place (" + ec.message() + ")");
+}
+
+// ---- groak logits ---------------------------------------------------------------------------------
+struct LogitsArgs {
+  std::string model, tokens, tokens_file, out, mode = "full";
+};
+
+int run_logits(const LogitsArgs& a) {
+  std::vector<int32_t> tokens = !a.tokens.empty() ? parse_token_list(a.tokens, "--tokens")
+                                                  : parse_token_list(read_file_text(a.tokens_file), "--tokens-file");
+  auto t0 = std::chrono::steady_clock::now();
+  Model m = load_with_progress(a.model);
+  const double load_s = seconds_since(t0);
+  const int64_t V = m.config.vocab_size, T = static_cast<int64_t>(tokens.size());
+  if (T > m.config.sequence_len)
+    throw Error(std::to_string(T) + " tokens exceed the model's context (sequence_len " +
+                std::to_string(m.config.sequence_len) + "); pass at most " + std::to_string(m.config.sequence_len));
+  Session s(m, T);
+  std::vector<float> all(static_cast<size_t>(T * V)), row;
+  t0 = std::chrono::steady_clock::now();
+  if (a.mode == "full") {
+    s.eval(tokens, all, LogitRows::All);
+  } else {  // incremental: one token at a time through the KV cache
+    for (int64_t t = 0; t < T; ++t) {
+      s.eval(std::span<const int32_t>(tokens.data() + t, 1), row, LogitRows::LastOnly);
+      std::copy(row.begin(), row.end(), all.begin() + t * V);
+    }
+  }
+  const double eval_s = seconds_since(t0);
+  write_file_atomic(a.out, all.data(), all.size() * sizeof(float));
+  std::fprintf(stderr, "logits: %lld tokens (%s) -> %s [%lld, %lld] f32; load %.2f s, eval %.2f s\n",
+               static_cast<long long>(T), a.mode.c_str(), a.out.c_str(), static_cast<long long>(T),
+               static_cast<long long>(V), load_s, eval_s);
+  return 0;
+}
+
+// ---- groak info -------------------------------------------------------------------------------------
+int run_info(const std::string& path) {
+  auto t0 = std::chrono::steady_clock::now();
+  Model m = load_with_progress(path);
+  const double load_s = seconds_since(t0);
+  std::printf("model:   %s\nformat:  %s\nloaded in %.2f s\n\nconfig:\n%s\n", m.location.c_str(), m.format.c_str(), load_s,
+              m.config.describe().c_str());
+  size_t w = 4;
+  for (const auto& t : m.tensors) w = std::max(w, t.name.size());
+  std::printf("%-*s  %-28s  %-20s  %s\n", static_cast<int>(w), "name", "dtype", "shape", "bytes");
+  uint64_t total = 0;
+  for (const auto& t : m.tensors) {
+    std::string shape = "[";
+    for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape[i]);
+    shape += "]";
+    std::printf("%-*s  %-28s  %-20s  %llu\n", static_cast<int>(w), t.name.c_str(), t.dtype.c_str(), shape.c_str(),
+                static_cast<unsigned long long>(t.bytes));
+    total += t.bytes;
+  }
+  std::printf("\ntensors:                    %zu (%s)\n", m.tensors.size(), human_bytes(static_cast<double>(total)).c_str());
+  std::printf("parameters:                 %llu\n", static_cast<unsigned long long>(m.parameter_count()));
+  std::printf("weight bytes per token:     %llu (%s: attention, %lld of %lld experts, router, norms, LM head)\n",
+              static_cast<unsigned long long>(m.weight_bytes_per_token()),
+              human_bytes(static_cast<double>(m.weight_bytes_per_token())).c_str(),
+              static_cast<long long>(m.config.num_selected_experts), static_cast<long long>(m.config.num_experts));
+  std::printf("KV cache bytes per token:   %llu (f32 K and V, %lld layers)\n",
+              static_cast<unsigned long long>(m.kv_bytes_per_token()), static_cast<long long>(m.config.num_layers));
+  return 0;
+}
+
+// ---- groak synth -------------------------------------------------------------------------------------
+int run_synth(const std::string& preset, uint64_t seed, const std::string& out) {
+  Config cfg = synth_preset(preset);
+  auto t0 = std::chrono::steady_clock::now();
+  ProgressBar bar("synth", uint64_t{1} << 28);
+  write_synthetic_checkpoint(cfg, preset, seed, out, [&](uint64_t done, uint64_t total) { bar.update(done, total); });
+  bar.finish();
+  std::fprintf(stderr, "synth: wrote preset '%s' (seed %llu, random weights) to %s in %.1f s\n", preset.c_str(),
+               static_cast<unsigned long long>(seed), out.c_str(), seconds_since(t0));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"groak: runs and explains xAI's Grok-1 (314B mixture-of-experts) on the CPU"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "groak 0.1");
+
+  LogitsArgs la;
+  auto* logits = app.add_subcommand("logits", "Write the logits of every position as little-endian float32 [n_tokens, vocab]");
+  logits->add_option("--model", la.model, "xAI checkpoint: the folder holding ckpt-0/, or ckpt-0/ itself")->required();
+  auto* tok_opt = logits->add_option("--tokens", la.tokens, "token ids, comma separated (e.g. 1,2,3)");
+  auto* tokf_opt = logits->add_option("--tokens-file", la.tokens_file, "file of token ids separated by spaces")
+                       ->check(CLI::ExistingFile);
+  tok_opt->excludes(tokf_opt);
+  logits->add_option("--out", la.out, "output file")->required();
+  logits->add_option("--mode", la.mode, "full: one forward pass over all tokens; incremental: one token at a time "
+                                        "through the KV cache")
+      ->check(CLI::IsMember({"full", "incremental"}))
+      ->capture_default_str();
+
+  std::string info_model;
+  auto* info = app.add_subcommand("info", "Show the configuration, the tensors and the memory arithmetic of a model");
+  info->add_option("--model", info_model, "xAI checkpoint: the folder holding ckpt-0/, or ckpt-0/ itself")->required();
+
+  std::string preset, synth_out;
+  uint64_t seed = 0;
+  auto* synth = app.add_subcommand("synth", "Write a synthetic Grok-architecture checkpoint (random weights, xAI's raw format)");
+  std::string presets_help = "preset:";
+  for (const auto& n : synth_preset_names()) presets_help += " " + n;
+  synth->add_option("--preset", preset, presets_help)->required()->check(CLI::IsMember(synth_preset_names()));
+  synth->add_option("--seed", seed, "random seed")->capture_default_str();
+  synth->add_option("--out", synth_out, "output folder (gets ckpt-0/ and config.json)")->required();
+
+  try {
+    app.parse(argc, argv);
+    if (*logits && la.tokens.empty() && la.tokens_file.empty())
+      throw CLI::RequiredError("logits needs --tokens or --tokens-file");
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+
+  try {
+    if (*logits) return run_logits(la);
+    if (*info) return run_info(info_model);
+    if (*synth) return run_synth(preset, seed, synth_out);
+  } catch (const CLI::ValidationError& e) {
+    std::fprintf(stderr, "groak: %s\n", e.what());
+    return kExitUsage;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "groak: error: %s\n", e.what());
+    return kExitError;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "groak: error: out of memory\n");
+    return kExitError;
+  }
+  return 0;
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds groak (Release and ASan+UBSan) and runs the whole test suite in both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh build
+scripts/build.sh build-asan -DGROAK_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== tests (Release)"
+ctest --test-dir build --output-on-failure -j 2
+echo "== tests (ASan+UBSan)"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j 2

@@ -1,0 +1,64 @@
+// Non-owning views of weights as they lie in a mapped file. The model only sees these; the kernels
+// know how to multiply each format. Data pointers may be unaligned (xAI pickles put payloads at odd
+// offsets), so kernels read through memcpy.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace groak {
+
+// How a matrix's numbers are stored.
+enum class WeightFormat : uint8_t {
+  F32,      // float32 elements
+  XaiInt8,  // int8 elements + bf16 scales per output column (and per input block): xAI ckpt-0
+};
+const char* format_name(WeightFormat f);
+
+// Which index is contiguous in memory.
+enum class Layout : uint8_t {
+  InOut,  // [n_in][n_out]: row i = input feature i; y = x·W (xAI, model.py)
+  OutIn,  // [n_out][n_in]: row o = output unit o (GGUF, torch, the tied embedding table)
+};
+
+struct Matrix {
+  WeightFormat format = WeightFormat::F32;
+  Layout layout = Layout::InOut;
+  int64_t n_in = 0, n_out = 0;
+  const uint8_t* data = nullptr;    // elements, layout as above
+  const uint8_t* scales = nullptr;  // XaiInt8: bf16 [scale_blocks, n_out]
+  int64_t scale_blocks = 1;         // XaiInt8: 1 = per output column; 8 = row-parallel (input split in 8)
+
+  size_t element_bytes() const { return format == WeightFormat::F32 ? 4 : 1; }
+  size_t data_bytes() const { return static_cast<size_t>(n_in * n_out) * element_bytes(); }
+  size_t scale_bytes() const { return format == WeightFormat::XaiInt8 ? static_cast<size_t>(scale_blocks * n_out) * 2 : 0; }
+};
+
+// The experts of one MoE projection: `count` matrices of identical shape laid out back to back.
+struct ExpertMatrices {
+  Matrix first;             // expert 0
+  int64_t count = 0;
+  size_t data_stride = 0;   // bytes between experts' data
+  size_t scale_stride = 0;  // bytes between experts' scales
+
+  Matrix expert(int64_t e) const {
+    Matrix m = first;
+    m.data += static_cast<size_t>(e) * data_stride;
+    if (m.scales) m.scales += static_cast<size_t>(e) * scale_stride;
+    return m;
+  }
+};
+
+// Unaligned little-endian loads.
+inline float load_f32(const uint8_t* p) { float v; std::memcpy(&v, p, 4); return v; }
+inline float bf16_to_f32(uint16_t bits) { uint32_t u = static_cast<uint32_t>(bits) << 16; float v; std::memcpy(&v, &u, 4); return v; }
+inline float load_bf16(const uint8_t* p) { uint16_t b; std::memcpy(&b, p, 2); return bf16_to_f32(b); }
+// float32 -> bfloat16 bits, round to nearest even (NaN stays NaN).
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u; std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+}  // namespace groak

@@ -1,0 +1,50 @@
+// Grok-1 hyper-parameters, with the field names of xai-org/grok-1 run.py (LanguageModelConfig and
+// TransformerConfig) plus the constants model.py hard-codes. Spec: shared/docs/GROK1.md §1.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace groak {
+
+struct Config {
+  // --- run.py fields ---
+  int64_t vocab_size = 128 * 1024;
+  int64_t emb_size = 48 * 128;       // d_model
+  int64_t key_size = 128;            // head dim (= value size)
+  int64_t num_q_heads = 48;
+  int64_t num_kv_heads = 8;
+  int64_t num_layers = 64;
+  double widening_factor = 8;
+  int64_t num_experts = 8;
+  int64_t num_selected_experts = 2;
+  double attn_output_multiplier = 0.08838834764831845;       // multiplies attention *logits*
+  double embedding_multiplier_scale = 78.38367176906169;     // = sqrt(6144)
+  double output_multiplier_scale = 0.5773502691896257;       // = 1/sqrt(3)
+  int64_t pad_token = 0;
+  int64_t eos_token = 2;
+  int64_t sequence_len = 8192;  // KV memory length: the longest context
+  // --- constants model.py hard-codes ---
+  double rms_norm_eps = 1e-5;
+  double rope_base = 10000;
+  double attn_logit_cap = 30;   // logits = cap * tanh(logits / cap)
+  int64_t bos_token = 1;        // from the tokenizer; never prepended by the official runner
+
+  // model.py ffn_size(): int(widening * d) * 2 // 3, rounded up to a multiple of 8.
+  int64_t ffn_size() const {
+    int64_t f = static_cast<int64_t>(widening_factor * static_cast<double>(emb_size)) * 2 / 3;
+    return f + ((8 - f) % 8 + 8) % 8;
+  }
+  int64_t q_size() const { return num_q_heads * key_size; }    // width of the query projection
+  int64_t kv_size() const { return num_kv_heads * key_size; }  // width of each of key / value
+
+  // Throws groak::Error naming the first inconsistent field (where = file the config came from).
+  void validate(const std::string& where) const;
+  std::string describe() const;  // multi-line "name value" table for `groak info`
+};
+
+// Reads config.json (run.py field names; unknown keys ignored, missing keys keep Grok-1 defaults).
+Config load_config_json(const std::string& path);
+// Writes config.json in the fixtures' layout (run.py fields + "derived" + "generator").
+std::string config_to_json(const Config& c, const std::string& preset, uint64_t seed);
+
+}  // namespace groak

@@ -1,0 +1,59 @@
+// Grok-1's parameters as views into the model files, named as in model.py. Shapes use the official
+// [in, out] convention (y = x·W); d = emb_size, f = ffn_size, E = num_experts, hd = key_size.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/tensor.h"
+#include "model/config.h"
+
+namespace groak {
+
+struct LayerWeights {
+  // multi_head_attention
+  Matrix query;    // [d, num_q_heads·hd]
+  Matrix key;      // [d, num_kv_heads·hd]
+  Matrix value;    // [d, num_kv_heads·hd]
+  Matrix linear;   // [num_q_heads·hd, d]  output projection
+  // norms, f32 copies (tiny): [d] each
+  std::vector<float> rms_norm;    // before attention
+  std::vector<float> rms_norm_1;  // after attention, before the residual add
+  std::vector<float> rms_norm_2;  // before the MoE
+  std::vector<float> rms_norm_3;  // after the MoE, before the residual add
+  // moe
+  Matrix router;                // [d, E] f32
+  ExpertMatrices moe_linear;    // E × [d, f]  GELU branch ("gate")
+  ExpertMatrices moe_linear_v;  // E × [d, f]  linear branch ("up")
+  ExpertMatrices moe_linear_1;  // E × [f, d]  down projection
+};
+
+struct Weights {
+  Matrix in_out_embed;          // tied table, one row per token: OutIn, n_in = d, n_out = vocab
+  std::vector<float> rms_norm;  // final norm [d]
+  std::vector<LayerWeights> layers;  // numeric layer order
+};
+
+// One line of `groak info`'s tensor table.
+struct TensorRecord {
+  std::string name;
+  std::string dtype;   // e.g. "int8+bf16 scales [8, 8, 64]" or "float32"
+  std::vector<int64_t> shape;
+  uint64_t bytes = 0;
+};
+
+// A loaded model: configuration, weight views and the mappings that keep them valid.
+struct Model {
+  Config config;
+  Weights weights;
+  std::string format;                   // e.g. "xAI raw checkpoint (ckpt-0)"
+  std::string location;                 // where it was loaded from
+  std::vector<TensorRecord> tensors;    // file order
+  std::shared_ptr<const void> storage;  // owns the mappings
+
+  uint64_t parameter_count() const;
+  uint64_t weight_bytes_per_token() const;  // bytes read to decode one token (attention, top-k experts, LM head)
+  uint64_t kv_bytes_per_token() const;      // KV cache (f32) per token
+};
+
+}  // namespace groak

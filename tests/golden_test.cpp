@@ -1,0 +1,95 @@
+// The forward pass against golden logits computed by an independent float64 reference of model.py
+// (../shared/fixtures/tiny-a). If this fails, the printed error and the first differing position tell
+// where to look: compare hidden.f32 (residual stream per layer) with the engine's.
+#include <cmath>
+
+#include "model/loader.h"
+#include "runtime/session.h"
+#include "test_util.h"
+#include "util/error.h"
+
+namespace groak::test {
+
+constexpr double kGoldenTolerance = 2e-5;  // max|Δ| / max|golden|; f32 engines reach ~2e-6
+
+class Golden : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GROAK_REQUIRE_SHARED(fixture_dir() + "/logits.f32");
+    model_ = std::make_unique<Model>(load_model(fixture_dir()));
+    tokens_ = read_tokens(fixture_dir() + "/tokens.txt");
+    golden_ = read_f32(fixture_dir() + "/logits.f32");
+  }
+  void check(const std::vector<float>& logits, const char* mode) {
+    const int64_t V = model_->config.vocab_size;
+    ASSERT_EQ(logits.size(), golden_.size());
+    const double err = max_rel_err(logits, golden_);
+    std::printf("[%s] tiny-a max rel err %.3g (bar %.0e)\n", mode, err, kGoldenTolerance);
+    EXPECT_LT(err, kGoldenTolerance) << mode << ": logits differ from the float64 reference of model.py";
+    EXPECT_EQ(argmax_rows(logits, V), argmax_rows(golden_, V)) << mode << ": argmax differs";
+  }
+  std::unique_ptr<Model> model_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> golden_;
+};
+
+TEST_F(Golden, FullPrefillMatchesReference) {
+  Session s(*model_, static_cast<int64_t>(tokens_.size()));
+  std::vector<float> logits;
+  s.eval(tokens_, logits, LogitRows::All);
+  check(logits, "full");
+}
+
+TEST_F(Golden, IncrementalDecodeMatchesReferenceAndFull) {
+  const int64_t V = model_->config.vocab_size;
+  Session full(*model_), inc(*model_);
+  std::vector<float> all, logits(tokens_.size() * V), row;
+  full.eval(tokens_, all, LogitRows::All);
+  for (size_t t = 0; t < tokens_.size(); ++t) {
+    inc.eval(std::span<const int32_t>(&tokens_[t], 1), row, LogitRows::LastOnly);
+    std::copy(row.begin(), row.end(), logits.begin() + static_cast<long>(t * V));
+  }
+  check(logits, "incremental");
+  EXPECT_LT(max_rel_err(logits, all), 1e-5) << "incremental decode differs from the full prefill";
+}
+
+TEST_F(Golden, ChunkedPrefillMatchesFull) {
+  // Prefill in uneven chunks (positions continue across chunks; the cache holds earlier K/V).
+  const int64_t V = model_->config.vocab_size;
+  Session full(*model_), chunked(*model_);
+  std::vector<float> all, out, part;
+  full.eval(tokens_, all, LogitRows::All);
+  size_t at = 0;
+  for (size_t len : {5u, 1u, 11u, 7u}) {
+    len = std::min(len, tokens_.size() - at);
+    chunked.eval(std::span<const int32_t>(tokens_.data() + at, len), part, LogitRows::All);
+    out.insert(out.end(), part.begin(), part.end());
+    at += len;
+  }
+  ASSERT_EQ(at, tokens_.size());
+  EXPECT_LT(max_rel_err(out, all), 1e-5);
+  EXPECT_EQ(argmax_rows(out, V), argmax_rows(all, V));
+}
+
+TEST_F(Golden, ContextOverflowIsRefused) {
+  Session s(*model_, 4);
+  std::vector<float> logits;
+  s.eval(std::span<const int32_t>(tokens_.data(), 3), logits, LogitRows::LastOnly);
+  try {
+    s.eval(std::span<const int32_t>(tokens_.data(), 2), logits, LogitRows::LastOnly);
+    FAIL() << "overflowing the context should throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("exceeds the context of 4"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(Session(*model_, model_->config.sequence_len + 1), Error);
+}
+
+TEST_F(Golden, OutOfRangeTokenIsRefused) {
+  Session s(*model_);
+  std::vector<float> logits;
+  std::vector<int32_t> bad = {1, static_cast<int32_t>(model_->config.vocab_size)};
+  EXPECT_THROW(s.eval(bad, logits, LogitRows::All), Error);
+  EXPECT_EQ(s.position(), 0);
+}
+
+}  // namespace groak::test

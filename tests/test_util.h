@@ -1,0 +1,95 @@
+// Helpers shared by the tests: where ../shared is, temporary folders, small file utilities.
+#pragma once
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace groak::test {
+
+namespace fs = std::filesystem;
+
+inline std::string shared_dir() { return GROAK_SHARED_DIR; }
+inline std::string fixture_dir() { return shared_dir() + "/fixtures/tiny-a"; }
+
+// Skips the current test with a message when ../shared (or a file in it) is absent.
+#define GROAK_REQUIRE_SHARED(path)                                                                     \
+  do {                                                                                                 \
+    if (!std::filesystem::exists(path))                                                                \
+      GTEST_SKIP() << "needs " << (path) << " (the shared/ folder beside the repository); skipped";   \
+  } while (0)
+
+// A fresh folder under /tmp, removed with everything in it at scope exit.
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "groak-test-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+ private:
+  std::string path_;
+};
+
+inline std::vector<float> read_f32(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<float> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), v.size() * 4);
+  return v;
+}
+
+inline std::vector<int32_t> read_tokens(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<int32_t> t;
+  int32_t v;
+  while (in >> v) t.push_back(v);
+  return t;
+}
+
+// Runs a shell command; returns its exit status and (if out != nullptr) its stdout+stderr.
+inline int run_command(const std::string& cmd, std::string* out = nullptr) {
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return -1;
+  std::string text;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) text.append(buf, n);
+  int status = ::pclose(p);
+  if (out) *out = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// max |a - b| / max |b| over all elements.
+inline double max_rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double md = 0, mb = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    md = std::max(md, std::abs(static_cast<double>(a[i]) - b[i]));
+    mb = std::max(mb, std::abs(static_cast<double>(b[i])));
+  }
+  return mb > 0 ? md / mb : md;
+}
+
+inline std::vector<int64_t> argmax_rows(const std::vector<float>& x, int64_t cols) {
+  std::vector<int64_t> r;
+  for (size_t o = 0; o + static_cast<size_t>(cols) <= x.size(); o += static_cast<size_t>(cols))
+    r.push_back(std::max_element(x.begin() + static_cast<long>(o), x.begin() + static_cast<long>(o) + cols) -
+                (x.begin() + static_cast<long>(o)));
+  return r;
+}
+
+}  // namespace groak::test
