@@ -173,7 +173,11 @@ class Reader {
     auto v = make(Value::Kind::Bytes);
     v->off = pos_;
     v->len = k;
-    take(k);  // bounds check: the payload must lie inside the file
+    if (k > n_ - pos_) {
+      fail("a payload of " + std::to_string(k) + " bytes at offset " + std::to_string(pos_) +
+           " runs past the end of the file (" + std::to_string(n_) + " bytes): truncated or corrupt");
+    }
+    pos_ += k;
     return v;
   }
   ValuePtr make_tuple(std::vector<ValuePtr> items) {

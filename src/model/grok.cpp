@@ -95,14 +95,10 @@ void moe(const Config& c, const Kernels& k, const LayerWeights& L, const Buf& x,
   Buf probs(static_cast<size_t>(T * E));  // [T, E]
   k.matmul(L.router, x.data(), probs.data(), T);
   std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(E));  // expert -> (token, gate)
-  std::vector<int64_t> order(static_cast<size_t>(E));
   for (int64_t t = 0; t < T; ++t) {
     float* p = probs.data() + t * E;
     k.softmax(p, E);
-    std::iota(order.begin(), order.end(), 0);
-    // Descending probability; equal probabilities keep the lower expert index first (like top_k).
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return p[a] > p[b]; });
-    for (int64_t r = 0; r < top; ++r) routed[static_cast<size_t>(order[r])].push_back({t, p[order[r]]});
+    for (int64_t e : top_k_experts(p, E, top)) routed[static_cast<size_t>(e)].push_back({t, p[e]});
   }
 
   std::fill(out.begin(), out.end(), 0.f);
@@ -128,6 +124,14 @@ void moe(const Config& c, const Kernels& k, const LayerWeights& L, const Buf& x,
 }
 
 }  // namespace
+
+std::vector<int64_t> top_k_experts(const float* probs, int64_t E, int64_t k) {
+  std::vector<int64_t> order(static_cast<size_t>(E));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return probs[a] > probs[b]; });
+  order.resize(static_cast<size_t>(k));
+  return order;
+}
 
 void grok_forward(const Model& model, const Kernels& k, KVCache& cache, const int32_t* tokens, int64_t T,
                   float* logits, LogitRows rows) {
