@@ -1,0 +1,91 @@
+// The groak command line end to end: what a user runs, including its error paths and exit codes.
+#include <cmath>
+#include <set>
+
+#include "test_util.h"
+
+namespace groak::test {
+
+namespace {
+std::string groak() { return GROAK_BIN; }
+}  // namespace
+
+TEST(Cli, LogitsOnTinyAMatchGoldenInBothModes) {
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/logits.f32");
+  TempDir tmp;
+  auto golden = read_f32(fixture_dir() + "/logits.f32");
+  for (std::string mode : {"full", "incremental"}) {
+    std::string out;
+    const std::string f = tmp / ("logits-" + mode + ".f32");
+    ASSERT_EQ(run_command(groak() + " logits --model " + fixture_dir() + " --tokens-file " + fixture_dir() +
+                              "/tokens.txt --mode " + mode + " --out " + f, &out), 0) << out;
+    auto got = read_f32(f);
+    ASSERT_EQ(got.size(), golden.size()) << "expected [24, 512] float32";
+    EXPECT_LT(max_rel_err(got, golden), 2e-5) << mode;
+    EXPECT_EQ(argmax_rows(got, 512), argmax_rows(golden, 512)) << mode;
+  }
+}
+
+TEST(Cli, SynthThenInfoThenLogits) {
+  TempDir tmp;
+  std::string out;
+  const std::string model = tmp / "m";
+  ASSERT_EQ(run_command(groak() + " synth --preset tiny-12l --seed 7 --out " + model, &out), 0) << out;
+  ASSERT_EQ(run_command(groak() + " info --model " + model, &out), 0) << out;
+  EXPECT_NE(out.find("transformer/decoder_layer_11/router/w"), std::string::npos) << out;
+  EXPECT_NE(out.find("num_layers            12"), std::string::npos) << out;
+  EXPECT_NE(out.find("parameters:"), std::string::npos);
+  const std::string f = tmp / "l.f32";
+  ASSERT_EQ(run_command(groak() + " logits --model " + model + "/ckpt-0 --tokens 5,17,42,300,2 --out " + f, &out), 0)
+      << out;
+  auto logits = read_f32(f);
+  ASSERT_EQ(logits.size(), 5u * 512u);
+  // Finite and non-degenerate: a real spread of values, and not every position picking the same token.
+  double mn = 1e30, mx = -1e30;
+  for (float v : logits) {
+    ASSERT_TRUE(std::isfinite(v));
+    mn = std::min(mn, static_cast<double>(v));
+    mx = std::max(mx, static_cast<double>(v));
+  }
+  EXPECT_GT(mx - mn, 1.0);
+  auto am = argmax_rows(logits, 512);
+  EXPECT_GT(std::set<int64_t>(am.begin(), am.end()).size(), 1u);
+}
+
+TEST(Cli, UsageErrorsExitWithTwo) {
+  std::string out;
+  EXPECT_EQ(run_command(groak() + " logits --model x --tokens 1,b --out y", &out), 2) << out;
+  EXPECT_NE(out.find("'b' is not a token id"), std::string::npos) << out;
+  EXPECT_EQ(run_command(groak() + " logits --model x --tokens 1 --out y --mode sideways", &out), 2) << out;
+  EXPECT_EQ(run_command(groak() + " logits --model x --out y", &out), 2) << out;
+  EXPECT_NE(out.find("--tokens"), std::string::npos) << out;
+  EXPECT_EQ(run_command(groak() + " synth --preset nope --out y", &out), 2) << out;
+  EXPECT_EQ(run_command(groak() + " info --modle x", &out), 2) << out;
+}
+
+TEST(Cli, BadModelAndBadTokensExitWithOne) {
+  std::string out;
+  TempDir tmp;
+  EXPECT_EQ(run_command(groak() + " info --model /nonexistent/model", &out), 1) << out;
+  EXPECT_NE(out.find("no such file or folder"), std::string::npos) << out;
+  GROAK_REQUIRE_SHARED(fixture_dir());
+  EXPECT_EQ(run_command(groak() + " logits --model " + fixture_dir() + " --tokens 1,512 --out " + (tmp / "x"), &out), 1)
+      << out;
+  EXPECT_NE(out.find("outside the vocabulary"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(tmp / "x")) << "no output file after a failed run";
+  // More tokens than sequence_len: refused with both numbers.
+  const std::string model = tmp / "short";
+  ASSERT_EQ(run_command(groak() + " synth --preset tiny --seed 1 --out " + model, &out), 0) << out;
+  std::string cfg;
+  {
+    std::ifstream in(model + "/config.json");
+    cfg.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  cfg.replace(cfg.find("\"sequence_len\": 8192"), 20, "\"sequence_len\": 4   ");
+  std::ofstream(model + "/config.json") << cfg;
+  EXPECT_EQ(run_command(groak() + " logits --model " + model + " --tokens 1,2,3,4,5 --out " + (tmp / "x"), &out), 1)
+      << out;
+  EXPECT_NE(out.find("5 tokens exceed the model's context (sequence_len 4)"), std::string::npos) << out;
+}
+
+}  // namespace groak::test
