@@ -12,9 +12,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include <atomic>
+#include <csignal>
+
 #include "model/loader.h"
+#include "runtime/generate.h"
 #include "runtime/session.h"
 #include "synth/synth.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -207,6 +212,111 @@ int run_synth(const std::string& preset, uint64_t seed, const std::string& out) 
   return 0;
 }
 
+// ---- tokenizer commands --------------------------------------------------------------------------------
+std::string read_stdin() {
+  std::stringstream ss;
+  ss << std::cin.rdbuf();
+  return ss.str();
+}
+
+// --tokenizer if given, else tokenizer.model beside ckpt-0/ or in its parent.
+Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& model_path) {
+  if (!explicit_path.empty()) return Tokenizer::load(explicit_path);
+  std::vector<std::string> looked;
+  std::string found = model_path.empty() ? "" : find_tokenizer(model_path, &looked);
+  if (found.empty()) {
+    std::string msg = "no tokenizer found";
+    if (!looked.empty()) {
+      msg += "; looked for:";
+      for (const auto& l : looked) msg += "\n  " + l;
+    }
+    throw Error(msg + "\npass --tokenizer PATH/tokenizer.model (xAI's download has it at the root of the grok-1 repo)");
+  }
+  return Tokenizer::load(found);
+}
+
+int run_tokenize(const std::string& tok_path, bool pieces) {
+  Tokenizer tok = Tokenizer::load(tok_path);
+  std::vector<int32_t> ids = tok.encode(read_stdin());
+  std::string line;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (pieces)
+      std::printf("%d\t%s\n", ids[i], tok.piece(ids[i]).c_str());
+    else
+      line += (i ? " " : "") + std::to_string(ids[i]);
+  }
+  if (!pieces) std::printf("%s\n", line.c_str());
+  return 0;
+}
+
+int run_detokenize(const std::string& tok_path) {
+  Tokenizer tok = Tokenizer::load(tok_path);
+  std::string in = read_stdin();
+  std::vector<int32_t> ids = in.find_first_not_of(" \t\r\n,") == std::string::npos
+                                 ? std::vector<int32_t>{}
+                                 : parse_token_list(in, "stdin");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] >= tok.vocab_size())
+      throw Error("token id " + std::to_string(ids[i]) + " (at index " + std::to_string(i) +
+                  ") is outside the tokenizer's vocabulary [0, " + std::to_string(tok.vocab_size()) + ")");
+  }
+  std::string text = tok.decode(ids);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::printf("\n");
+  return 0;
+}
+
+// ---- groak generate ------------------------------------------------------------------------------------
+std::atomic<bool> g_interrupted{false};  // set by SIGINT; generation stops cleanly at the next token
+
+extern "C" void on_sigint(int) {
+  if (g_interrupted.exchange(true)) std::_Exit(130);  // a second Ctrl-C quits at once
+}
+
+struct GenerateArgs {
+  std::string model, tokenizer, prompt, prompt_file;
+  bool bos = false;
+  int64_t ctx = 0;
+  GenerateOptions opt;
+};
+
+int run_generate(GenerateArgs& a) {
+  std::string text;
+  if (!a.prompt_file.empty())
+    text = a.prompt_file == "-" ? read_stdin() : read_file_text(a.prompt_file);
+  else
+    text = a.prompt;
+  Model m = load_with_progress(a.model);
+  Tokenizer tok = open_tokenizer(a.tokenizer, a.model);
+  std::vector<int32_t> prompt;
+  if (a.bos) prompt.push_back(tok.bos_id());
+  for (int32_t id : tok.encode(text)) prompt.push_back(id);
+  if (static_cast<int64_t>(prompt.size()) > m.config.sequence_len)
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the model's context is " +
+                std::to_string(m.config.sequence_len) + " (sequence_len); shorten the prompt");
+  const int64_t ctx = a.ctx ? a.ctx : m.config.sequence_len;
+  Session session(m, ctx);
+  std::signal(SIGINT, on_sigint);
+  GenerateStats st = generate(session, tok, prompt, a.opt, [](const std::string& t) {
+    std::fwrite(t.data(), 1, t.size(), stdout);
+    std::fflush(stdout);
+  }, &g_interrupted);
+  std::signal(SIGINT, SIG_DFL);
+  std::printf("\n");
+  std::fflush(stdout);
+  const double decode_tps = st.decode_seconds > 0 ? static_cast<double>(st.generated_tokens - 1) / st.decode_seconds : 0;
+  std::fprintf(stderr,
+               "\n[groak] stopped: %s%s\n"
+               "[groak] prompt: %lld tokens, %.2f s (%.1f tok/s)\n"
+               "[groak] generated: %lld tokens, %.2f s (%.1f tok/s); time to first token %.2f s\n",
+               stop_reason_text(st.reason),
+               st.reason == StopReason::ContextFull ? (" (" + std::to_string(session.context()) + " tokens)").c_str() : "",
+               static_cast<long long>(st.prompt_tokens), st.prefill_seconds,
+               st.prefill_seconds > 0 ? static_cast<double>(st.prompt_tokens) / st.prefill_seconds : 0.0,
+               static_cast<long long>(st.generated_tokens), st.decode_seconds, decode_tps, st.first_token_seconds);
+  return st.reason == StopReason::Cancelled ? 130 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -240,8 +350,59 @@ int main(int argc, char** argv) {
   synth->add_option("--seed", seed, "random seed")->capture_default_str();
   synth->add_option("--out", synth_out, "output folder (gets ckpt-0/ and config.json)")->required();
 
+  std::string tok_path;
+  bool pieces = false;
+  auto* tokenize = app.add_subcommand("tokenize", "Read UTF-8 text from stdin and print its token ids (no BOS)");
+  tokenize->add_option("--tokenizer", tok_path, "SentencePiece tokenizer.model")->required()->check(CLI::ExistingFile);
+  tokenize->add_flag("--pieces", pieces, "print one 'id<TAB>piece' per line");
+  auto* detokenize = app.add_subcommand("detokenize", "Read space-separated token ids from stdin and print the text");
+  detokenize->add_option("--tokenizer", tok_path, "SentencePiece tokenizer.model")->required()->check(CLI::ExistingFile);
+
+  std::string corpus, tok_out;
+  int tok_vocab = 0;
+  auto* train = app.add_subcommand("train-tokenizer",
+                                   "Train a small Grok-1-like SentencePiece tokenizer (BPE, byte fallback) on a text file");
+  train->add_option("--corpus", corpus, "UTF-8 text, one paragraph per line")->required()->check(CLI::ExistingFile);
+  train->add_option("--vocab", tok_vocab, "number of pieces (must equal the model's vocab_size)")->required()
+      ->check(CLI::Range(300, 1 << 20));
+  train->add_option("--out", tok_out, "output tokenizer.model")->required();
+
+  GenerateArgs ga;
+  SamplingParams& sp = ga.opt.sampling;
+  auto* gen = app.add_subcommand("generate", "Generate text from a prompt, streaming it to stdout");
+  gen->add_option("--model", ga.model, "xAI checkpoint: the folder holding ckpt-0/, or ckpt-0/ itself")->required();
+  gen->add_option("--tokenizer", ga.tokenizer,
+                  "SentencePiece tokenizer.model (default: beside ckpt-0/ or in its parent folder)")
+      ->check(CLI::ExistingFile);
+  auto* p_opt = gen->add_option("-p,--prompt", ga.prompt, "prompt text");
+  auto* pf_opt = gen->add_option("-f,--prompt-file", ga.prompt_file, "read the prompt from a file ('-' = stdin)");
+  p_opt->excludes(pf_opt);
+  gen->add_option("-n,--n-predict", ga.opt.max_tokens, "tokens to generate at most")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  gen->add_option("--temp,--temperature", sp.temperature, "sampling temperature; 0 = greedy")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen->add_option("--top-k", sp.top_k, "keep the k most probable tokens; 0 = off")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  gen->add_option("--top-p", sp.top_p, "nucleus: smallest set with mass above p (official semantics); 1 = off")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  gen->add_option("--min-p", sp.min_p, "drop tokens below min_p x the top probability; 0 = off")->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  gen->add_option("--repeat-penalty", sp.repeat_penalty, "penalty for recently seen tokens; 1 = off")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  gen->add_option("--repeat-last-n", sp.repeat_last_n, "how many recent tokens the penalty looks at; -1 = all")
+      ->capture_default_str()->check(CLI::Range(-1, 1 << 30));
+  gen->add_option("-s,--seed", sp.seed, "random seed: the same seed and settings give the same text")
+      ->capture_default_str();
+  gen->add_flag("--bos", ga.bos, "prepend the BOS token (the official runner does not)");
+  gen->add_option("--stop", ga.opt.stop, "stop before this text (repeatable)");
+  gen->add_flag("--ignore-eos", ga.opt.ignore_eos, "keep generating past the end-of-sequence token");
+  gen->add_option("-c,--ctx", ga.ctx, "context size in tokens (default: the model's sequence_len)")
+      ->check(CLI::PositiveNumber);
+
   try {
     app.parse(argc, argv);
+    if (*gen && ga.prompt.empty() && ga.prompt_file.empty())
+      throw CLI::RequiredError("generate needs --prompt TEXT or --prompt-file F ('-' for stdin)");
     if (*logits && la.tokens.empty() && la.tokens_file.empty())
       throw CLI::RequiredError("logits needs --tokens or --tokens-file");
   } catch (const CLI::CallForHelp& e) {
@@ -259,6 +420,14 @@ int main(int argc, char** argv) {
     if (*logits) return run_logits(la);
     if (*info) return run_info(info_model);
     if (*synth) return run_synth(preset, seed, synth_out);
+    if (*tokenize) return run_tokenize(tok_path, pieces);
+    if (*detokenize) return run_detokenize(tok_path);
+    if (*gen) return run_generate(ga);
+    if (*train) {
+      train_tokenizer(corpus, tok_vocab, tok_out);
+      std::fprintf(stderr, "train-tokenizer: %d pieces -> %s\n", tok_vocab, tok_out.c_str());
+      return 0;
+    }
   } catch (const CLI::ValidationError& e) {
     std::fprintf(stderr, "groak: %s\n", e.what());
     return kExitUsage;

@@ -1,0 +1,140 @@
+#include "runtime/generate.h"
+
+#include <chrono>
+#include <utility>
+
+#include "util/error.h"
+
+namespace groak {
+
+const char* stop_reason_text(StopReason r) {
+  switch (r) {
+    case StopReason::Eos: return "end of sequence (EOS)";
+    case StopReason::MaxTokens: return "token limit (-n)";
+    case StopReason::StopString: return "stop string";
+    case StopReason::ContextFull: return "end of the context";
+    case StopReason::Cancelled: return "interrupted";
+  }
+  return "?";
+}
+
+namespace {
+
+// Holds back the tail of the text that could still become a stop string.
+class StopFilter {
+ public:
+  explicit StopFilter(const std::vector<std::string>& stops) : stops_(stops) {}
+
+  // Adds text; returns what can be shown now. Sets *hit when a stop string appeared (text after
+  // and including it is dropped).
+  std::string push(const std::string& text, bool* hit) {
+    pending_ += text;
+    size_t cut = std::string::npos;
+    for (const auto& s : stops_) {
+      if (s.empty()) continue;
+      size_t p = pending_.find(s);
+      if (p != std::string::npos && (cut == std::string::npos || p < cut)) cut = p;
+    }
+    if (cut != std::string::npos) {
+      *hit = true;
+      std::string out = pending_.substr(0, cut);
+      pending_.clear();
+      return out;
+    }
+    // Keep the longest suffix that is a proper prefix of some stop string.
+    size_t keep = 0;
+    for (const auto& s : stops_)
+      for (size_t k = std::min(s.size() - (s.empty() ? 0 : 1), pending_.size()); k > keep; --k)
+        if (pending_.compare(pending_.size() - k, k, s, 0, k) == 0) {
+          keep = k;
+          break;
+        }
+    std::string out = pending_.substr(0, pending_.size() - keep);
+    pending_.erase(0, pending_.size() - keep);
+    return out;
+  }
+  std::string flush() { return std::exchange(pending_, std::string()); }
+
+ private:
+  const std::vector<std::string>& stops_;
+  std::string pending_;
+};
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+GenerateStats generate(Session& session, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+                       const GenerateOptions& opt, const std::function<void(const std::string&)>& on_text,
+                       const std::atomic<bool>* cancel) {
+  const Config& c = session.model().config;
+  if (prompt.empty()) throw Error("the prompt is empty (no tokens); give some text, or --bos to start from BOS");
+  if (static_cast<int64_t>(prompt.size()) > session.context() - session.position()) {
+    throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the context holds " +
+                std::to_string(session.context() - session.position()) +
+                "; shorten the prompt or raise --ctx (the model allows up to " + std::to_string(c.sequence_len) + ")");
+  }
+  if (tok.vocab_size() > c.vocab_size)
+    throw Error("the tokenizer has " + std::to_string(tok.vocab_size()) + " pieces but the model's vocabulary is " +
+                std::to_string(c.vocab_size) + "; use the tokenizer that belongs to this model (--tokenizer)");
+  validate(opt.sampling);
+
+  GenerateStats st;
+  st.prompt_tokens = static_cast<int64_t>(prompt.size());
+  Sampler sampler(opt.sampling, static_cast<int>(c.vocab_size));
+  TextStream text(tok);
+  // Prime the stream with the prompt so that the continuation keeps its leading space (decode strips
+  // the space of the first piece only) and bytes split across the boundary join up.
+  for (int32_t id : prompt) text.push(id);
+  StopFilter filter(opt.stop);
+  std::vector<int32_t> history = prompt;  // for the repetition penalty
+  std::vector<float> logits;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  session.eval(prompt, logits, LogitRows::LastOnly);  // prefill: the whole prompt as one chunk
+  st.prefill_seconds = since(t0);
+  const auto t_decode = std::chrono::steady_clock::now();
+
+  bool stop_hit = false;
+  for (;;) {
+    if (cancel && cancel->load()) {
+      st.reason = StopReason::Cancelled;
+      break;
+    }
+    const int32_t next = sampler.sample(logits.data(), history);
+    if (st.generated_tokens == 0) st.first_token_seconds = since(t0);
+    if (next == tok.eos_id() && !opt.ignore_eos) {
+      st.reason = StopReason::Eos;
+      break;
+    }
+    ++st.generated_tokens;
+    st.tokens.push_back(next);
+    history.push_back(next);
+    std::string shown = filter.push(text.push(next), &stop_hit);
+    if (!shown.empty()) on_text(shown);
+    if (stop_hit) {
+      st.reason = StopReason::StopString;
+      break;
+    }
+    if (st.generated_tokens >= opt.max_tokens) {
+      st.reason = StopReason::MaxTokens;
+      break;
+    }
+    if (session.position() >= session.context()) {
+      st.reason = StopReason::ContextFull;
+      break;
+    }
+    session.eval(std::span<const int32_t>(&next, 1), logits, LogitRows::LastOnly);
+  }
+  if (!stop_hit) {
+    std::string rest = filter.push(text.flush(), &stop_hit);
+    rest += stop_hit ? std::string() : filter.flush();
+    if (!rest.empty()) on_text(rest);
+  }
+  st.decode_seconds = since(t_decode);
+  return st;
+}
+
+}  // namespace groak
