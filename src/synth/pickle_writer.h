@@ -1,0 +1,97 @@
+// Writes the pickles of xAI's raw Grok-1 checkpoint (ckpt-0/tensorNNNNN_000) byte for byte as
+// CPython's C pickler does with `pickle.dump(obj, f, protocol=4)` (Python 3.11, numpy 1.x,
+// ml_dtypes bfloat16), for exactly the two object graphs those files hold:
+//   * a plain numpy ndarray (float32 / int8 / bfloat16), and
+//   * a `__main__.QuantizedWeight8bit` with state {'weight': int8 ndarray, 'scales': bf16 ndarray}.
+// Stream layout, memo and framing rules: shared/docs/GROK1.md §8. Payloads are streamed from a
+// callback, so a multi-GB tensor is never held in memory.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace groak::pickle {
+
+// Element types that occur in the checkpoint.
+enum class NpDType : uint8_t {
+  F32,   // numpy '<f4'
+  I8,    // numpy '|i1'
+  BF16,  // ml_dtypes.bfloat16 (user-defined numpy type; pickled by reference to the type object)
+};
+size_t dtype_size(NpDType t);
+
+// Fills buf[0, n) with payload bytes [offset, offset + n) (C order, little-endian).
+// The pickler calls it with offset a multiple of kPayloadChunk and n <= kPayloadChunk.
+using PayloadFill = std::function<void(uint8_t* buf, uint64_t offset, size_t n)>;
+inline constexpr size_t kPayloadChunk = size_t{4} << 20;  // bytes per fill call (multiple of 8)
+
+// A C-contiguous ndarray whose bytes come from `fill`.
+struct NpArray {
+  NpDType dtype = NpDType::F32;
+  std::vector<int64_t> shape;  // () is a scalar array
+  PayloadFill fill;
+  uint64_t nbytes() const;  // prod(shape) * dtype_size
+};
+
+// Where pickle bytes go.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual void write(const uint8_t* p, size_t n) = 0;
+};
+
+// Buffered file output; every write is checked and failures throw groak::Error naming the file.
+class FileSink final : public ByteSink {
+ public:
+  explicit FileSink(std::string path);  // creates / truncates
+  ~FileSink() override;                 // closes without reporting (call close() to check)
+  FileSink(const FileSink&) = delete;
+  FileSink& operator=(const FileSink&) = delete;
+
+  void write(const uint8_t* p, size_t n) override;
+  void close();  // flushes and closes; throws on failure (e.g. disk full)
+  const std::string& path() const { return path_; }
+  uint64_t bytes_written() const { return written_; }
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+  uint64_t written_ = 0;
+};
+
+// Collects the bytes in memory (tests, small objects).
+class VectorSink final : public ByteSink {
+ public:
+  void write(const uint8_t* p, size_t n) override;
+  std::vector<uint8_t> bytes;
+};
+
+// Discards the bytes, counting them; keeps the first `keep` bytes (to inspect headers).
+class CountingSink final : public ByteSink {
+ public:
+  explicit CountingSink(size_t keep = 0) : keep_(keep) {}
+  void write(const uint8_t* p, size_t n) override;
+  uint64_t count = 0;
+  std::vector<uint8_t> head;
+
+ private:
+  size_t keep_;
+};
+
+// pickle.dump(ndarray, f, protocol=4)
+void pickle_ndarray(ByteSink& out, const NpArray& a);
+// pickle.dump(QuantizedWeight8bit(weight=..., scales=...), f, protocol=4);
+// weight must be I8 and scales BF16 (as in the checkpoint).
+void pickle_quantized_weight(ByteSink& out, const NpArray& weight, const NpArray& scales);
+
+// Exact size in bytes of the pickles above, without generating payloads.
+uint64_t pickled_size_ndarray(const NpArray& a);
+uint64_t pickled_size_quantized_weight(const NpArray& weight, const NpArray& scales);
+
+// pickle.dumps(n, protocol=4): exposes the BININT1/BININT2/BININT/LONG1 choice to tests.
+std::vector<uint8_t> pickle_dumps_int(int64_t n);
+
+}  // namespace groak::pickle
