@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace groak {
 
@@ -34,19 +35,11 @@ struct Matrix {
   size_t scale_bytes() const { return format == WeightFormat::XaiInt8 ? static_cast<size_t>(scale_blocks * n_out) * 2 : 0; }
 };
 
-// The experts of one MoE projection: `count` matrices of identical shape laid out back to back.
+// The experts of one MoE projection: `list[e]` is expert e's matrix (identical shapes). Merged
+// checkpoints point into one tensor; per-expert files point into several.
 struct ExpertMatrices {
-  Matrix first;             // expert 0
-  int64_t count = 0;
-  size_t data_stride = 0;   // bytes between experts' data
-  size_t scale_stride = 0;  // bytes between experts' scales
-
-  Matrix expert(int64_t e) const {
-    Matrix m = first;
-    m.data += static_cast<size_t>(e) * data_stride;
-    if (m.scales) m.scales += static_cast<size_t>(e) * scale_stride;
-    return m;
-  }
+  std::vector<Matrix> list;
+  const Matrix& expert(int64_t e) const { return list[static_cast<size_t>(e)]; }
 };
 
 // Unaligned little-endian loads.

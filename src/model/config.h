@@ -28,9 +28,11 @@ struct Config {
   double rope_base = 10000;
   double attn_logit_cap = 30;   // logits = cap * tanh(logits / cap)
   int64_t bos_token = 1;        // from the tokenizer; never prepended by the official runner
+  int64_t ffn_size_override = 0;  // GGUF/HF files state the expert width directly; 0 = model.py's formula
 
   // model.py ffn_size(): int(widening * d) * 2 // 3, rounded up to a multiple of 8.
   int64_t ffn_size() const {
+    if (ffn_size_override > 0) return ffn_size_override;
     int64_t f = static_cast<int64_t>(widening_factor * static_cast<double>(emb_size)) * 2 / 3;
     return f + ((8 - f) % 8 + 8) % 8;
   }

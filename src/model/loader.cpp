@@ -1,13 +1,15 @@
 #include "model/loader.h"
 
 #include <cstring>
-#include <sstream>
+#include <filesystem>
 
+#include "model/binder.h"
+#include "model/name_map.h"
 #include "util/error.h"
 
-namespace groak {
+namespace fs = std::filesystem;
 
-namespace {
+namespace groak {
 
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string r = "[";
@@ -15,10 +17,71 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
-class XaiBinder {
+// Every parameter of Grok-1, in model.py's terms; the binder maps each to its format's tensor.
+// Shapes are logical [in, out]: d = emb_size, f = ffn_size, E = num_experts.
+Weights bind_weights(const Config& c, WeightBinder& b) {
+  const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts;
+  Weights w;
+  w.in_out_embed = b.matrix(Role::InOutEmbed, -1, d, c.vocab_size);  // tied: one row per token
+  w.rms_norm = b.vector(Role::FinalNorm, -1, d);
+  w.layers.resize(static_cast<size_t>(c.num_layers));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    LayerWeights& L = w.layers[static_cast<size_t>(l)];
+    L.query = b.matrix(Role::Query, l, d, c.q_size());
+    L.key = b.matrix(Role::Key, l, d, c.kv_size());
+    L.value = b.matrix(Role::Value, l, d, c.kv_size());
+    L.linear = b.matrix(Role::AttnLinear, l, c.q_size(), d);
+    L.rms_norm = b.vector(Role::RmsNorm, l, d);
+    L.rms_norm_1 = b.vector(Role::RmsNorm1, l, d);
+    L.rms_norm_2 = b.vector(Role::RmsNorm2, l, d);
+    L.rms_norm_3 = b.vector(Role::RmsNorm3, l, d);
+    L.router = b.matrix(Role::Router, l, d, E);
+    L.moe_linear = b.experts(Role::MoeLinear, l, E, d, f);
+    L.moe_linear_v = b.experts(Role::MoeLinearV, l, E, d, f);
+    L.moe_linear_1 = b.experts(Role::MoeLinear1, l, E, f, d);
+  }
+  return w;
+}
+
+namespace {
+
+// xAI raw checkpoint: [in, out] arrays; int8 weights with bf16 scales per output column, or per
+// output column and input block for the two row-parallel projections (spec §7.1).
+class XaiBinder final : public WeightBinder {
  public:
-  XaiBinder(const XaiCheckpoint& ck, Model& m) : ck_(ck), m_(m), origin_(ck.config_from_file
-      ? ck.root + "/config.json" : std::string("the Grok-1 defaults (no config.json beside ckpt-0/)")) {}
+  XaiBinder(const XaiCheckpoint& ck, Model& m)
+      : ck_(ck), m_(m),
+        origin_(ck.config_from_file ? ck.root + "/config.json"
+                                    : std::string("the Grok-1 defaults (no config.json beside ckpt-0/)")) {}
+
+  Matrix matrix(Role r, int64_t layer, int64_t n_in, int64_t n_out) override {
+    if (r == Role::InOutEmbed || r == Role::Router) {
+      Matrix m;
+      m.format = WeightFormat::F32;
+      m.layout = r == Role::InOutEmbed ? Layout::OutIn : Layout::InOut;  // embeddings are [vocab, d]
+      m.n_in = n_in;
+      m.n_out = n_out;
+      m.data = f32(xai_name(r, layer), r == Role::InOutEmbed ? std::vector<int64_t>{n_out, n_in}
+                                                            : std::vector<int64_t>{n_in, n_out});
+      return m;
+    }
+    return qw8(xai_name(r, layer), {n_in, n_out}, scale_blocks(r)).list[0];
+  }
+
+  ExpertMatrices experts(Role r, int64_t layer, int64_t E, int64_t n_in, int64_t n_out) override {
+    return qw8(xai_name(r, layer), {E, n_in, n_out}, scale_blocks(r));
+  }
+
+  std::vector<float> vector(Role r, int64_t layer, int64_t n) override {
+    const uint8_t* p = f32(xai_name(r, layer), {n});
+    std::vector<float> v(static_cast<size_t>(n));
+    std::memcpy(v.data(), p, v.size() * 4);
+    return v;
+  }
+
+ private:
+  // The projections that shard their input over 8 devices carry 8 row blocks of scales.
+  static int64_t scale_blocks(Role r) { return r == Role::AttnLinear || r == Role::MoeLinear1 ? 8 : 1; }
 
   [[noreturn]] void mismatch(const XaiTensor& t, const std::string& what, const std::string& expected,
                              const std::string& found) const {
@@ -27,7 +90,6 @@ class XaiBinder {
                 "re-download the file");
   }
 
-  // A float32 array of the given shape; returns a view of its payload.
   const uint8_t* f32(const std::string& path, const std::vector<int64_t>& shape) {
     const XaiTensor& t = ck_.find(path);
     if (t.t.kind != PickledTensor::Kind::Array) mismatch(t, "object", "a float32 ndarray", "a QuantizedWeight8bit");
@@ -37,15 +99,8 @@ class XaiBinder {
     return t.base + t.t.array.offset;
   }
 
-  std::vector<float> f32_vector(const std::string& path, int64_t n) {
-    const uint8_t* p = f32(path, {n});
-    std::vector<float> v(static_cast<size_t>(n));
-    std::memcpy(v.data(), p, v.size() * 4);
-    return v;
-  }
-
-  // A QuantizedWeight8bit with weight [lead..., in, out] and scales [lead..., blocks, out].
-  Matrix qw8(const std::string& path, std::vector<int64_t> wshape, int64_t blocks, ExpertMatrices* experts) {
+  // weight [lead..., in, out] int8 with scales [lead..., blocks, out] bf16; one matrix per leading index.
+  ExpertMatrices qw8(const std::string& path, const std::vector<int64_t>& wshape, int64_t blocks) {
     const XaiTensor& t = ck_.find(path);
     if (t.t.kind != PickledTensor::Kind::QuantizedWeight8bit)
       mismatch(t, "object", "a QuantizedWeight8bit (int8 weight + bf16 scales)", "a plain ndarray");
@@ -58,22 +113,21 @@ class XaiBinder {
     if (n_in % blocks != 0)
       mismatch(t, "input size", "a multiple of " + std::to_string(blocks) + " (row-parallel scale blocks)",
                std::to_string(n_in));
-    Matrix w;
-    w.format = WeightFormat::XaiInt8;
-    w.layout = Layout::InOut;
-    w.n_in = n_in;
-    w.n_out = n_out;
-    w.data = t.base + t.t.weight.offset;
-    w.scales = t.base + t.t.scales.offset;
-    w.scale_blocks = blocks;
-    if (experts) {
-      experts->first = w;
-      experts->count = wshape[0];
-      experts->data_stride = static_cast<size_t>(n_in * n_out);
-      experts->scale_stride = static_cast<size_t>(blocks * n_out) * 2;
+    const int64_t count = wshape.size() == 3 ? wshape[0] : 1;
+    ExpertMatrices e;
+    for (int64_t i = 0; i < count; ++i) {
+      Matrix w;
+      w.format = WeightFormat::XaiInt8;
+      w.layout = Layout::InOut;
+      w.n_in = n_in;
+      w.n_out = n_out;
+      w.data = t.base + t.t.weight.offset + static_cast<size_t>(i * n_in * n_out);
+      w.scales = t.base + t.t.scales.offset + static_cast<size_t>(i * blocks * n_out) * 2;
+      w.scale_blocks = blocks;
+      e.list.push_back(w);
     }
     record(t);
-    return w;
+    return e;
   }
 
   void record(const XaiTensor& t) {
@@ -91,58 +145,37 @@ class XaiBinder {
     m_.tensors.push_back(std::move(r));
   }
 
- private:
   const XaiCheckpoint& ck_;
   Model& m_;
   std::string origin_;
 };
 
-}  // namespace
-
-Model load_model(const std::string& path, const LoadProgress& progress) {
+Model load_xai(const std::string& path, const LoadProgress& progress) {
   auto ck = std::make_shared<XaiCheckpoint>(XaiCheckpoint::open(path, progress));
   Model m;
   m.config = ck->config;
   m.format = "xAI raw checkpoint (ckpt-0, int8 weights + bf16 scales)";
   m.location = ck->ckpt_dir;
-  const Config& c = m.config;
-  const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts;
   XaiBinder b(*ck, m);
-
-  // Tied embedding table: [vocab, d] f32, one row per token.
-  Matrix& emb = m.weights.in_out_embed;
-  emb.format = WeightFormat::F32;
-  emb.layout = Layout::OutIn;
-  emb.n_in = d;
-  emb.n_out = c.vocab_size;
-  emb.data = b.f32("language_model/in_out_embed/embeddings", {c.vocab_size, d});
-  m.weights.rms_norm = b.f32_vector("language_model/rms_norm/scale", d);
-
-  m.weights.layers.resize(static_cast<size_t>(c.num_layers));
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    LayerWeights& L = m.weights.layers[static_cast<size_t>(l)];
-    const std::string p = "transformer/decoder_layer_" + std::to_string(l) + "/";
-    // Column scales ([1, out]) for the projections that shard their output; 8 row blocks for the two
-    // that shard their input (attention output, expert down projection): spec §7.1.
-    L.moe_linear.first = b.qw8(p + "moe/linear/w", {E, d, f}, 1, &L.moe_linear);
-    b.qw8(p + "moe/linear_1/w", {E, f, d}, 8, &L.moe_linear_1);
-    b.qw8(p + "moe/linear_v/w", {E, d, f}, 1, &L.moe_linear_v);
-    L.key = b.qw8(p + "multi_head_attention/key/w", {d, c.kv_size()}, 1, nullptr);
-    L.linear = b.qw8(p + "multi_head_attention/linear/w", {c.q_size(), d}, 8, nullptr);
-    L.query = b.qw8(p + "multi_head_attention/query/w", {d, c.q_size()}, 1, nullptr);
-    L.value = b.qw8(p + "multi_head_attention/value/w", {d, c.kv_size()}, 1, nullptr);
-    L.rms_norm = b.f32_vector(p + "rms_norm/scale", d);
-    L.rms_norm_1 = b.f32_vector(p + "rms_norm_1/scale", d);
-    L.rms_norm_2 = b.f32_vector(p + "rms_norm_2/scale", d);
-    L.rms_norm_3 = b.f32_vector(p + "rms_norm_3/scale", d);
-    L.router.format = WeightFormat::F32;
-    L.router.layout = Layout::InOut;
-    L.router.n_in = d;
-    L.router.n_out = E;
-    L.router.data = b.f32(p + "router/w", {d, E});
-  }
+  m.weights = bind_weights(m.config, b);
+  // `groak info` lists tensors in file order.
+  std::vector<TensorRecord> ordered;
+  for (const auto& t : ck->tensors)
+    for (const auto& r : m.tensors)
+      if (r.name == t.path) ordered.push_back(r);
+  m.tensors = std::move(ordered);
   m.storage = ck;
   return m;
+}
+
+}  // namespace
+
+Model load_model(const std::string& path, const LoadProgress& progress) {
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw Error(path + ": no such file or folder; pass --model an xAI checkpoint (the folder holding ckpt-0/, "
+                "or ckpt-0/ itself)");
+  return load_xai(path, progress);
 }
 
 uint64_t Model::parameter_count() const {
@@ -162,7 +195,8 @@ uint64_t Model::weight_bytes_per_token() const {
   for (const auto& L : weights.layers) {
     total += bytes(L.query) + bytes(L.key) + bytes(L.value) + bytes(L.linear) + bytes(L.router);
     total += 4 * 4 * static_cast<uint64_t>(c.emb_size);
-    const uint64_t per_expert = bytes(L.moe_linear.first) + bytes(L.moe_linear_v.first) + bytes(L.moe_linear_1.first);
+    const uint64_t per_expert =
+        bytes(L.moe_linear.expert(0)) + bytes(L.moe_linear_v.expert(0)) + bytes(L.moe_linear_1.expert(0));
     total += per_expert * static_cast<uint64_t>(c.num_selected_experts);
   }
   return total;
