@@ -13,13 +13,18 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <optional>
 #include <csignal>
 
 #include "model/loader.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
 #include "synth/synth.h"
+#include "convert/convert.h"
+#include "io/gguf.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_model.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -29,6 +34,9 @@ namespace {
 
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
+constexpr const char* kModelHelp =
+    "model: xAI checkpoint (the folder holding ckpt-0/, or ckpt-0/ itself), a .gguf file (any part of a split "
+    "set) or a Hugging Face folder (config.json + safetensors)";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -77,6 +85,7 @@ Model load_with_progress(const std::string& path) {
     bar.update(done, total, "(" + std::to_string(files_done) + "/" + std::to_string(files_total) + " files)");
   });
   bar.finish();
+  for (const auto& w : m.warnings) std::fprintf(stderr, "groak: warning: %s\n", w.c_str());
   return m;
 }
 
@@ -138,8 +147,12 @@ void write_file_atomic(const std::string& path, const void* data, size_t bytes) 
 
 // ---- groak logits ---------------------------------------------------------------------------------
 struct LogitsArgs {
-  std::string model, tokens, tokens_file, out, mode = "full";
+  std::string model, tokens, tokens_file, out, mode = "full", kernels = "fast";
 };
+
+const Kernels& kernels_named(const std::string& name) {
+  return name == "reference" ? reference_kernels() : fast_kernels();
+}
 
 int run_logits(const LogitsArgs& a) {
   std::vector<int32_t> tokens = !a.tokens.empty() ? parse_token_list(a.tokens, "--tokens")
@@ -151,7 +164,7 @@ int run_logits(const LogitsArgs& a) {
   if (T > m.config.sequence_len)
     throw Error(std::to_string(T) + " tokens exceed the model's context (sequence_len " +
                 std::to_string(m.config.sequence_len) + "); pass at most " + std::to_string(m.config.sequence_len));
-  Session s(m, T);
+  Session s(m, T, kernels_named(a.kernels));
   std::vector<float> all(static_cast<size_t>(T * V)), row;
   t0 = std::chrono::steady_clock::now();
   if (a.mode == "full") {
@@ -219,9 +232,23 @@ std::string read_stdin() {
   return ss.str();
 }
 
-// --tokenizer if given, else tokenizer.model beside ckpt-0/ or in its parent.
+bool is_gguf_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  std::ifstream in(path, std::ios::binary);
+  char m[4] = {};
+  return in.read(m, 4) && std::string(m, 4) == "GGUF";
+}
+
+// --tokenizer if given; else the vocabulary inside a GGUF; else tokenizer.model beside ckpt-0/ or in
+// its parent.
 Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& model_path) {
   if (!explicit_path.empty()) return Tokenizer::load(explicit_path);
+  if (is_gguf_file(model_path)) {
+    GgufFile g = GgufFile::open(model_path);
+    if (auto v = gguf_vocab(g)) return tokenizer_from_vocab(*v);
+    throw Error(model_path + ": this GGUF carries no tokenizer (tokenizer.ggml.tokens); pass --tokenizer PATH/tokenizer.model");
+  }
   std::vector<std::string> looked;
   std::string found = model_path.empty() ? "" : find_tokenizer(model_path, &looked);
   if (found.empty()) {
@@ -263,6 +290,66 @@ int run_detokenize(const std::string& tok_path) {
   std::string text = tok.decode(ids);
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::printf("\n");
+  return 0;
+}
+
+// ---- groak convert -------------------------------------------------------------------------------------
+// "2G", "500M", "64K" or plain bytes.
+uint64_t parse_size(const std::string& s) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || v <= 0) throw CLI::ValidationError("--split-max-size", "'" + s + "' is not a size (e.g. 2G, 500M)");
+  std::string unit = s.substr(used);
+  double mult = 1;
+  if (unit == "K" || unit == "k") mult = 1e3;
+  else if (unit == "M" || unit == "m") mult = 1e6;
+  else if (unit == "G" || unit == "g") mult = 1e9;
+  else if (unit == "T" || unit == "t") mult = 1e12;
+  else if (!unit.empty()) throw CLI::ValidationError("--split-max-size", "unknown unit in '" + s + "' (use K, M, G, T)");
+  return static_cast<uint64_t>(v * mult);
+}
+
+struct ConvertArgs {
+  std::string model, out, type = "q8_0", split, tokenizer;
+};
+
+int run_convert(const ConvertArgs& a) {
+  ConvertOptions opt;
+  opt.type = parse_convert_type(a.type);
+  opt.out = a.out;
+  if (!a.split.empty()) opt.split_max_bytes = parse_size(a.split);
+  auto t0 = std::chrono::steady_clock::now();
+  Model m = load_with_progress(a.model);
+  std::optional<VocabSpec> vocab;
+  if (a.tokenizer.empty() && is_gguf_file(a.model)) {
+    vocab = gguf_vocab(GgufFile::open(a.model));
+  } else {
+    try {
+      vocab = vocab_from_tokenizer(open_tokenizer(a.tokenizer, a.model));
+    } catch (const Error& e) {
+      if (!a.tokenizer.empty()) throw;
+      std::fprintf(stderr, "groak: warning: %s\ngroak: warning: writing a GGUF without a vocabulary (llama.cpp needs one)\n", e.what());
+    }
+  }
+  if (vocab && static_cast<int64_t>(vocab->tokens.size()) != m.config.vocab_size)
+    throw Error("the tokenizer has " + std::to_string(vocab->tokens.size()) + " pieces but the model's vocabulary is " +
+                std::to_string(m.config.vocab_size) + "; pass the tokenizer that belongs to this model (--tokenizer)");
+  opt.vocab = vocab ? &*vocab : nullptr;
+  ProgressBar bar("convert", uint64_t{1} << 28);
+  ConvertReport rep = convert_model(m, opt, [&](uint64_t done, uint64_t total) { bar.update(done, total); });
+  bar.finish();
+  for (const auto& f : rep.fallbacks) std::fprintf(stderr, "groak: note: %s\n", f.c_str());
+  if (rep.exact_int8_blocks + rep.requantized_blocks > 0)
+    std::fprintf(stderr, "convert: int8 -> q8_0: %llu blocks kept exactly, %llu re-rounded\n",
+                 static_cast<unsigned long long>(rep.exact_int8_blocks), static_cast<unsigned long long>(rep.requantized_blocks));
+  for (const auto& f : rep.files) std::fprintf(stderr, "convert: wrote %s\n", f.c_str());
+  std::fprintf(stderr, "convert: %s, %s in %.1f s\n", a.type.c_str(), human_bytes(static_cast<double>(rep.bytes)).c_str(),
+               seconds_since(t0));
   return 0;
 }
 
@@ -326,7 +413,7 @@ int main(int argc, char** argv) {
 
   LogitsArgs la;
   auto* logits = app.add_subcommand("logits", "Write the logits of every position as little-endian float32 [n_tokens, vocab]");
-  logits->add_option("--model", la.model, "xAI checkpoint: the folder holding ckpt-0/, or ckpt-0/ itself")->required();
+  logits->add_option("--model", la.model, kModelHelp)->required();
   auto* tok_opt = logits->add_option("--tokens", la.tokens, "token ids, comma separated (e.g. 1,2,3)");
   auto* tokf_opt = logits->add_option("--tokens-file", la.tokens_file, "file of token ids separated by spaces")
                        ->check(CLI::ExistingFile);
@@ -336,10 +423,14 @@ int main(int argc, char** argv) {
                                         "through the KV cache")
       ->check(CLI::IsMember({"full", "incremental"}))
       ->capture_default_str();
+  logits->add_option("--kernels", la.kernels, "fast: the default kernels; reference: the scalar oracle "
+                                              "(double accumulation, slow)")
+      ->check(CLI::IsMember({"fast", "reference"}))
+      ->capture_default_str();
 
   std::string info_model;
   auto* info = app.add_subcommand("info", "Show the configuration, the tensors and the memory arithmetic of a model");
-  info->add_option("--model", info_model, "xAI checkpoint: the folder holding ckpt-0/, or ckpt-0/ itself")->required();
+  info->add_option("--model", info_model, kModelHelp)->required();
 
   std::string preset, synth_out;
   uint64_t seed = 0;
@@ -367,10 +458,20 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(300, 1 << 20));
   train->add_option("--out", tok_out, "output tokenizer.model")->required();
 
+  ConvertArgs ca;
+  auto* conv = app.add_subcommand("convert", "Convert a model (xAI raw, GGUF, Hugging Face) into a GGUF file for llama.cpp");
+  conv->add_option("--model", ca.model, kModelHelp)->required();
+  conv->add_option("--out", ca.out, "output .gguf file (written as FILE.tmp, renamed when complete)")->required();
+  conv->add_option("--type", ca.type, std::string("type of the weight matrices: ") + convert_type_names())
+      ->capture_default_str();
+  conv->add_option("--split-max-size", ca.split, "split the output into files of at most this size (e.g. 2G)");
+  conv->add_option("--tokenizer", ca.tokenizer, "tokenizer.model to embed (default: the model's own)")
+      ->check(CLI::ExistingFile);
+
   GenerateArgs ga;
   SamplingParams& sp = ga.opt.sampling;
   auto* gen = app.add_subcommand("generate", "Generate text from a prompt, streaming it to stdout");
-  gen->add_option("--model", ga.model, "xAI checkpoint: the folder holding ckpt-0/, or ckpt-0/ itself")->required();
+  gen->add_option("--model", ga.model, kModelHelp)->required();
   gen->add_option("--tokenizer", ga.tokenizer,
                   "SentencePiece tokenizer.model (default: beside ckpt-0/ or in its parent folder)")
       ->check(CLI::ExistingFile);
@@ -423,6 +524,7 @@ int main(int argc, char** argv) {
     if (*tokenize) return run_tokenize(tok_path, pieces);
     if (*detokenize) return run_detokenize(tok_path);
     if (*gen) return run_generate(ga);
+    if (*conv) return run_convert(ca);
     if (*train) {
       train_tokenizer(corpus, tok_vocab, tok_out);
       std::fprintf(stderr, "train-tokenizer: %d pieces -> %s\n", tok_vocab, tok_out.c_str());

@@ -34,10 +34,12 @@ class Golden : public ::testing::Test {
 };
 
 TEST_F(Golden, FullPrefillMatchesReference) {
-  Session s(*model_, static_cast<int64_t>(tokens_.size()));
-  std::vector<float> logits;
-  s.eval(tokens_, logits, LogitRows::All);
-  check(logits, "full");
+  for (const Kernels* k : {&fast_kernels(), &reference_kernels()}) {
+    Session s(*model_, static_cast<int64_t>(tokens_.size()), *k);
+    std::vector<float> logits;
+    s.eval(tokens_, logits, LogitRows::All);
+    check(logits, k->name);
+  }
 }
 
 TEST_F(Golden, IncrementalDecodeMatchesReferenceAndFull) {

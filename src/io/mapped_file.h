@@ -7,6 +7,10 @@
 
 namespace groak {
 
+// Drops the pages of [p, p + n) (inside a read-only file mapping) from this process's resident set;
+// the page cache keeps them. Used by streaming jobs (convert) to keep RSS bounded.
+void release_pages(const void* p, size_t n);
+
 class MappedFile {
  public:
   MappedFile() = default;

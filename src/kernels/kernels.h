@@ -1,5 +1,6 @@
 // The small set of numeric kernels the model is written against. Each has a scalar reference
-// (kernels/ref.cpp, the oracle); faster versions implement the same table and are tested against it.
+// (kernels/ref.cpp, the oracle); faster versions (kernels/fast.cpp) fill the same table and are
+// tested against it.
 #pragma once
 #include <cstdint>
 
@@ -24,6 +25,9 @@ struct Kernels {
   void (*gelu_tanh)(float* x, int64_t n);
 };
 
+// The oracle: plain loops, double accumulation (slow; tests and `--kernels reference`).
 const Kernels& reference_kernels();
+// The default: f32 runs of vectorisable work; same element-wise kernels as the reference.
+const Kernels& fast_kernels();
 
 }  // namespace groak

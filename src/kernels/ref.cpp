@@ -1,5 +1,7 @@
-// Scalar reference kernels: the oracle every faster kernel is tested against. Plain loops, f32
-// arithmetic as the model specifies; no -ffast-math (the summation order is the written one).
+// Scalar reference kernels: the oracle every faster kernel is tested against. Plain loops, written
+// for clarity; dot products accumulate in double, so the result does not depend on the summation
+// order: the same weights stored [in, out] or [out, in] give the same logits. No -ffast-math.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -11,11 +13,13 @@ const char* format_name(WeightFormat f) {
   switch (f) {
     case WeightFormat::F32: return "f32";
     case WeightFormat::XaiInt8: return "int8+bf16";
+    case WeightFormat::Ggml: return "ggml";
   }
   return "?";
 }
 
 namespace {
+
 
 // Dequantised element (i, o) of w, for the row-access path (get_row) and OutIn matrices.
 inline float element(const Matrix& w, int64_t i, int64_t o) {
@@ -28,65 +32,57 @@ inline float element(const Matrix& w, int64_t i, int64_t o) {
       const float s = load_bf16(w.scales + 2 * static_cast<size_t>(block * w.n_out + o));
       return static_cast<float>(static_cast<int8_t>(w.data[idx])) * s;  // exact in f32
     }
+    case WeightFormat::Ggml: break;  // block formats are read a row at a time (read_row)
   }
   return 0.f;
 }
 
-// y = x·W for an [in, out] matrix: stream the rows of W once, accumulating every output.
+// Output unit o's weights over all inputs, dequantised: [n_in].
+void read_row(const Matrix& w, int64_t o, float* out) {
+  if (w.format == WeightFormat::Ggml) {
+    dequantize_row(w.ggml, w.data + static_cast<size_t>(o) * row_bytes(w.ggml, w.n_in), out, w.n_in);
+    return;
+  }
+  for (int64_t i = 0; i < w.n_in; ++i) out[i] = element(w, i, o);
+}
+
+// y = x·W for an [in, out] matrix: stream the rows of W once, accumulating every output in double.
 // For int8 the scale is factored out of each input block (spec §7.1):
 //   y[o] = Σ_b s[b][o] · Σ_{i in block b} x[i]·q[i][o]
 void matmul_inout(const Matrix& w, const float* x, float* y, int64_t n_rows) {
   const int64_t n_in = w.n_in, n_out = w.n_out;
-  std::vector<float> acc(static_cast<size_t>(n_rows * n_out));  // [n_rows, n_out] per-block partial sums
-  std::vector<float> row(static_cast<size_t>(n_out));           // one dequantised-free row of W
-  for (int64_t r = 0; r < n_rows * n_out; ++r) y[r] = 0.f;
+  std::vector<double> blk(static_cast<size_t>(n_rows * n_out));       // [n_rows, n_out] one scale block
+  std::vector<double> sum(static_cast<size_t>(n_rows * n_out), 0.0);  // [n_rows, n_out]
   const int64_t blocks = w.format == WeightFormat::XaiInt8 ? w.scale_blocks : 1;
   const int64_t block_len = n_in / blocks;
   for (int64_t b = 0; b < blocks; ++b) {
-    std::fill(acc.begin(), acc.end(), 0.f);
+    std::fill(blk.begin(), blk.end(), 0.0);
     for (int64_t i = b * block_len; i < (b + 1) * block_len; ++i) {
-      if (w.format == WeightFormat::F32) {
-        for (int64_t o = 0; o < n_out; ++o) row[o] = load_f32(w.data + 4 * static_cast<size_t>(i * n_out + o));
-      } else {
-        const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + i * n_out;
-        for (int64_t o = 0; o < n_out; ++o) row[o] = static_cast<float>(q[o]);
-      }
-      for (int64_t r = 0; r < n_rows; ++r) {
-        const float xi = x[r * n_in + i];
-        float* a = acc.data() + r * n_out;
-        for (int64_t o = 0; o < n_out; ++o) a[o] += xi * row[o];
+      for (int64_t o = 0; o < n_out; ++o) {
+        const double wio = w.format == WeightFormat::F32
+                               ? load_f32(w.data + 4 * static_cast<size_t>(i * n_out + o))
+                               : static_cast<int8_t>(w.data[static_cast<size_t>(i * n_out + o)]);
+        for (int64_t r = 0; r < n_rows; ++r) blk[r * n_out + o] += x[r * n_in + i] * wio;
       }
     }
-    for (int64_t r = 0; r < n_rows; ++r) {
-      const float* a = acc.data() + r * n_out;
-      float* yr = y + r * n_out;
-      if (w.format == WeightFormat::F32) {
-        for (int64_t o = 0; o < n_out; ++o) yr[o] += a[o];
-      } else {
-        const uint8_t* s = w.scales + 2 * static_cast<size_t>(b * n_out);
-        for (int64_t o = 0; o < n_out; ++o) yr[o] += load_bf16(s + 2 * o) * a[o];
+    for (int64_t r = 0; r < n_rows; ++r)
+      for (int64_t o = 0; o < n_out; ++o) {
+        const double s = w.format == WeightFormat::F32 ? 1.0 : load_bf16(w.scales + 2 * static_cast<size_t>(b * n_out + o));
+        sum[r * n_out + o] += s * blk[r * n_out + o];
       }
-    }
   }
+  for (int64_t k = 0; k < n_rows * n_out; ++k) y[k] = static_cast<float>(sum[k]);
 }
 
-// y = x·W for an [out, in] matrix: one dot product per output unit.
+// y = x·W for an [out, in] matrix: one dot product (double) per output unit.
 void matmul_outin(const Matrix& w, const float* x, float* y, int64_t n_rows) {
-  const int64_t n_in = w.n_in;
-  std::vector<float> row(static_cast<size_t>(n_in));
+  std::vector<float> row(static_cast<size_t>(w.n_in));
   for (int64_t o = 0; o < w.n_out; ++o) {
-    for (int64_t i = 0; i < n_in; ++i) row[i] = element(w, i, o);
+    read_row(w, o, row.data());
     for (int64_t r = 0; r < n_rows; ++r) {
-      const float* xr = x + r * n_in;
-      // 8 independent partial sums: same result on every machine, and the compiler can vectorise it.
-      float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t i = 0;
-      for (; i + 8 <= n_in; i += 8)
-        for (int j = 0; j < 8; ++j) part[j] += xr[i + j] * row[i + j];
-      float sum = 0.f;
-      for (; i < n_in; ++i) sum += xr[i] * row[i];
-      for (int j = 0; j < 8; ++j) sum += part[j];
-      y[r * w.n_out + o] = sum;
+      double sum = 0;
+      for (int64_t i = 0; i < w.n_in; ++i) sum += static_cast<double>(x[r * w.n_in + i]) * row[i];
+      y[r * w.n_out + o] = static_cast<float>(sum);
     }
   }
 }
@@ -98,14 +94,12 @@ void ref_matmul(const Matrix& w, const float* x, float* y, int64_t n_rows) {
     matmul_outin(w, x, y, n_rows);
 }
 
-void ref_get_row(const Matrix& w, int64_t o, float* out) {
-  for (int64_t i = 0; i < w.n_in; ++i) out[i] = element(w, i, o);
-}
+void ref_get_row(const Matrix& w, int64_t o, float* out) { read_row(w, o, out); }
 
 void ref_rms_norm(const float* x, const float* scale, float* y, int64_t n, float eps) {
-  float ss = 0.f;
-  for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
-  const float inv = 1.f / std::sqrt(ss / static_cast<float>(n) + eps);
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
   for (int64_t i = 0; i < n; ++i) y[i] = scale[i] * (x[i] * inv);
 }
 
@@ -129,12 +123,12 @@ void ref_rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float ba
 void ref_softmax(float* x, int64_t n) {
   float mx = x[0];
   for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
-  float sum = 0.f;
+  double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     x[i] = std::exp(x[i] - mx);
     sum += x[i];
   }
-  const float inv = 1.f / sum;
+  const float inv = static_cast<float>(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 

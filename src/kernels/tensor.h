@@ -7,12 +7,15 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/quant.h"
+
 namespace groak {
 
 // How a matrix's numbers are stored.
 enum class WeightFormat : uint8_t {
-  F32,      // float32 elements
+  F32,      // float32 elements, either layout
   XaiInt8,  // int8 elements + bf16 scales per output column (and per input block): xAI ckpt-0
+  Ggml,     // a ggml type (F16, BF16, Q8_0, Q4_K, …): OutIn rows of row_bytes(ggml, n_in) bytes
 };
 const char* format_name(WeightFormat f);
 
@@ -29,9 +32,16 @@ struct Matrix {
   const uint8_t* data = nullptr;    // elements, layout as above
   const uint8_t* scales = nullptr;  // XaiInt8: bf16 [scale_blocks, n_out]
   int64_t scale_blocks = 1;         // XaiInt8: 1 = per output column; 8 = row-parallel (input split in 8)
+  GgmlType ggml = GgmlType::F32;    // Ggml: the block format of each row
 
-  size_t element_bytes() const { return format == WeightFormat::F32 ? 4 : 1; }
-  size_t data_bytes() const { return static_cast<size_t>(n_in * n_out) * element_bytes(); }
+  size_t data_bytes() const {
+    switch (format) {
+      case WeightFormat::F32: return static_cast<size_t>(n_in * n_out) * 4;
+      case WeightFormat::XaiInt8: return static_cast<size_t>(n_in * n_out);
+      case WeightFormat::Ggml: return static_cast<size_t>(n_out) * row_bytes(ggml, n_in);
+    }
+    return 0;
+  }
   size_t scale_bytes() const { return format == WeightFormat::XaiInt8 ? static_cast<size_t>(scale_blocks * n_out) * 2 : 0; }
 };
 

@@ -20,6 +20,8 @@ class WeightBinder {
   virtual ExpertMatrices experts(Role r, int64_t layer, int64_t E, int64_t n_in, int64_t n_out) = 0;
   // A norm scale [n], as f32.
   virtual std::vector<float> vector(Role r, int64_t layer, int64_t n) = 0;
+  // The output projection: `tied` (the embedding table) unless the file carries its own.
+  virtual Matrix lm_head(const Matrix& tied) { return tied; }
 };
 
 Weights bind_weights(const Config& c, WeightBinder& b);

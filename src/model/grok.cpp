@@ -165,11 +165,11 @@ void grok_forward(const Model& model, const Kernels& k, KVCache& cache, const in
   }
   cache.set_length(cache.length() + T);
 
-  // Final rms_norm, then logits with the tied table: (hf · Eᵀ) · output_multiplier_scale.
+  // Final rms_norm, then logits with the (tied) table: (hf · Eᵀ) · output_multiplier_scale.
   const int64_t first = rows == LogitRows::All ? 0 : T - 1;
   const int64_t n = T - first;
   rms_norm_rows(k, h, w.rms_norm, a, T, d, eps);
-  k.matmul(w.in_out_embed, a.data() + first * d, logits, n);
+  k.matmul(w.lm_head, a.data() + first * d, logits, n);
   for (int64_t i = 0; i < n * c.vocab_size; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);
 }
 

@@ -22,7 +22,8 @@ std::string shape_str(const std::vector<int64_t>& s) {
 Weights bind_weights(const Config& c, WeightBinder& b) {
   const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts;
   Weights w;
-  w.in_out_embed = b.matrix(Role::InOutEmbed, -1, d, c.vocab_size);  // tied: one row per token
+  w.in_out_embed = b.matrix(Role::InOutEmbed, -1, d, c.vocab_size);  // one row per token
+  w.lm_head = b.lm_head(w.in_out_embed);                              // tied unless the file has its own
   w.rms_norm = b.vector(Role::FinalNorm, -1, d);
   w.layers.resize(static_cast<size_t>(c.num_layers));
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -170,12 +171,34 @@ Model load_xai(const std::string& path, const LoadProgress& progress) {
 
 }  // namespace
 
+namespace {
+bool has_gguf_magic(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char m[4] = {};
+  const bool ok = std::fread(m, 1, 4, f) == 4 && std::memcmp(m, "GGUF", 4) == 0;
+  std::fclose(f);
+  return ok;
+}
+}  // namespace
+
 Model load_model(const std::string& path, const LoadProgress& progress) {
   std::error_code ec;
-  if (!fs::exists(path, ec))
-    throw Error(path + ": no such file or folder; pass --model an xAI checkpoint (the folder holding ckpt-0/, "
-                "or ckpt-0/ itself)");
-  return load_xai(path, progress);
+  const char* accepted = "pass --model an xAI checkpoint (the folder holding ckpt-0/, or ckpt-0/ itself), a .gguf "
+                         "file (any part of a split set) or a Hugging Face folder (config.json + *.safetensors)";
+  if (!fs::exists(path, ec)) throw Error(path + ": no such file or folder; " + accepted);
+  if (fs::is_regular_file(path, ec)) {
+    if (has_gguf_magic(path)) return load_gguf(path, progress);
+    if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0)
+      throw Error(path + ": not a GGUF file (no GGUF magic at the start); the file is damaged or not GGUF");
+    if (path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0)
+      return load_hf(fs::path(path).parent_path().string(), progress);
+    throw Error(path + ": not a model file groak knows; " + accepted);
+  }
+  if (XaiCheckpoint::detect(path)) return load_xai(path, progress);
+  if (fs::exists(fs::path(path) / "model.safetensors", ec) || fs::exists(fs::path(path) / "model.safetensors.index.json", ec))
+    return load_hf(path, progress);
+  throw Error(path + ": no ckpt-0/ folder, no tensor00000_000 file and no model.safetensors here; " + accepted);
 }
 
 uint64_t Model::parameter_count() const {
@@ -191,7 +214,7 @@ uint64_t Model::parameter_count() const {
 uint64_t Model::weight_bytes_per_token() const {
   const Config& c = config;
   auto bytes = [](const Matrix& m) { return static_cast<uint64_t>(m.data_bytes() + m.scale_bytes()); };
-  uint64_t total = bytes(weights.in_out_embed) + weights.rms_norm.size() * 4;  // LM head reads the whole table
+  uint64_t total = bytes(weights.lm_head) + weights.rms_norm.size() * 4;  // the LM head reads the whole table
   for (const auto& L : weights.layers) {
     total += bytes(L.query) + bytes(L.key) + bytes(L.value) + bytes(L.linear) + bytes(L.router);
     total += 4 * 4 * static_cast<uint64_t>(c.emb_size);

@@ -29,7 +29,8 @@ struct LayerWeights {
 };
 
 struct Weights {
-  Matrix in_out_embed;          // tied table, one row per token: OutIn, n_in = d, n_out = vocab
+  Matrix in_out_embed;          // one row per token: OutIn, n_in = d, n_out = vocab
+  Matrix lm_head;               // output projection, OutIn [vocab rows of d]; Grok-1 ties it to in_out_embed
   std::vector<float> rms_norm;  // final norm [d]
   std::vector<LayerWeights> layers;  // numeric layer order
 };
@@ -49,6 +50,7 @@ struct Model {
   std::string format;                   // e.g. "xAI raw checkpoint (ckpt-0)"
   std::string location;                 // where it was loaded from
   std::vector<TensorRecord> tensors;    // file order
+  std::vector<std::string> warnings;    // settings of the file that groak overrides, for the user
   std::shared_ptr<const void> storage;  // owns the mappings
 
   uint64_t parameter_count() const;

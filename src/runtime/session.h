@@ -15,7 +15,7 @@ namespace groak {
 class Session {
  public:
   // context: positions to reserve; 0 = the model's sequence_len. Larger than sequence_len is an error.
-  Session(const Model& model, int64_t context = 0, const Kernels& kernels = reference_kernels());
+  Session(const Model& model, int64_t context = 0, const Kernels& kernels = fast_kernels());
 
   // Runs a chunk of tokens (prefill chunk or a single decode token) and returns its logits:
   // [T, vocab] for LogitRows::All, [vocab] for LogitRows::LastOnly.

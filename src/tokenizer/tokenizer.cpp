@@ -36,9 +36,27 @@ Tokenizer Tokenizer::load(const std::string& path) {
     throw Error("tokenizer: '" + path + "' is not a SentencePiece model (" + status.ToString() +
                 "); pass the tokenizer.model file that came with the checkpoint");
   }
+  t.index_model("'" + path + "'");
+  return t;
+}
+
+Tokenizer Tokenizer::from_serialized_model(std::string_view model_proto, const std::string& origin) {
+  Tokenizer t;
+  t.sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
+  const auto status = t.sp_->LoadFromSerializedProto(model_proto);
+  if (!status.ok()) {
+    throw Error("tokenizer: SentencePiece rejects the model built from " + origin + " (" +
+                status.ToString() + ")");
+  }
+  t.index_model(origin);
+  return t;
+}
+
+void Tokenizer::index_model(const std::string& origin) {
+  Tokenizer& t = *this;
   t.vocab_size_ = t.sp_->GetPieceSize();
   if (t.vocab_size_ <= 0) {
-    throw Error("tokenizer: '" + path + "' has an empty vocabulary; the file is damaged");
+    throw Error("tokenizer: " + origin + " has an empty vocabulary; the file is damaged");
   }
   // SentencePiece answers -1 for a special piece the model does not define: keep Grok-1's ids then.
   auto pick = [&](int from_model, int32_t fallback) {
@@ -58,7 +76,6 @@ Tokenizer Tokenizer::load(const std::string& path) {
       t.byte_of_[static_cast<size_t>(id)] = static_cast<int16_t>(value);
     }
   }
-  return t;
 }
 
 void Tokenizer::check_id(int32_t id) const {
@@ -267,6 +284,20 @@ void train_tokenizer(const std::string& corpus_path, int vocab_size, const std::
     fs::remove(tmp, ec);
     throw Error("train_tokenizer: cannot rename '" + tmp + "' to '" + out_model_path + "' (" + why + ")");
   }
+}
+
+float Tokenizer::score(int32_t id) const {
+  check_id(id);
+  return sp_->GetScore(id);
+}
+
+int32_t Tokenizer::gguf_type(int32_t id) const {
+  check_id(id);
+  if (sp_->IsUnknown(id)) return 2;
+  if (sp_->IsControl(id)) return 3;
+  if (sp_->IsUnused(id)) return 5;
+  if (sp_->IsByte(id)) return 6;
+  return 1;
 }
 
 }  // namespace groak

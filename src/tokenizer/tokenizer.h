@@ -19,6 +19,10 @@ class Tokenizer {
   // Loads a SentencePiece .model file; throws groak::Error naming the path if it is missing or is
   // not a SentencePiece model.
   static Tokenizer load(const std::string& path);
+  // Builds a tokenizer from a serialized SentencePiece ModelProto held in memory (vocab_model.h
+  // writes one from GGUF vocabulary metadata). `origin` names the source in error messages.
+  // Throws groak::Error if SentencePiece rejects the model.
+  static Tokenizer from_serialized_model(std::string_view model_proto, const std::string& origin);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
@@ -32,6 +36,10 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
   // The stored piece text (with U+2581 for spaces, "<0xE2>" for bytes). Throws on a bad id.
   std::string piece(int32_t id) const;
+  // SentencePiece's score of a piece and its type as GGUF numbers it (vocab_model.h TokenType; like
+  // llama.cpp's converter, user-defined pieces are reported as normal).
+  float score(int32_t id) const;
+  int32_t gguf_type(int32_t id) const;
   // The byte a byte-fallback piece stands for, or -1 if `id` is not a byte piece.
   int byte_value(int32_t id) const;
 
@@ -44,6 +52,8 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
+  // Fills vocab_size_, the special ids and byte_of_ from the loaded sp_; `origin` is for errors.
+  void index_model(const std::string& origin);
   void check_id(int32_t id) const;
 
   std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;

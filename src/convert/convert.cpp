@@ -1,0 +1,279 @@
+#include "convert/convert.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "io/gguf_writer.h"
+#include "io/mapped_file.h"
+#include "kernels/kernels.h"
+#include "model/name_map.h"
+#include "util/error.h"
+
+namespace groak {
+
+namespace {
+
+struct TypeName {
+  const char* name;
+  GgmlType type;
+  uint32_t file_type;  // llama.cpp's general.file_type (LLAMA_FTYPE_*)
+};
+constexpr TypeName kTypes[] = {
+    {"f32", GgmlType::F32, 0},   {"f16", GgmlType::F16, 1},   {"bf16", GgmlType::BF16, 32},
+    {"q8_0", GgmlType::Q8_0, 7}, {"q4_0", GgmlType::Q4_0, 2}, {"q4_k", GgmlType::Q4_K, 14},
+    {"q6_k", GgmlType::Q6_K, 18},
+};
+
+uint32_t file_type_of(GgmlType t) {
+  for (const auto& n : kTypes)
+    if (n.type == t) return n.file_type;
+  return 0;
+}
+
+// One tensor of the output file: where its rows come from and how to store them.
+struct OutTensor {
+  std::string name;
+  std::vector<int64_t> ne;        // ggml order: ne[0] = inputs (contiguous)
+  GgmlType type;
+  std::vector<Matrix> matrices;   // 2-D weights: one per expert (stacked along ne[2])
+  const std::vector<float>* vec;  // 1-D norms
+  uint64_t bytes() const {
+    const int64_t rows = std::max<int64_t>(1, ne.size() > 1 ? ne[1] : 1) * (ne.size() > 2 ? ne[2] : 1);
+    return static_cast<uint64_t>(rows) * row_bytes(type, ne[0]);
+  }
+};
+
+// The type a weight with rows of n_in inputs can be stored in (block formats need whole blocks).
+GgmlType storable(GgmlType want, int64_t n_in, const std::string& name, ConvertReport& rep) {
+  if (n_in % block_size(want) == 0) return want;
+  GgmlType fb = n_in % block_size(GgmlType::Q8_0) == 0 ? GgmlType::Q8_0 : GgmlType::F32;
+  rep.fallbacks.push_back(name + ": rows of " + std::to_string(n_in) + " inputs are not a multiple of " +
+                          std::to_string(block_size(want)) + " (" + type_name(want) + " block), stored as " +
+                          type_name(fb));
+  return fb;
+}
+
+// Rows [o0, o0 + n) of W (output units), dequantised: out [n, n_in]. [in, out] matrices are read in
+// tiles so that each input row is touched once per tile, not once per output.
+void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out) {
+  if (m.layout == Layout::OutIn) {
+    for (int64_t r = 0; r < n; ++r) reference_kernels().get_row(m, o0 + r, out + r * m.n_in);
+    return;
+  }
+  const int64_t block_len = m.n_in / (m.format == WeightFormat::XaiInt8 ? m.scale_blocks : 1);
+  for (int64_t i = 0; i < m.n_in; ++i) {
+    if (m.format == WeightFormat::XaiInt8) {
+      const int8_t* q = reinterpret_cast<const int8_t*>(m.data) + i * m.n_out + o0;
+      const uint8_t* s = m.scales + 2 * static_cast<size_t>((i / block_len) * m.n_out + o0);
+      for (int64_t r = 0; r < n; ++r) out[r * m.n_in + i] = static_cast<float>(q[r]) * load_bf16(s + 2 * r);
+    } else {
+      const uint8_t* p = m.data + 4 * static_cast<size_t>(i * m.n_out + o0);
+      for (int64_t r = 0; r < n; ++r) out[r * m.n_in + i] = load_f32(p + 4 * r);
+    }
+  }
+}
+
+// xAI int8 -> q8_0 without re-rounding: a block of 32 inputs that shares one bf16 scale exactly
+// representable in fp16 becomes d = scale, qs = the int8 values. Returns false if not possible.
+bool exact_q8_0_block(const Matrix& m, int64_t o, int64_t i0, uint8_t* dst) {
+  const int64_t block_len = m.n_in / m.scale_blocks;
+  if (i0 / block_len != (i0 + 31) / block_len) return false;
+  const float s = load_bf16(m.scales + 2 * static_cast<size_t>((i0 / block_len) * m.n_out + o));
+  const uint16_t h = f32_to_fp16(s);
+  if (fp16_to_f32(h) != s) return false;
+  std::memcpy(dst, &h, 2);
+  const int8_t* q = reinterpret_cast<const int8_t*>(m.data);
+  for (int64_t k = 0; k < 32; ++k) dst[2 + k] = static_cast<uint8_t>(q[(i0 + k) * m.n_out + o]);
+  return true;
+}
+
+class SplitWriter {
+ public:
+  SplitWriter(const ConvertOptions& opt, const std::vector<OutTensor>& tensors) : opt_(opt) {
+    // Partition the tensors into files of at most split_max_bytes (a tensor is never cut).
+    std::vector<std::vector<size_t>> parts(1);
+    uint64_t size = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const uint64_t b = tensors[i].bytes();
+      if (opt.split_max_bytes && !parts.back().empty() && size + b > opt.split_max_bytes) {
+        parts.emplace_back();
+        size = 0;
+      }
+      parts.back().push_back(i);
+      size += b;
+    }
+    parts_ = parts;
+  }
+  size_t count() const { return parts_.size(); }
+  const std::vector<size_t>& part(size_t i) const { return parts_[i]; }
+  std::string path(size_t i) const {
+    if (parts_.size() == 1) return opt_.out;
+    std::string base = opt_.out;
+    if (base.size() > 5 && base.compare(base.size() - 5, 5, ".gguf") == 0) base.resize(base.size() - 5);
+    char suffix[64];
+    std::snprintf(suffix, sizeof suffix, "-%05zu-of-%05zu.gguf", i + 1, parts_.size());
+    return base + suffix;
+  }
+
+ private:
+  const ConvertOptions& opt_;
+  std::vector<std::vector<size_t>> parts_;
+};
+
+void write_metadata(GgufWriter& w, const Model& m, const ConvertOptions& opt) {
+  const Config& c = m.config;
+  w.add_string("general.architecture", "grok");
+  w.add_string("general.name", opt.name);
+  w.add_u32("general.file_type", file_type_of(opt.type));
+  w.add_u32("general.quantization_version", 2);
+  w.add_u32("grok.context_length", static_cast<uint32_t>(c.sequence_len));
+  w.add_u32("grok.embedding_length", static_cast<uint32_t>(c.emb_size));
+  w.add_u32("grok.block_count", static_cast<uint32_t>(c.num_layers));
+  w.add_u32("grok.feed_forward_length", static_cast<uint32_t>(c.ffn_size()));
+  w.add_u32("grok.attention.head_count", static_cast<uint32_t>(c.num_q_heads));
+  w.add_u32("grok.attention.head_count_kv", static_cast<uint32_t>(c.num_kv_heads));
+  w.add_u32("grok.attention.key_length", static_cast<uint32_t>(c.key_size));
+  w.add_u32("grok.attention.value_length", static_cast<uint32_t>(c.key_size));
+  w.add_f32("grok.attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
+  w.add_f32("grok.rope.freq_base", static_cast<float>(c.rope_base));
+  w.add_u32("grok.rope.dimension_count", static_cast<uint32_t>(c.key_size));
+  w.add_u32("grok.expert_count", static_cast<uint32_t>(c.num_experts));
+  w.add_u32("grok.expert_used_count", static_cast<uint32_t>(c.num_selected_experts));
+  // llama.cpp hard-codes these three for Grok; groak records them so that other values survive.
+  w.add_f32("grok.embedding_multiplier_scale", static_cast<float>(c.embedding_multiplier_scale));
+  w.add_f32("grok.output_multiplier_scale", static_cast<float>(c.output_multiplier_scale));
+  w.add_f32("grok.attn_output_multiplier", static_cast<float>(c.attn_output_multiplier));
+  if (opt.vocab) {
+    const VocabSpec& v = *opt.vocab;
+    w.add_string("tokenizer.ggml.model", v.model);
+    w.add_string("tokenizer.ggml.pre", "default");
+    w.add_strings("tokenizer.ggml.tokens", v.tokens);
+    w.add_f32s("tokenizer.ggml.scores", v.scores);
+    w.add_i32s("tokenizer.ggml.token_type", v.types);
+    if (v.bos >= 0) w.add_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(v.bos));
+    if (v.eos >= 0) w.add_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(v.eos));
+    if (v.unk >= 0) w.add_u32("tokenizer.ggml.unknown_token_id", static_cast<uint32_t>(v.unk));
+    if (v.pad >= 0) w.add_u32("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(v.pad));
+    w.add_bool("tokenizer.ggml.add_bos_token", false);  // the official runner does not prepend BOS
+    w.add_bool("tokenizer.ggml.add_eos_token", false);
+  }
+}
+
+}  // namespace
+
+GgmlType parse_convert_type(const std::string& s) {
+  for (const auto& n : kTypes)
+    if (s == n.name) return n.type;
+  throw Error("unknown --type '" + s + "'; use one of " + convert_type_names());
+}
+
+const char* convert_type_names() { return "f32, f16, bf16, q8_0, q4_0, q4_k, q6_k"; }
+
+ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const ConvertProgress& progress) {
+  const Config& c = model.config;
+  const Weights& w = model.weights;
+  ConvertReport rep;
+
+  // The output tensors, named and shaped as llama.cpp expects (ne[0] = input dimension).
+  std::vector<OutTensor> tensors;
+  auto add_matrix = [&](const std::string& name, std::vector<Matrix> ms, std::vector<int64_t> ne, bool keep_f32) {
+    GgmlType t = keep_f32 ? GgmlType::F32 : storable(opt.type, ne[0], name, rep);
+    tensors.push_back({name, std::move(ne), t, std::move(ms), nullptr});
+  };
+  auto add_norm = [&](const std::string& name, const std::vector<float>& v) {
+    tensors.push_back({name, {static_cast<int64_t>(v.size())}, GgmlType::F32, {}, &v});
+  };
+  const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts;
+  add_matrix(gguf_name(Role::InOutEmbed, -1), {w.in_out_embed}, {d, c.vocab_size}, false);
+  add_norm(gguf_name(Role::FinalNorm, -1), w.rms_norm);
+  if (w.lm_head.data != w.in_out_embed.data) add_matrix("output.weight", {w.lm_head}, {d, c.vocab_size}, false);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& L = w.layers[static_cast<size_t>(l)];
+    add_norm(gguf_name(Role::RmsNorm, l), L.rms_norm);
+    add_matrix(gguf_name(Role::Query, l), {L.query}, {d, c.q_size()}, false);
+    add_matrix(gguf_name(Role::Key, l), {L.key}, {d, c.kv_size()}, false);
+    add_matrix(gguf_name(Role::Value, l), {L.value}, {d, c.kv_size()}, false);
+    add_matrix(gguf_name(Role::AttnLinear, l), {L.linear}, {c.q_size(), d}, false);
+    add_norm(gguf_name(Role::RmsNorm1, l), L.rms_norm_1);
+    add_norm(gguf_name(Role::RmsNorm2, l), L.rms_norm_2);
+    add_matrix(gguf_name(Role::Router, l), {L.router}, {d, E}, true);  // llama.cpp keeps the router f32
+    add_matrix(gguf_name(Role::MoeLinear, l), L.moe_linear.list, {d, f, E}, false);
+    add_matrix(gguf_name(Role::MoeLinearV, l), L.moe_linear_v.list, {d, f, E}, false);
+    add_matrix(gguf_name(Role::MoeLinear1, l), L.moe_linear_1.list, {f, d, E}, false);
+    add_norm(gguf_name(Role::RmsNorm3, l), L.rms_norm_3);
+  }
+
+  uint64_t total = 0, done = 0;
+  for (const auto& t : tensors) total += t.bytes();
+  SplitWriter split(opt, tensors);
+  constexpr int64_t kTileRows = 256;  // output rows converted at a time
+  for (size_t p = 0; p < split.count(); ++p) {
+    GgufWriter out(split.path(p));
+    if (p == 0) {
+      write_metadata(out, model, opt);
+    } else {
+      out.add_string("general.architecture", "grok");
+    }
+    if (split.count() > 1) {
+      out.add_u16("split.no", static_cast<uint16_t>(p));
+      out.add_u16("split.count", static_cast<uint16_t>(split.count()));
+      out.add_i32("split.tensors.count", static_cast<int32_t>(tensors.size()));
+    }
+    for (size_t i : split.part(p)) out.add_tensor(tensors[i].name, tensors[i].ne, static_cast<uint32_t>(tensors[i].type), tensors[i].bytes());
+    out.write_header();
+    for (size_t i : split.part(p)) {
+      const OutTensor& t = tensors[i];
+      if (t.vec) {
+        out.write_data(t.vec->data(), t.vec->size() * 4);
+      } else {
+        const int64_t n_in = t.ne[0];
+        const size_t rb = row_bytes(t.type, n_in);
+        std::vector<float> rows(static_cast<size_t>(kTileRows * n_in));  // [tile, n_in]
+        std::vector<uint8_t> buf(static_cast<size_t>(kTileRows) * rb);
+        for (const Matrix& m : t.matrices) {
+          const bool int8_to_q8 = m.format == WeightFormat::XaiInt8 && t.type == GgmlType::Q8_0;
+          for (int64_t o0 = 0; o0 < m.n_out; o0 += kTileRows) {
+            const int64_t n = std::min(kTileRows, m.n_out - o0);
+            read_rows(m, o0, n, rows.data());
+            for (int64_t r = 0; r < n; ++r) {
+              uint8_t* dst = buf.data() + static_cast<size_t>(r) * rb;
+              const float* src = rows.data() + r * n_in;
+              if (t.type == GgmlType::F32) {
+                std::memcpy(dst, src, static_cast<size_t>(n_in) * 4);
+              } else if (int8_to_q8) {
+                for (int64_t b = 0; b < n_in; b += 32) {
+                  uint8_t* blk = dst + (b / 32) * 34;
+                  if (exact_q8_0_block(m, o0 + r, b, blk)) {
+                    ++rep.exact_int8_blocks;
+                  } else {
+                    quantize_row(GgmlType::Q8_0, src + b, blk, 32);
+                    ++rep.requantized_blocks;
+                  }
+                }
+              } else {
+                quantize_row(t.type, src, dst, n_in);
+              }
+            }
+            out.write_data(buf.data(), static_cast<size_t>(n) * rb);
+            done += static_cast<uint64_t>(n) * rb;
+            if (m.layout == Layout::OutIn)  // rows done: let the page cache keep them, not our RSS
+              release_pages(m.data + static_cast<size_t>(o0) * (m.data_bytes() / static_cast<size_t>(m.n_out)),
+                            static_cast<size_t>(n) * (m.data_bytes() / static_cast<size_t>(m.n_out)));
+            if (progress) progress(done, total);
+          }
+          release_pages(m.data, m.data_bytes());
+          if (m.scales) release_pages(m.scales, m.scale_bytes());
+        }
+      }
+      out.end_tensor();
+    }
+    out.finish();
+    rep.files.push_back(out.path());
+    rep.bytes += out.bytes_written();
+  }
+  return rep;
+}
+
+}  // namespace groak

@@ -1,0 +1,715 @@
+// Block layouts follow ggml's ggml/src/ggml-common.h (block_q4_0 … block_q6_K, QK_K = 256,
+// K_SCALE_SIZE = 12) and the element order of dequantize_row_* in ggml/src/ggml-quants.c (llama.cpp
+// master, 2025); the quantizers follow quantize_row_{q8_0,q4_0,q4_K,q6_K}_ref and their helpers
+// make_qx_quants / make_qkx2_quants in the same file. Byte offsets below are those of the packed C
+// structs (every field is uint8_t or ggml_half, so there is no padding).
+#include "kernels/quant.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstring>
+#include <iterator>
+#include <limits>
+
+#include "kernels/tensor.h"
+#include "util/error.h"
+
+namespace groak {
+
+// ---------------------------------------------------------------------------------------------------------
+// fp16
+
+float fp16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0x1f) {
+    bits = sign | 0x7f800000u | (mant << 13);  // inf, or NaN with its payload
+  } else if (exp != 0) {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  } else if (mant == 0) {
+    bits = sign;  // ±0
+  } else {
+    // Subnormal half = mant·2^-24: normalise so the leading 1 lands on bit 10 (every one is a normal float).
+    int shift = 0;
+    while ((mant & 0x400u) == 0) {
+      mant <<= 1;
+      ++shift;
+    }
+    bits = sign | (static_cast<uint32_t>(127 - 14 - shift) << 23) | ((mant & 0x3ffu) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t f32_to_fp16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // quiet NaN
+  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // ≥ 65520 rounds to inf (and inf)
+  if (a >= 0x38800000u) {
+    // Normal half: rebias the exponent (127 → 15) and round the 13 dropped mantissa bits to nearest even;
+    // a carry out of the mantissa correctly bumps the exponent.
+    uint32_t h = (a >> 13) - (112u << 10);
+    const uint32_t rem = a & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+    return static_cast<uint16_t>(sign | h);
+  }
+  // Subnormal half (|f| < 2^-14): the result is round(|f|·2^24) in units of 2^-24.
+  const uint32_t e = a >> 23;
+  if (e < 102) return sign;  // |f| < 2^-25: rounds to zero (float subnormals included)
+  const uint32_t m = (a & 0x7fffffu) | 0x800000u;  // |f| = m·2^(e-150)
+  const uint32_t shift = 126 - e;                   // 14..24
+  uint32_t q = m >> shift;
+  const uint32_t rem = m & ((1u << shift) - 1);
+  const uint32_t half = 1u << (shift - 1);
+  if (rem > half || (rem == half && (q & 1u))) ++q;  // may carry into the smallest normal: still right
+  return static_cast<uint16_t>(sign | q);
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------
+// Type table
+
+struct TypeInfo {
+  const char* name;
+  int64_t block;  // elements per block
+  size_t bytes;   // bytes per block
+};
+
+// Sizes: sizeof(block_*) in ggml-common.h.
+TypeInfo info(GgmlType t) {
+  switch (t) {
+    case GgmlType::F32: return {"F32", 1, 4};
+    case GgmlType::F16: return {"F16", 1, 2};
+    case GgmlType::BF16: return {"BF16", 1, 2};
+    case GgmlType::Q4_0: return {"Q4_0", 32, 18};   // d, qs[16]
+    case GgmlType::Q4_1: return {"Q4_1", 32, 20};   // d, m, qs[16]
+    case GgmlType::Q5_0: return {"Q5_0", 32, 22};   // d, qh[4], qs[16]
+    case GgmlType::Q5_1: return {"Q5_1", 32, 24};   // d, m, qh[4], qs[16]
+    case GgmlType::Q8_0: return {"Q8_0", 32, 34};   // d, qs[32]
+    case GgmlType::Q2_K: return {"Q2_K", 256, 84};  // scales[16], qs[64], d, dmin
+    case GgmlType::Q3_K: return {"Q3_K", 256, 110}; // hmask[32], qs[64], scales[12], d
+    case GgmlType::Q4_K: return {"Q4_K", 256, 144}; // d, dmin, scales[12], qs[128]
+    case GgmlType::Q5_K: return {"Q5_K", 256, 176}; // d, dmin, scales[12], qh[32], qs[128]
+    case GgmlType::Q6_K: return {"Q6_K", 256, 210}; // ql[128], qh[64], scales[16] (int8), d
+  }
+  return {"?", 1, 0};
+}
+
+inline float load_half(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return fp16_to_f32(h);
+}
+inline void store_half(uint8_t* p, float f) {
+  const uint16_t h = f32_to_fp16(f);
+  std::memcpy(p, &h, 2);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dequantisation of one block: b = the block's bytes, y = its block_size() outputs. The float expressions
+// keep ggml's order of operations so the results are bit-identical to dequantize_row_*.
+
+// Q4_0: y[j] = d·(lo nibble of qs[j] − 8), y[j+16] = d·(hi nibble − 8).
+void dq_q4_0(const uint8_t* b, float* y) {
+  const float d = load_half(b);
+  const uint8_t* qs = b + 2;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = static_cast<float>((qs[j] & 0x0f) - 8) * d;
+    y[j + 16] = static_cast<float>((qs[j] >> 4) - 8) * d;
+  }
+}
+
+// Q4_1: y = d·nibble + m.
+void dq_q4_1(const uint8_t* b, float* y) {
+  const float d = load_half(b), m = load_half(b + 2);
+  const uint8_t* qs = b + 4;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = static_cast<float>(qs[j] & 0x0f) * d + m;
+    y[j + 16] = static_cast<float>(qs[j] >> 4) * d + m;
+  }
+}
+
+// Q5_0: 5-bit q = nibble | (bit j of the little-endian u32 qh) << 4 (element j+16 uses bit j+16); y = d·(q − 16).
+void dq_q5_0(const uint8_t* b, float* y) {
+  const float d = load_half(b);
+  uint32_t qh;
+  std::memcpy(&qh, b + 2, 4);
+  const uint8_t* qs = b + 6;
+  for (int j = 0; j < 16; ++j) {
+    const int q0 = (qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4);
+    const int q1 = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
+    y[j] = static_cast<float>(q0 - 16) * d;
+    y[j + 16] = static_cast<float>(q1 - 16) * d;
+  }
+}
+
+// Q5_1: same 5-bit q, y = d·q + m.
+void dq_q5_1(const uint8_t* b, float* y) {
+  const float d = load_half(b), m = load_half(b + 2);
+  uint32_t qh;
+  std::memcpy(&qh, b + 4, 4);
+  const uint8_t* qs = b + 8;
+  for (int j = 0; j < 16; ++j) {
+    const int q0 = (qs[j] & 0x0f) | static_cast<int>(((qh >> j) & 1u) << 4);
+    const int q1 = (qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1u) << 4);
+    y[j] = static_cast<float>(q0) * d + m;
+    y[j + 16] = static_cast<float>(q1) * d + m;
+  }
+}
+
+// Q8_0: y = d·q, q int8.
+void dq_q8_0(const uint8_t* b, float* y) {
+  const float d = load_half(b);
+  for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(static_cast<int8_t>(b[2 + j])) * d;
+}
+
+// Q2_K: 16 sub-blocks of 16. Element e = 128·h + 32·s + l (h < 2, s < 4, l < 32) is bits 2s..2s+1 of
+// qs[32·h + l]; its sub-block is 8·h + 2·s + l/16, whose byte in scales[] holds the 4-bit scale (low) and
+// 4-bit min (high): y = (d·scale)·q − (dmin·min).
+void dq_q2_K(const uint8_t* b, float* y) {
+  const uint8_t* scales = b;
+  const uint8_t* qs = b + 16;
+  const float d = load_half(b + 80), dmin = load_half(b + 82);
+  for (int h = 0; h < 2; ++h) {
+    for (int s = 0; s < 4; ++s) {
+      for (int half = 0; half < 2; ++half) {
+        const uint8_t sc = scales[8 * h + 2 * s + half];
+        const float dl = d * static_cast<float>(sc & 0x0f), ml = dmin * static_cast<float>(sc >> 4);
+        for (int l = 16 * half; l < 16 * half + 16; ++l) {
+          const int q = (qs[32 * h + l] >> (2 * s)) & 3;
+          y[128 * h + 32 * s + l] = dl * static_cast<float>(q) - ml;
+        }
+      }
+    }
+  }
+}
+
+// Q3_K: like Q2_K's order for the low 2 bits; the third bit of element 128·h + 32·s + l is bit 4·h + s of
+// hmask[l] (set = +0, clear = −4). The 16 scales are 6-bit, biased by 32, packed in 12 bytes: low nibble
+// from scales[j] (j < 8) or the high nibble of scales[j − 8]; top 2 bits from scales[8 + j%4] >> 2·(j/4).
+void dq_q3_K(const uint8_t* b, float* y) {
+  const uint8_t* hmask = b;
+  const uint8_t* qs = b + 32;
+  const uint8_t* packed = b + 96;
+  const float d = load_half(b + 108);
+  int scale[16];
+  for (int j = 0; j < 16; ++j) {
+    const int lo = j < 8 ? (packed[j] & 0x0f) : (packed[j - 8] >> 4);
+    const int hi = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+    scale[j] = (lo | (hi << 4)) - 32;
+  }
+  for (int h = 0; h < 2; ++h) {
+    for (int s = 0; s < 4; ++s) {
+      const int hbit = 4 * h + s;
+      for (int half = 0; half < 2; ++half) {
+        const float dl = d * static_cast<float>(scale[8 * h + 2 * s + half]);
+        for (int l = 16 * half; l < 16 * half + 16; ++l) {
+          const int q = ((qs[32 * h + l] >> (2 * s)) & 3) - (((hmask[l] >> hbit) & 1) ? 0 : 4);
+          y[128 * h + 32 * s + l] = dl * static_cast<float>(q);
+        }
+      }
+    }
+  }
+}
+
+// The 6-bit scale and min of sub-block j (< 8) of a Q4_K/Q5_K block (ggml's get_scale_min_k4): j < 4 in
+// the low 6 bits of bytes j and j+4; j ≥ 4 as nibbles of byte j+4 with the top 2 bits in the spare high
+// bits of bytes j−4 (scale) and j (min).
+void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+    *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// Q4_K: 8 sub-blocks of 32. Chunk c < 4 covers elements 64c … 64c+63: the low nibbles of qs[32c + l] are
+// sub-block 2c, the high nibbles sub-block 2c+1; y = (d·scale)·q − (dmin·min).
+void dq_q4_K(const uint8_t* b, float* y) {
+  const float d = load_half(b), dmin = load_half(b + 2);
+  const uint8_t* scales = b + 4;
+  const uint8_t* qs = b + 16;
+  for (int c = 0; c < 4; ++c) {
+    int sc, m;
+    scale_min_k4(2 * c, scales, &sc, &m);
+    const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
+    scale_min_k4(2 * c + 1, scales, &sc, &m);
+    const float d2 = d * static_cast<float>(sc), m2 = dmin * static_cast<float>(m);
+    for (int l = 0; l < 32; ++l) y[64 * c + l] = d1 * static_cast<float>(qs[32 * c + l] & 0x0f) - m1;
+    for (int l = 0; l < 32; ++l) y[64 * c + 32 + l] = d2 * static_cast<float>(qs[32 * c + l] >> 4) - m2;
+  }
+}
+
+// Q5_K: Q4_K plus a fifth bit: qh[l] bit 2c for element 64c + l, bit 2c+1 for element 64c + 32 + l.
+void dq_q5_K(const uint8_t* b, float* y) {
+  const float d = load_half(b), dmin = load_half(b + 2);
+  const uint8_t* scales = b + 4;
+  const uint8_t* qh = b + 16;
+  const uint8_t* qs = b + 48;
+  for (int c = 0; c < 4; ++c) {
+    int sc, m;
+    scale_min_k4(2 * c, scales, &sc, &m);
+    const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
+    scale_min_k4(2 * c + 1, scales, &sc, &m);
+    const float d2 = d * static_cast<float>(sc), m2 = dmin * static_cast<float>(m);
+    for (int l = 0; l < 32; ++l) {
+      const int q = (qs[32 * c + l] & 0x0f) + (((qh[l] >> (2 * c)) & 1) ? 16 : 0);
+      y[64 * c + l] = d1 * static_cast<float>(q) - m1;
+    }
+    for (int l = 0; l < 32; ++l) {
+      const int q = (qs[32 * c + l] >> 4) + (((qh[l] >> (2 * c + 1)) & 1) ? 16 : 0);
+      y[64 * c + 32 + l] = d2 * static_cast<float>(q) - m2;
+    }
+  }
+}
+
+// Q6_K: 16 sub-blocks of 16, int8 scales. Half h < 2 covers elements 128h …: for l < 32 and r < 4,
+// element 128h + 32r + l takes its low 4 bits from ql[64h + l + 32·(r&1)] (low nibble for r < 2, high
+// for r ≥ 2) and its top 2 bits from bits 2r..2r+1 of qh[32h + l]; its scale is scales[8h + 2r + l/16];
+// y = (d·scale)·(q − 32).
+void dq_q6_K(const uint8_t* b, float* y) {
+  const uint8_t* ql = b;
+  const uint8_t* qh = b + 128;
+  const uint8_t* scales = b + 192;
+  const float d = load_half(b + 208);
+  for (int h = 0; h < 2; ++h) {
+    for (int r = 0; r < 4; ++r) {
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t lowbyte = ql[64 * h + l + 32 * (r & 1)];
+        const int lo = r < 2 ? (lowbyte & 0x0f) : (lowbyte >> 4);
+        const int hi = (qh[32 * h + l] >> (2 * r)) & 3;
+        const int q = (lo | (hi << 4)) - 32;
+        const int8_t sc = static_cast<int8_t>(scales[8 * h + 2 * r + l / 16]);
+        y[128 * h + 32 * r + l] = d * static_cast<float>(sc) * static_cast<float>(q);
+      }
+    }
+  }
+}
+
+using BlockDequant = void (*)(const uint8_t*, float*);
+
+BlockDequant block_dequant(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q4_0: return dq_q4_0;
+    case GgmlType::Q4_1: return dq_q4_1;
+    case GgmlType::Q5_0: return dq_q5_0;
+    case GgmlType::Q5_1: return dq_q5_1;
+    case GgmlType::Q8_0: return dq_q8_0;
+    case GgmlType::Q2_K: return dq_q2_K;
+    case GgmlType::Q3_K: return dq_q3_K;
+    case GgmlType::Q4_K: return dq_q4_K;
+    case GgmlType::Q5_K: return dq_q5_K;
+    case GgmlType::Q6_K: return dq_q6_K;
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16: return nullptr;
+  }
+  return nullptr;
+}
+
+// One element of a float type.
+inline float load_scalar(GgmlType t, const uint8_t* p) {
+  switch (t) {
+    case GgmlType::F16: return load_half(p);
+    case GgmlType::BF16: return load_bf16(p);
+    default: return load_f32(p);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Quantisation helpers (ggml-quants.c)
+
+// Round to nearest, ties to even: what ggml's nearest_int computes (by adding 1.5·2^23) for the
+// |x| ≤ 4194303 it is defined on. Saturates outside that and maps NaN to 0 so that no input is UB.
+inline int nearest_int(float x) {
+  constexpr float kLimit = 4194303.f;
+  if (!(std::fabs(x) <= kLimit)) return std::isnan(x) ? 0 : (x > 0 ? 4194303 : -4194303);
+  return static_cast<int>(std::nearbyint(x));  // default rounding mode: to nearest even
+}
+
+// (int)v with C truncation, clamped to [lo, hi]; NaN → lo. Matches the `(int8_t)(x + 8.5f)` casts of the
+// reference quantizers for every value they can produce from finite input.
+inline int trunc_clamped(float v, int lo, int hi) {
+  if (!(v >= static_cast<float>(lo))) return lo;
+  if (v >= static_cast<float>(hi)) return hi;
+  return static_cast<int>(v);
+}
+
+constexpr float kGroupMaxEps = 1e-15f;  // ggml's GROUP_MAX_EPS: a group below this is all zeros
+
+// make_qx_quants(n, nmax, x, L, rmse_type = 1, qw = NULL): symmetric scale search for a group of n values,
+// weights x²; L[i] = q + nmax with q in [−nmax, nmax). Returns the scale.
+float make_qx_quants_rmse1(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < kGroupMaxEps) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.f;
+  }
+  float iscale = -static_cast<float>(nmax) / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    int l = nearest_int(iscale * x[i]);
+    l = std::max(-nmax, std::min(nmax - 1, l));
+    L[i] = static_cast<int8_t>(l + nmax);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * static_cast<float>(l);
+    suml2 += w * static_cast<float>(l) * static_cast<float>(l);
+  }
+  float scale = suml2 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(static_cast<float>(nmax) + 0.1f * static_cast<float>(is)) / max;
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = nearest_int(iscale * x[i]);
+      l = std::max(-nmax, std::min(nmax - 1, l));
+      const float w = x[i] * x[i];
+      sumlx += w * x[i] * static_cast<float>(l);
+      suml2 += w * static_cast<float>(l) * static_cast<float>(l);
+    }
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) {
+        const int l = nearest_int(iscale * x[i]);
+        L[i] = static_cast<int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, l)));
+      }
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+// make_qkx2_quants(n, nmax, x, weights, L, &the_min, Laux, rmin, rdelta, nstep, use_mad = false):
+// asymmetric x ≈ scale·L − the_min with L in [0, nmax], searching nstep+1 candidate scales and refitting
+// scale and min by weighted least squares. Returns the scale; *the_min ≥ 0.
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                       uint8_t* Laux, float rmin, float rdelta, int nstep) {
+  float min = x[0], max = x[0];
+  float sum_w = weights[0];
+  float sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    const float w = weights[i];
+    sum_w += w;
+    sum_x += w * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *the_min = -min;
+    return 0.f;
+  }
+  float iscale = static_cast<float>(nmax) / (max - min);
+  float scale = 1 / iscale;
+  float best_error = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = nearest_int(iscale * (x[i] - min));
+    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
+    float diff = scale * static_cast<float>(L[i]) + min - x[i];
+    diff = diff * diff;
+    best_error += weights[i] * diff;
+  }
+  if (nstep < 1) {
+    *the_min = -min;
+    return scale;
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = nearest_int(iscale * (x[i] - min));
+      l = std::max(0, std::min(nmax, l));
+      Laux[i] = static_cast<uint8_t>(l);
+      const float w = weights[i];
+      const float fl = static_cast<float>(l);
+      sum_l += w * fl;
+      sum_l2 += w * fl * fl;
+      sum_xl += w * fl * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float cur_error = 0;
+      for (int i = 0; i < n; ++i) {
+        float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
+        diff = diff * diff;
+        cur_error += weights[i] * diff;
+      }
+      if (cur_error < best_error) {
+        for (int i = 0; i < n; ++i) L[i] = Laux[i];
+        best_error = cur_error;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *the_min = -min;
+  return scale;
+}
+
+// quantize_row_q8_0_ref: d = amax/127, q = round(x/d) half away from zero.
+void q_q8_0(const float* x, uint8_t* b) {
+  float amax = 0;
+  for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.f;
+  const float id = d ? 1.0f / d : 0.0f;
+  store_half(b, d);
+  for (int j = 0; j < 32; ++j) {
+    const float v = std::round(x[j] * id);  // roundf in the reference; |v| ≤ 127 for finite input
+    b[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::isnan(v) ? 0.f : std::clamp(v, -127.f, 127.f)));
+  }
+}
+
+// quantize_row_q4_0_ref: d = (signed value of largest magnitude)/−8, so that value maps to q = 0 exactly;
+// q = min(15, trunc(x/d + 8.5)).
+void q_q4_0(const float* x, uint8_t* b) {
+  float amax = 0, max = 0;
+  for (int j = 0; j < 32; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  const float d = max / -8;
+  const float id = d ? 1.0f / d : 0.0f;
+  store_half(b, d);
+  for (int j = 0; j < 16; ++j) {
+    const int q0 = trunc_clamped(x[j] * id + 8.5f, 0, 15);
+    const int q1 = trunc_clamped(x[j + 16] * id + 8.5f, 0, 15);
+    b[2 + j] = static_cast<uint8_t>(q0 | (q1 << 4));
+  }
+}
+
+// quantize_row_q4_K_ref: per sub-block of 32 an asymmetric (scale, min) fit weighted by rms + |x|, then
+// scales and mins quantised to 6 bits against the block maxima (d = max_scale/63, dmin = max_min/63), then
+// every value re-quantised with the rounded scales.
+void q_q4_K(const float* x, uint8_t* b) {
+  uint8_t L[kQK_K];
+  uint8_t Laux[32];
+  float weights[32];
+  float mins[8], scales[8];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+    max_scale = std::max(max_scale, scales[j]);
+    max_min = std::max(max_min, mins[j]);
+  }
+  uint8_t* packed = b + 4;
+  std::memset(packed, 0, 12);
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  for (int j = 0; j < 8; ++j) {
+    // uint8_t wrap-around as in the reference, then capped at 63.
+    const uint8_t ls = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_scale * scales[j])));
+    const uint8_t lm = std::min<uint8_t>(63, static_cast<uint8_t>(nearest_int(inv_min * mins[j])));
+    if (j < 4) {
+      packed[j] = ls;
+      packed[j + 4] = lm;
+    } else {
+      packed[j + 4] = static_cast<uint8_t>((ls & 0x0f) | ((lm & 0x0f) << 4));
+      packed[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+      packed[j] |= static_cast<uint8_t>((lm >> 4) << 6);
+    }
+  }
+  store_half(b, max_scale / 63.f);
+  store_half(b + 2, max_min / 63.f);
+  const float d_all = load_half(b), dmin_all = load_half(b + 2);
+  for (int j = 0; j < 8; ++j) {
+    int sc, m;
+    scale_min_k4(j, packed, &sc, &m);
+    const float d = d_all * static_cast<float>(sc);
+    if (!d) continue;
+    const float dm = dmin_all * static_cast<float>(m);
+    for (int ii = 0; ii < 32; ++ii) {
+      const int l = nearest_int((x[32 * j + ii] + dm) / d);
+      L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(15, l)));
+    }
+  }
+  uint8_t* qs = b + 16;
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<uint8_t>(L[64 * c + l] | (L[64 * c + 32 + l] << 4));
+}
+
+// quantize_row_q6_K_ref: per sub-block of 16 a symmetric scale (make_qx_quants, nmax 32, weights x²); the
+// 16 scales quantised to int8 against the one of largest magnitude (d = −max_scale/128); values
+// re-quantised to [−32, 31] with the rounded scales.
+void q_q6_K(const float* x, uint8_t* b) {
+  int8_t L[kQK_K];
+  float scales[16];
+  float max_scale = 0, max_abs_scale = 0;
+  for (int ib = 0; ib < 16; ++ib) {
+    const float scale = make_qx_quants_rmse1(16, 32, x + 16 * ib, L + 16 * ib);
+    scales[ib] = scale;
+    if (std::fabs(scale) > max_abs_scale) {
+      max_abs_scale = std::fabs(scale);
+      max_scale = scale;
+    }
+  }
+  if (max_abs_scale < kGroupMaxEps) {
+    std::memset(b, 0, 210);
+    return;
+  }
+  uint8_t* ql = b;
+  uint8_t* qh = b + 128;
+  int8_t sc8[16];
+  const float iscale = -128.f / max_scale;
+  store_half(b + 208, 1 / iscale);
+  for (int ib = 0; ib < 16; ++ib) sc8[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
+  std::memcpy(b + 192, sc8, 16);
+  const float d_all = load_half(b + 208);
+  for (int j = 0; j < 16; ++j) {
+    const float d = d_all * static_cast<float>(sc8[j]);
+    if (!d) continue;
+    for (int ii = 0; ii < 16; ++ii) {
+      const int l = nearest_int(x[16 * j + ii] / d);
+      L[16 * j + ii] = static_cast<int8_t>(std::max(-32, std::min(31, l)) + 32);
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const int8_t* Lh = L + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      const int q1 = Lh[l], q2 = Lh[l + 32], q3 = Lh[l + 64], q4 = Lh[l + 96];
+      ql[64 * h + l] = static_cast<uint8_t>((q1 & 0x0f) | ((q3 & 0x0f) << 4));
+      ql[64 * h + l + 32] = static_cast<uint8_t>((q2 & 0x0f) | ((q4 & 0x0f) << 4));
+      qh[32 * h + l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+    }
+  }
+}
+
+using BlockQuant = void (*)(const float*, uint8_t*);
+
+BlockQuant block_quant(GgmlType t) {
+  switch (t) {
+    case GgmlType::Q8_0: return q_q8_0;
+    case GgmlType::Q4_0: return q_q4_0;
+    case GgmlType::Q4_K: return q_q4_K;
+    case GgmlType::Q6_K: return q_q6_K;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// Public API
+
+bool ggml_type_supported(uint32_t number) {
+  switch (number) {
+    case 0: case 1: case 2: case 3: case 6: case 7: case 8:
+    case 10: case 11: case 12: case 13: case 14: case 30:
+      return true;
+    default:
+      return false;
+  }
+}
+
+const char* ggml_type_name(uint32_t number) {
+  // ggml.h enum ggml_type; numbers 4, 5, 31–33 and 36–38 were used once and later removed from GGUF.
+  static constexpr const char* kNames[] = {
+      "F32",      "F16",      "Q4_0",     "Q4_1",     "Q4_2 (removed)", "Q4_3 (removed)", "Q5_0",
+      "Q5_1",     "Q8_0",     "Q8_1",     "Q2_K",     "Q3_K",           "Q4_K",           "Q5_K",
+      "Q6_K",     "Q8_K",     "IQ2_XXS",  "IQ2_XS",   "IQ3_XXS",        "IQ1_S",          "IQ4_NL",
+      "IQ3_S",    "IQ2_S",    "IQ4_XS",   "I8",       "I16",            "I32",            "I64",
+      "F64",      "IQ1_M",    "BF16",     "Q4_0_4_4 (removed)", "Q4_0_4_8 (removed)", "Q4_0_8_8 (removed)",
+      "TQ1_0",    "TQ2_0",    "IQ4_NL_4_4 (removed)", "IQ4_NL_4_8 (removed)", "IQ4_NL_8_8 (removed)", "MXFP4",
+  };
+  return number < std::size(kNames) ? kNames[number] : "unknown";
+}
+
+const char* type_name(GgmlType t) { return info(t).name; }
+int64_t block_size(GgmlType t) { return info(t).block; }
+size_t type_size(GgmlType t) { return info(t).bytes; }
+
+size_t row_bytes(GgmlType t, int64_t n) {
+  const TypeInfo ti = info(t);
+  if (n < 0 || n % ti.block != 0) {
+    throw Error(std::string("row of ") + std::to_string(n) + " elements cannot be stored as " + ti.name +
+                ": the length must be a non-negative multiple of its block size " + std::to_string(ti.block));
+  }
+  if (static_cast<uint64_t>(n / ti.block) > std::numeric_limits<size_t>::max() / ti.bytes) {
+    throw Error(std::string("row of ") + std::to_string(n) + " " + ti.name + " elements does not fit in memory");
+  }
+  return static_cast<size_t>(n / ti.block) * ti.bytes;
+}
+
+void dequantize_row(GgmlType t, const uint8_t* src, float* dst, int64_t n) {
+  const TypeInfo ti = info(t);
+  assert(n % ti.block == 0);
+  if (const BlockDequant dq = block_dequant(t)) {
+    for (int64_t i = 0; i + ti.block <= n; i += ti.block, src += ti.bytes) dq(src, dst + i);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = load_scalar(t, src + static_cast<size_t>(i) * ti.bytes);
+}
+
+float dot_row(GgmlType t, const uint8_t* row, const float* x, int64_t n) {
+  const TypeInfo ti = info(t);
+  assert(n % ti.block == 0);
+  // f32 accumulation in index order: the oracle fixes the order so tests can demand exact equality.
+  float sum = 0.f;
+  if (const BlockDequant dq = block_dequant(t)) {
+    float buf[kMaxBlockElements];  // one block, dequantised
+    for (int64_t i = 0; i + ti.block <= n; i += ti.block, row += ti.bytes) {
+      dq(row, buf);
+      for (int64_t j = 0; j < ti.block; ++j) sum += buf[j] * x[i + j];
+    }
+    return sum;
+  }
+  for (int64_t i = 0; i < n; ++i) sum += load_scalar(t, row + static_cast<size_t>(i) * ti.bytes) * x[i];
+  return sum;
+}
+
+bool has_quantizer(GgmlType t) {
+  return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16 || block_quant(t) != nullptr;
+}
+
+void quantize_row(GgmlType t, const float* src, uint8_t* dst, int64_t n) {
+  if (!has_quantizer(t)) {
+    throw Error(std::string("quantize_row: groak has no quantizer for ") + type_name(t) +
+                " (available: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
+  }
+  const TypeInfo ti = info(t);
+  (void)row_bytes(t, n);  // throws on a partial block
+  if (const BlockQuant q = block_quant(t)) {
+    for (int64_t i = 0; i < n; i += ti.block, dst += ti.bytes) q(src + i, dst);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i, dst += ti.bytes) {
+    if (t == GgmlType::F32) {
+      std::memcpy(dst, src + i, 4);
+    } else {
+      const uint16_t h = t == GgmlType::F16 ? f32_to_fp16(src[i]) : f32_to_bf16(src[i]);
+      std::memcpy(dst, &h, 2);
+    }
+  }
+}
+
+}  // namespace groak

@@ -1,0 +1,151 @@
+// Hugging Face ports of Grok-1 (spec §9.1) as safetensors, single file or sharded, with config.json:
+// torch layout [out, in] (OutIn rows), f32/f16/bf16. Both ports' tensor names are accepted.
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "model/binder.h"
+#include "model/loader.h"
+#include "util/error.h"
+
+namespace fs = std::filesystem;
+
+namespace groak {
+
+namespace {
+
+Config hf_config(const std::string& path, std::vector<std::string>& warnings) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": missing; a Hugging Face model folder needs its config.json");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw Error(path + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!j.is_object()) throw Error(path + ": config.json must hold a JSON object");
+  auto num = [&](std::initializer_list<const char*> keys, bool required, double fallback) -> double {
+    for (const char* k : keys) {
+      auto it = j.find(k);
+      if (it == j.end() || it->is_null()) continue;
+      if (!it->is_number()) throw Error(path + ": \"" + k + "\" should be a number, found " + it->dump());
+      return it->get<double>();
+    }
+    if (required) throw Error(path + ": missing \"" + std::string(*keys.begin()) + "\"; is this a Grok-1 config.json?");
+    return fallback;
+  };
+  Config c;
+  c.vocab_size = static_cast<int64_t>(num({"vocab_size"}, true, 0));
+  c.emb_size = static_cast<int64_t>(num({"hidden_size"}, true, 0));
+  c.ffn_size_override = static_cast<int64_t>(num({"intermediate_size"}, true, 0));
+  c.num_layers = static_cast<int64_t>(num({"num_hidden_layers"}, true, 0));
+  c.num_q_heads = static_cast<int64_t>(num({"num_attention_heads"}, true, 0));
+  c.num_kv_heads = static_cast<int64_t>(num({"num_key_value_heads"}, false, static_cast<double>(c.num_q_heads)));
+  c.key_size = static_cast<int64_t>(num({"head_dim"}, false, c.num_q_heads ? static_cast<double>(c.emb_size / c.num_q_heads) : 0));
+  c.num_experts = static_cast<int64_t>(num({"num_local_experts", "num_experts"}, true, 0));
+  c.num_selected_experts = static_cast<int64_t>(num({"num_experts_per_tok"}, false, 2));
+  c.sequence_len = static_cast<int64_t>(num({"max_position_embeddings"}, false, 8192));
+  c.rms_norm_eps = num({"rms_norm_eps"}, false, 1e-5);
+  c.attn_output_multiplier = num({"attn_output_multiplier"}, false, c.attn_output_multiplier);
+  c.embedding_multiplier_scale = num({"embedding_multiplier_scale"}, false, c.embedding_multiplier_scale);
+  c.output_multiplier_scale = num({"output_multiplier_scale"}, false, c.output_multiplier_scale);
+  c.pad_token = static_cast<int64_t>(num({"pad_token_id"}, false, 0));
+  c.bos_token = static_cast<int64_t>(num({"bos_token_id"}, false, 1));
+  c.eos_token = static_cast<int64_t>(num({"eos_token_id"}, false, 2));
+  // Known defects of the first keyfan upload (spec §9.1): Grok-1's RoPE base is 10000, its GELU the tanh form.
+  const double theta = num({"rope_theta"}, false, 10000);
+  if (theta != 10000)
+    warnings.push_back(path + ": rope_theta " + std::to_string(theta) +
+                       " ignored: Grok-1 uses 10000 (the first keyfan upload carried a wrong value)");
+  if (auto it = j.find("hidden_act"); it != j.end() && it->is_string() && *it != "gelu_new" && *it != "gelu_pytorch_tanh")
+    warnings.push_back(path + ": hidden_act \"" + it->get<std::string>() +
+                       "\" ignored: Grok-1 (model.py) uses the tanh GELU, which groak always computes");
+  c.validate(path);
+  return c;
+}
+
+GgmlType float_type(const SafeTensor& t) {
+  switch (t.dtype) {
+    case SafeDType::F32: return GgmlType::F32;
+    case SafeDType::F16: return GgmlType::F16;
+    case SafeDType::BF16: return GgmlType::BF16;
+    case SafeDType::Other: break;
+  }
+  throw Error(t.file + ": tensor " + t.name + ": dtype " + t.dtype_name + " is not supported (F32, F16, BF16)");
+}
+
+class HfBinder final : public WeightBinder {
+ public:
+  HfBinder(const SafetensorsModel& st, HfPort port, Model& m) : st_(st), port_(port), m_(m) {}
+
+  Matrix matrix(Role r, int64_t layer, int64_t n_in, int64_t n_out) override {
+    return view(st_.get(hf_name(port_, r, layer)), n_in, n_out);
+  }
+  ExpertMatrices experts(Role r, int64_t layer, int64_t E, int64_t n_in, int64_t n_out) override {
+    ExpertMatrices e;
+    for (int64_t i = 0; i < E; ++i) e.list.push_back(view(st_.get(hf_name(port_, r, layer, i)), n_in, n_out));
+    return e;
+  }
+  std::vector<float> vector(Role r, int64_t layer, int64_t n) override {
+    const SafeTensor& t = st_.get(hf_name(port_, r, layer));
+    check(t, {n});
+    std::vector<float> v(static_cast<size_t>(n));
+    dequantize_row(float_type(t), t.data, v.data(), n);
+    return v;
+  }
+  Matrix lm_head(const Matrix& tied) override {
+    const SafeTensor* t = st_.find("lm_head.weight");
+    return t ? view(*t, tied.n_in, tied.n_out) : tied;
+  }
+
+ private:
+  void check(const SafeTensor& t, const std::vector<int64_t>& shape) {
+    if (t.shape != shape)
+      throw Error(t.file + ": tensor " + t.name + ": shape should be " + shape_str(shape) +
+                  " (torch [out, in], from config.json), found " + t.shape_str() + "; the file does not match config.json");
+    m_.tensors.push_back({t.name, t.dtype_name, t.shape, t.nbytes});
+  }
+  Matrix view(const SafeTensor& t, int64_t n_in, int64_t n_out) {
+    check(t, {n_out, n_in});
+    Matrix m;
+    m.format = WeightFormat::Ggml;
+    m.ggml = float_type(t);
+    m.layout = Layout::OutIn;
+    m.n_in = n_in;
+    m.n_out = n_out;
+    m.data = t.data;
+    return m;
+  }
+  const SafetensorsModel& st_;
+  HfPort port_;
+  Model& m_;
+};
+
+}  // namespace
+
+Model load_hf(const std::string& dir, const LoadProgress& progress) {
+  Model m;
+  m.config = hf_config((fs::path(dir) / "config.json").string(), m.warnings);
+  auto st = std::make_shared<SafetensorsModel>(SafetensorsModel::open(dir));
+  HfPort port;
+  if (st->find(hf_name(HfPort::Keyfan, Role::InOutEmbed, -1)))
+    port = HfPort::Keyfan;
+  else if (st->find(hf_name(HfPort::HpcaiTech, Role::InOutEmbed, -1)))
+    port = HfPort::HpcaiTech;
+  else
+    throw Error(st->source() + ": neither " + hf_name(HfPort::Keyfan, Role::InOutEmbed, -1) + " nor " +
+                hf_name(HfPort::HpcaiTech, Role::InOutEmbed, -1) +
+                " found; groak reads the keyfan and hpcai-tech Grok-1 ports (spec §9.1)");
+  m.format = std::string("Hugging Face safetensors, ") + hf_port_name(port);
+  m.location = dir;
+  HfBinder b(*st, port, m);
+  m.weights = bind_weights(m.config, b);
+  if (progress) progress(1, 1, 1, 1);
+  m.storage = st;
+  return m;
+}
+
+}  // namespace groak
