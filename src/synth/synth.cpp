@@ -35,6 +35,10 @@ constexpr Preset kPresets[] = {
     {"tiny-12l", 512, 64, 16, 4, 2, 12, 2},
     // the out-of-the-box demo: ~35 MB, synthesised in about a second
     {"demo", 2048, 256, 32, 8, 2, 4, 8},
+    // every row a whole number of 256-element k-quant blocks (d 256, ffn 768): convert round trips
+    {"small-k", 1024, 256, 32, 8, 2, 2, 4.5},
+    // the real Grok-1 vocabulary (131072) on a narrow model, for tokenizer round trips through GGUF
+    {"real-vocab", 131072, 128, 16, 8, 2, 2, 8},
     // Grok-1's full widths with 2 of its 64 layers (~13 GB)
     {"grok1-2l", 131072, 6144, 128, 48, 8, 2, 8},
 };

@@ -12,7 +12,7 @@
 
 namespace groak {
 
-// "tiny", "tiny-12l", "demo", "grok1-2l".
+// "tiny", "tiny-12l", "demo", "small-k", "real-vocab", "grok1-2l".
 std::vector<std::string> synth_preset_names();
 // Throws groak::Error listing the valid names.
 Config synth_preset(const std::string& name);
