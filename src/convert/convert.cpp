@@ -55,37 +55,55 @@ GgmlType storable(GgmlType want, int64_t n_in, const std::string& name, ConvertR
   return fb;
 }
 
-// Rows [o0, o0 + n) of W (output units), dequantised: out [n, n_in]. [in, out] matrices are read in
-// tiles so that each input row is touched once per tile, not once per output.
-void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out) {
+// The int8 values of outputs [o0, o0 + n) of an xAI [in, out] matrix, transposed: qt [n, n_in].
+// Blocked so that each pass reads kT input rows (a few KB, cache resident) and writes kT contiguous
+// values per output.
+void transpose_int8(const Matrix& m, int64_t o0, int64_t n, int8_t* qt) {
+  constexpr int64_t kT = 32;
+  const int8_t* q = reinterpret_cast<const int8_t*>(m.data);
+  for (int64_t i0 = 0; i0 < m.n_in; i0 += kT) {
+    const int64_t i1 = std::min(i0 + kT, m.n_in);
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = i0; i < i1; ++i) qt[r * m.n_in + i] = q[i * m.n_out + o0 + r];
+  }
+}
+
+// Rows [o0, o0 + n) of W (output units), dequantised: out [n, n_in]. For xAI int8 also the raw
+// transposed int8 (qt [n, n_in]) for the exact q8_0 path.
+void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out, std::vector<int8_t>& qt) {
   if (m.layout == Layout::OutIn) {
     for (int64_t r = 0; r < n; ++r) reference_kernels().get_row(m, o0 + r, out + r * m.n_in);
     return;
   }
-  const int64_t block_len = m.n_in / (m.format == WeightFormat::XaiInt8 ? m.scale_blocks : 1);
-  for (int64_t i = 0; i < m.n_in; ++i) {
-    if (m.format == WeightFormat::XaiInt8) {
-      const int8_t* q = reinterpret_cast<const int8_t*>(m.data) + i * m.n_out + o0;
-      const uint8_t* s = m.scales + 2 * static_cast<size_t>((i / block_len) * m.n_out + o0);
-      for (int64_t r = 0; r < n; ++r) out[r * m.n_in + i] = static_cast<float>(q[r]) * load_bf16(s + 2 * r);
-    } else {
-      const uint8_t* p = m.data + 4 * static_cast<size_t>(i * m.n_out + o0);
-      for (int64_t r = 0; r < n; ++r) out[r * m.n_in + i] = load_f32(p + 4 * r);
-    }
+  if (m.format == WeightFormat::XaiInt8) {
+    qt.resize(static_cast<size_t>(n * m.n_in));
+    transpose_int8(m, o0, n, qt.data());
+    const int64_t block_len = m.n_in / m.scale_blocks;
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t b = 0; b < m.scale_blocks; ++b) {
+        const float s = load_bf16(m.scales + 2 * static_cast<size_t>(b * m.n_out + o0 + r));
+        for (int64_t i = b * block_len; i < (b + 1) * block_len; ++i)
+          out[r * m.n_in + i] = static_cast<float>(qt[static_cast<size_t>(r * m.n_in + i)]) * s;  // exact
+      }
+    return;
+  }
+  for (int64_t i = 0; i < m.n_in; ++i) {  // f32 [in, out] (only small matrices: the router)
+    const uint8_t* p = m.data + 4 * static_cast<size_t>(i * m.n_out + o0);
+    for (int64_t r = 0; r < n; ++r) out[r * m.n_in + i] = load_f32(p + 4 * r);
   }
 }
 
 // xAI int8 -> q8_0 without re-rounding: a block of 32 inputs that shares one bf16 scale exactly
 // representable in fp16 becomes d = scale, qs = the int8 values. Returns false if not possible.
-bool exact_q8_0_block(const Matrix& m, int64_t o, int64_t i0, uint8_t* dst) {
+// q: output o's int8 values over all inputs [n_in].
+bool exact_q8_0_block(const Matrix& m, int64_t o, const int8_t* q, int64_t i0, uint8_t* dst) {
   const int64_t block_len = m.n_in / m.scale_blocks;
   if (i0 / block_len != (i0 + 31) / block_len) return false;
   const float s = load_bf16(m.scales + 2 * static_cast<size_t>((i0 / block_len) * m.n_out + o));
   const uint16_t h = f32_to_fp16(s);
   if (fp16_to_f32(h) != s) return false;
   std::memcpy(dst, &h, 2);
-  const int8_t* q = reinterpret_cast<const int8_t*>(m.data);
-  for (int64_t k = 0; k < 32; ++k) dst[2 + k] = static_cast<uint8_t>(q[(i0 + k) * m.n_out + o]);
+  std::memcpy(dst + 2, q + i0, 32);
   return true;
 }
 
@@ -232,11 +250,12 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
         const size_t rb = row_bytes(t.type, n_in);
         std::vector<float> rows(static_cast<size_t>(kTileRows * n_in));  // [tile, n_in]
         std::vector<uint8_t> buf(static_cast<size_t>(kTileRows) * rb);
+        std::vector<int8_t> qt;  // [tile, n_in] transposed int8 (xAI sources)
         for (const Matrix& m : t.matrices) {
           const bool int8_to_q8 = m.format == WeightFormat::XaiInt8 && t.type == GgmlType::Q8_0;
           for (int64_t o0 = 0; o0 < m.n_out; o0 += kTileRows) {
             const int64_t n = std::min(kTileRows, m.n_out - o0);
-            read_rows(m, o0, n, rows.data());
+            read_rows(m, o0, n, rows.data(), qt);
             for (int64_t r = 0; r < n; ++r) {
               uint8_t* dst = buf.data() + static_cast<size_t>(r) * rb;
               const float* src = rows.data() + r * n_in;
@@ -245,7 +264,7 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
               } else if (int8_to_q8) {
                 for (int64_t b = 0; b < n_in; b += 32) {
                   uint8_t* blk = dst + (b / 32) * 34;
-                  if (exact_q8_0_block(m, o0 + r, b, blk)) {
+                  if (exact_q8_0_block(m, o0 + r, qt.data() + r * n_in, b, blk)) {
                     ++rep.exact_int8_blocks;
                   } else {
                     quantize_row(GgmlType::Q8_0, src + b, blk, 32);
