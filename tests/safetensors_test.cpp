@@ -158,6 +158,12 @@ TEST(Safetensors, OverlappingAndOutOfOrderRangesAreAccepted) {
   EXPECT_EQ(p.tensors[1].data, p.tensors[2].data);
   EXPECT_EQ(p.tensors[3].nbytes, 0u);
   EXPECT_EQ(p.tensors[3].numel(), 0);
+
+  // Zero elements even though the leading dimensions multiply past int64.
+  json big = {{"z", {{"dtype", "BF16"}, {"shape", json::array({uint64_t{1} << 62, 3, 0})}, {"data_offsets", {0, 0}}}}};
+  auto bz = image(big.dump(), {});
+  SafetensorsHeader pz = parse_safetensors_header(bz.data(), bz.size(), "mem");
+  EXPECT_EQ(pz.tensors[0].numel(), 0);
 }
 
 TEST(Safetensors, OpensSingleFileAndFolder) {

@@ -545,6 +545,10 @@ TEST(VocabModel, Errors) {
   v.unk = -1;
   v.types[3] = static_cast<int32_t>(TokenType::kControl);
   expect_vocab_error(v, "no token is typed unknown");
+  // A padding id on an ordinary piece (seen in HF-derived files) is dropped, not fatal.
+  v = good;
+  v.pad = n - 1;
+  EXPECT_NO_THROW(tokenizer_from_vocab(v));
 
   // Rejected by SentencePiece itself: a duplicate piece, a missing byte piece.
   v = good;

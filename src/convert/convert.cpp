@@ -1,6 +1,10 @@
 #include "convert/convert.h"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -105,6 +109,31 @@ bool exact_q8_0_block(const Matrix& m, int64_t o, const int8_t* q, int64_t i0, u
   std::memcpy(dst, &h, 2);
   std::memcpy(dst + 2, q + i0, 32);
   return true;
+}
+
+// Runs body(r) for r in [0, n) on all hardware threads (contiguous ranges, joined before returning).
+template <typename F>
+void parallel_rows(int64_t n, const F& body) {
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(n, std::thread::hardware_concurrency()));
+  if (workers == 1) {
+    for (int64_t r = 0; r < n; ++r) body(r);
+    return;
+  }
+  std::vector<std::thread> pool;
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  for (int64_t w = 0; w < workers; ++w) {
+    pool.emplace_back([&, w] {
+      try {
+        for (int64_t r = n * w / workers; r < n * (w + 1) / workers; ++r) body(r);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        error = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
 }
 
 class SplitWriter {
@@ -256,7 +285,9 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
           for (int64_t o0 = 0; o0 < m.n_out; o0 += kTileRows) {
             const int64_t n = std::min(kTileRows, m.n_out - o0);
             read_rows(m, o0, n, rows.data(), qt);
-            for (int64_t r = 0; r < n; ++r) {
+            // Rows are independent: encode them on every core (the k-quant searches are costly).
+            std::atomic<uint64_t> exact{0}, rerounded{0};
+            parallel_rows(n, [&](int64_t r) {
               uint8_t* dst = buf.data() + static_cast<size_t>(r) * rb;
               const float* src = rows.data() + r * n_in;
               if (t.type == GgmlType::F32) {
@@ -265,16 +296,18 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
                 for (int64_t b = 0; b < n_in; b += 32) {
                   uint8_t* blk = dst + (b / 32) * 34;
                   if (exact_q8_0_block(m, o0 + r, qt.data() + r * n_in, b, blk)) {
-                    ++rep.exact_int8_blocks;
+                    ++exact;
                   } else {
                     quantize_row(GgmlType::Q8_0, src + b, blk, 32);
-                    ++rep.requantized_blocks;
+                    ++rerounded;
                   }
                 }
               } else {
                 quantize_row(t.type, src, dst, n_in);
               }
-            }
+            });
+            rep.exact_int8_blocks += exact;
+            rep.requantized_blocks += rerounded;
             out.write_data(buf.data(), static_cast<size_t>(n) * rb);
             done += static_cast<uint64_t>(n) * rb;
             if (m.layout == Layout::OutIn)  // rows done: let the page cache keep them, not our RSS

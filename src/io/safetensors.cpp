@@ -86,15 +86,17 @@ std::string type_of(const json& v) {
 
 // Parses JSON text, capping nesting depth and refusing duplicate top-level keys (nlohmann would silently
 // keep the last one, hiding a second tensor or shard of the same name).
-json parse_json(const char* begin, const char* end, const std::string& file, const char* what,
-                bool unique_top_keys, const char* hint) {
+enum class TopKeys : uint8_t { MayRepeat, Unique };
+
+json parse_json(const char* begin, const char* end, const std::string& file, const char* what, TopKeys keys,
+                const char* hint) {
   std::set<std::string> top_keys;
   auto cb = [&](int depth, json::parse_event_t ev, json& parsed) {
     if ((ev == json::parse_event_t::object_start || ev == json::parse_event_t::array_start) &&
         depth > kMaxJsonDepth) {
       fail(file, "", "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels", hint);
     }
-    if (ev == json::parse_event_t::key && depth == 1 && unique_top_keys) {
+    if (ev == json::parse_event_t::key && depth == 1 && keys == TopKeys::Unique) {
       const std::string& k = parsed.get_ref<const std::string&>();
       if (!top_keys.insert(k).second) fail(file, k, std::string("appears twice in the ") + what, hint);
     }
@@ -192,9 +194,11 @@ SafeTensor parse_entry(const std::string& name, const json& e, const uint8_t* da
 }  // namespace
 
 int64_t SafeTensor::numel() const {
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;  // bounded by nbytes, checked at parse time
-  return n;
+  // Unsigned, because a shape like [2^62, 3, 0] is valid (0 elements) but its partial products are not
+  // int64; without a zero the product is bounded by the buffer size (checked at parse time).
+  uint64_t n = 1;
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return static_cast<int64_t>(n);
 }
 
 std::string SafeTensor::shape_str() const { return dims_str(shape); }
@@ -227,7 +231,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size, con
   if (n == 0 || hb[0] != '{')
     fail(file, "", "the JSON header does not start with '{'", kDamagedHint);
 
-  json h = parse_json(hb, hb + n, file, "header", /*unique_top_keys=*/true, kDamagedHint);
+  json h = parse_json(hb, hb + n, file, "header", TopKeys::Unique, kDamagedHint);
   if (!h.is_object()) fail(file, "", "the JSON header is " + type_of(h) + ", expected an object", kDamagedHint);
 
   SafetensorsHeader out;
@@ -250,7 +254,7 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size, con
 
 std::map<std::string, std::string> parse_safetensors_index(const std::string& json_text, const std::string& file) {
   const char* b = json_text.data();
-  json j = parse_json(b, b + json_text.size(), file, "index", /*unique_top_keys=*/false, kIndexHint);
+  json j = parse_json(b, b + json_text.size(), file, "index", TopKeys::MayRepeat, kIndexHint);
   if (!j.is_object()) fail(file, "", "expected a JSON object, found " + type_of(j), kIndexHint);
   if (!j.contains("weight_map")) fail(file, "", "the field \"weight_map\" is missing", kIndexHint);
   const json& wm = j["weight_map"];

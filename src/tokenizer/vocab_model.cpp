@@ -164,6 +164,7 @@ const char* type_name(TokenType type) {
 struct CheckedVocab {
   std::vector<TokenType> types;  // [n_vocab]
   int32_t unk = -1;
+  int32_t pad = -1;  // vocab.pad, or -1 when it names no control piece (then ignored)
   bool has_byte_pieces = false;
 };
 
@@ -262,7 +263,9 @@ CheckedVocab check_vocab(const VocabSpec& vocab) {
   };
   check_control(vocab.bos, "tokenizer.ggml.bos_token_id");
   check_control(vocab.eos, "tokenizer.ggml.eos_token_id");
-  check_control(vocab.pad, "tokenizer.ggml.padding_token_id");
+  // Some HF-derived files point the padding id at an ordinary piece; padding plays no part in
+  // tokenizing, so such an id is dropped rather than refusing the file.
+  out.pad = vocab.pad >= 0 && out.types[static_cast<size_t>(vocab.pad)] == TokenType::kControl ? vocab.pad : -1;
   return out;
 }
 
@@ -300,7 +303,7 @@ std::string serialize_model_proto(const VocabSpec& vocab) {
   nested.int32_field(trainer_field::kUnkId, checked.unk);
   nested.int32_field(trainer_field::kBosId, vocab.bos);
   nested.int32_field(trainer_field::kEosId, vocab.eos);
-  nested.int32_field(trainer_field::kPadId, vocab.pad);
+  nested.int32_field(trainer_field::kPadId, checked.pad);
   // decode() prints the unknown piece's own text, as Grok-1 does (unk_surface "[UNK]").
   const std::string& unk_piece = vocab.tokens[static_cast<size_t>(checked.unk)];
   nested.bytes_field(trainer_field::kUnkSurface, unk_piece);
@@ -311,7 +314,7 @@ std::string serialize_model_proto(const VocabSpec& vocab) {
   };
   special_piece(trainer_field::kBosPiece, vocab.bos);
   special_piece(trainer_field::kEosPiece, vocab.eos);
-  special_piece(trainer_field::kPadPiece, vocab.pad);
+  special_piece(trainer_field::kPadPiece, checked.pad);
   model.bytes_field(model_field::kTrainerSpec, nested.bytes());
 
   // NormalizerSpec: identity (empty charsmap), dummy prefix, whitespace kept and escaped.
