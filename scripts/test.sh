@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds groak (Release and ASan+UBSan) and runs the whole test suite in both.
+# Installs what is needed, builds groak (Release and ASan+UBSan), runs the whole test suite in both,
+# then fuzzes every parser (GGUF, safetensors, xAI pickle) for a short while (FUZZ_SECONDS, default 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh build
 scripts/build.sh build-asan -DGROAK_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== fuzzing the parsers (${FUZZ_SECONDS:-15} s per target)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 echo "== tests (Release)"
 ctest --test-dir build --output-on-failure -j 2
 echo "== tests (ASan+UBSan)"

@@ -283,7 +283,7 @@ TEST(SynthPickle, FileSinkNamesTheFileOnFailure) {
 // ---------------------------------------------------------------------------------------------
 
 TEST(Synth, Presets) {
-  EXPECT_EQ(synth_preset_names(), (std::vector<std::string>{"tiny", "tiny-12l", "demo", "grok1-2l"}));
+  EXPECT_EQ(synth_preset_names(), (std::vector<std::string>{"tiny", "tiny-12l", "demo", "small-k", "real-vocab", "grok1-2l"}));
   const Config tiny = synth_preset("tiny");
   EXPECT_EQ(tiny.ffn_size(), 344);
   const Config g = synth_preset("grok1-2l");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace groak::test {
 
@@ -52,6 +53,42 @@ inline std::vector<float> read_f32(const std::string& path) {
   std::vector<float> v(bytes.size() / 4);
   std::memcpy(v.data(), bytes.data(), v.size() * 4);
   return v;
+}
+
+// One line of shared/grok-1/tokenizer_cases.tsv (spec §6): input and decoded text as JSON literals.
+struct TokenizerCase {
+  std::string input_json;  // as written in the file, for messages
+  std::string input;
+  std::vector<int32_t> ids;
+  std::string decoded;
+};
+
+// Reads the oracle; fails the calling test (and returns what it has) on a malformed file.
+inline std::vector<TokenizerCase> read_tokenizer_cases(const std::string& path) {
+  std::vector<TokenizerCase> cases;
+  std::ifstream in(path);
+  EXPECT_TRUE(in) << "cannot open " << path;
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "input_json\tids\tdecoded_json") << "unexpected header in " << path;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const size_t t1 = line.find('\t');
+    const size_t t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
+    if (t2 == std::string::npos) {
+      ADD_FAILURE() << "line " << cases.size() + 2 << " of " << path << " lacks 3 columns";
+      break;
+    }
+    TokenizerCase c;
+    c.input_json = line.substr(0, t1);
+    c.input = nlohmann::json::parse(c.input_json).get<std::string>();
+    c.decoded = nlohmann::json::parse(line.substr(t2 + 1)).get<std::string>();
+    std::istringstream ids(line.substr(t1 + 1, t2 - t1 - 1));
+    for (int32_t id; ids >> id;) c.ids.push_back(id);
+    cases.push_back(std::move(c));
+  }
+  EXPECT_GE(cases.size(), 40u) << "the oracle file looks truncated";
+  return cases;
 }
 
 inline std::vector<int32_t> read_tokens(const std::string& path) {

@@ -13,8 +13,11 @@
 
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
+using groak::test::read_tokenizer_cases;
+using groak::test::TokenizerCase;
 using groak::Tokenizer;
 
 namespace {
@@ -84,30 +87,10 @@ std::vector<std::string> stream_all(const Tokenizer& tok, const std::vector<int3
 
 TEST(Tokenizer, GrokOracleCases) {
   SKIP_WITHOUT_GROK_TOKENIZER();
-  const std::string path = kGrokDir + "/tokenizer_cases.tsv";
-  std::ifstream in(path);
-  ASSERT_TRUE(in) << "cannot open " << path;
-  std::string line;
-  std::getline(in, line);
-  ASSERT_EQ(line, "input_json\tids\tdecoded_json") << "unexpected header in " << path;
-  int cases = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const size_t t1 = line.find('\t');
-    const size_t t2 = line.find('\t', t1 + 1);
-    ASSERT_NE(t2, std::string::npos) << "line " << cases + 2 << " of " << path << " lacks 3 columns";
-    const auto input = nlohmann::json::parse(line.substr(0, t1)).get<std::string>();
-    const auto decoded = nlohmann::json::parse(line.substr(t2 + 1)).get<std::string>();
-    std::vector<int32_t> want;
-    std::istringstream ids(line.substr(t1 + 1, t2 - t1 - 1));
-    for (int32_t id; ids >> id;) want.push_back(id);
-
-    const auto got = grok().encode(input);
-    EXPECT_EQ(got, want) << "encode(" << line.substr(0, t1) << ")";
-    EXPECT_EQ(grok().decode(want), decoded) << "decode of the ids for " << line.substr(0, t1);
-    ++cases;
+  for (const TokenizerCase& c : read_tokenizer_cases(kGrokDir + "/tokenizer_cases.tsv")) {
+    EXPECT_EQ(grok().encode(c.input), c.ids) << "encode(" << c.input_json << ")";
+    EXPECT_EQ(grok().decode(c.ids), c.decoded) << "decode of the ids for " << c.input_json;
   }
-  EXPECT_GE(cases, 40) << "the oracle file looks truncated";
 }
 
 TEST(Tokenizer, GrokVocabularyAndSpecialIds) {

@@ -24,8 +24,11 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_model.h"
 #include "util/error.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
+using groak::test::read_tokenizer_cases;
+using groak::test::TokenizerCase;
 using groak::TokenType;
 using groak::Tokenizer;
 using groak::VocabSpec;
@@ -287,32 +290,14 @@ void expect_vocab_error(const VocabSpec& v, const std::string& needle) {
 
 TEST(VocabModel, GrokOracleCases) {
   SKIP_WITHOUT_GROK_TOKENIZER();
-  const std::string path = kGrokDir + "/tokenizer_cases.tsv";
+  const auto cases = read_tokenizer_cases(kGrokDir + "/tokenizer_cases.tsv");
   for (TypeSource source : kAllSources) {
     SCOPED_TRACE(source_name(source));
     const Tokenizer& tok = grok_from_vocab(source);
-    std::ifstream in(path);
-    ASSERT_TRUE(in) << "cannot open " << path;
-    std::string line;
-    std::getline(in, line);
-    ASSERT_EQ(line, "input_json\tids\tdecoded_json") << "unexpected header in " << path;
-    int cases = 0;
-    while (std::getline(in, line)) {
-      if (line.empty()) continue;
-      const size_t t1 = line.find('\t');
-      const size_t t2 = line.find('\t', t1 + 1);
-      ASSERT_NE(t2, std::string::npos) << "line " << cases + 2 << " of " << path << " lacks 3 columns";
-      const auto input = nlohmann::json::parse(line.substr(0, t1)).get<std::string>();
-      const auto decoded = nlohmann::json::parse(line.substr(t2 + 1)).get<std::string>();
-      std::vector<int32_t> want;
-      std::istringstream ids(line.substr(t1 + 1, t2 - t1 - 1));
-      for (int32_t id; ids >> id;) want.push_back(id);
-
-      EXPECT_EQ(tok.encode(input), want) << "encode(" << line.substr(0, t1) << ")";
-      EXPECT_EQ(tok.decode(want), decoded) << "decode of the ids for " << line.substr(0, t1);
-      ++cases;
+    for (const TokenizerCase& c : cases) {
+      EXPECT_EQ(tok.encode(c.input), c.ids) << "encode(" << c.input_json << ")";
+      EXPECT_EQ(tok.decode(c.ids), c.decoded) << "decode of the ids for " << c.input_json;
     }
-    EXPECT_GE(cases, 40) << "the oracle file looks truncated";
   }
 }
 

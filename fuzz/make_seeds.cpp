@@ -1,0 +1,147 @@
+// Writes small valid inputs for each fuzz target into OUT/<target>/ (scripts/fuzz.sh runs it). Valid
+// seeds let the fuzzer start deep inside each format instead of rediscovering its framing.
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "synth/pickle_writer.h"
+#include "util/error.h"
+#ifdef GROAK_FUZZ_GGUF_WRITER
+#include "io/gguf_writer.h"
+#endif
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+void write(const fs::path& path, const std::vector<uint8_t>& b) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  if (!out) throw groak::Error(path.string() + ": cannot write");
+}
+
+std::vector<uint8_t> counting(size_t n) {
+  std::vector<uint8_t> b(n);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(i * 7 + 1);
+  return b;
+}
+
+struct StEntry {
+  const char* name;
+  const char* dtype;
+  std::vector<int64_t> shape;
+  size_t nbytes;
+};
+
+// The layout safetensors.torch.save_file produces: u64 length, JSON padded with spaces to 8, data.
+std::vector<uint8_t> safetensors(const std::vector<StEntry>& entries, const json& metadata) {
+  json h = json::object();
+  uint64_t off = 0;
+  for (const StEntry& e : entries) {
+    h[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {off, off + e.nbytes}}};
+    off += e.nbytes;
+  }
+  if (!metadata.is_null()) h["__metadata__"] = metadata;
+  std::string text = h.dump();
+  while (text.size() % 8 != 0) text += ' ';
+  std::vector<uint8_t> out(8);
+  for (int b = 0; b < 8; ++b) out[b] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * b));
+  out.insert(out.end(), text.begin(), text.end());
+  std::vector<uint8_t> data = counting(off);
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+groak::pickle::NpArray array(groak::pickle::NpDType t, std::vector<int64_t> shape) {
+  groak::pickle::NpArray a;
+  a.dtype = t;
+  a.shape = std::move(shape);
+  a.fill = [](uint8_t* buf, uint64_t offset, size_t n) {
+    for (size_t i = 0; i < n; ++i) buf[i] = static_cast<uint8_t>(offset + i);
+  };
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_seeds OUT_DIR\n");
+    return 2;
+  }
+  const fs::path out = argv[1];
+  try {
+    fs::create_directories(out / "fuzz_safetensors");
+    write(out / "fuzz_safetensors" / "small.safetensors",
+          safetensors({{"model.norm.scale", "BF16", {4}, 8}}, nullptr));
+    write(out / "fuzz_safetensors" / "mixed.safetensors",
+          safetensors({{"a.weight", "F32", {2, 3}, 24},
+                       {"b.bias", "BF16", {3}, 6},
+                       {"c.half", "F16", {}, 2},
+                       {"d.ids", "I64", {2}, 16},
+                       {"e.empty", "F32", {0, 4}, 0},
+                       {"f.nibbles", "F4", {2, 2}, 2}},
+                      json{{"format", "pt"}}));
+
+    fs::create_directories(out / "fuzz_safetensors_index");
+    json index = {{"metadata", {{"total_size", 1234}}},
+                  {"weight_map",
+                   {{"model.embed_tokens.weight", "model-00001-of-00002.safetensors"},
+                    {"model.norm.scale", "model-00002-of-00002.safetensors"}}}};
+    std::string text = index.dump(2);
+    write(out / "fuzz_safetensors_index" / "model.safetensors.index.json",
+          std::vector<uint8_t>(text.begin(), text.end()));
+
+    // The two object graphs of xAI's checkpoint, pickled byte for byte as CPython does.
+    using groak::pickle::NpDType;
+    fs::create_directories(out / "fuzz_xai_pickle");
+    {
+      groak::pickle::VectorSink s;
+      groak::pickle::pickle_ndarray(s, array(NpDType::F32, {2, 3}));
+      write(out / "fuzz_xai_pickle" / "f32_array", s.bytes);
+    }
+    {
+      groak::pickle::VectorSink s;
+      groak::pickle::pickle_ndarray(s, array(NpDType::BF16, {4}));
+      write(out / "fuzz_xai_pickle" / "bf16_array", s.bytes);
+    }
+    {
+      groak::pickle::VectorSink s;
+      groak::pickle::pickle_quantized_weight(s, array(NpDType::I8, {2, 4, 3}), array(NpDType::BF16, {2, 1, 3}));
+      write(out / "fuzz_xai_pickle" / "quantized_weight", s.bytes);
+    }
+
+#ifdef GROAK_FUZZ_GGUF_WRITER
+    fs::create_directories(out / "fuzz_gguf");
+    {
+      groak::GgufWriter w((out / "fuzz_gguf" / "small.gguf").string());
+      w.add_string("general.architecture", "grok");
+      w.add_u32("grok.block_count", 1);
+      w.add_f32("grok.attention.layer_norm_rms_epsilon", 1e-5f);
+      w.add_bool("flag", true);
+      w.add_strings("tokenizer.ggml.tokens", {"<pad>", "a", "b"});
+      w.add_i32s("tokenizer.ggml.token_type", {3, 1, 1});
+      constexpr uint32_t kF32 = 0, kF16 = 1;
+      w.add_tensor("output_norm.weight", {4}, kF32, 16);
+      w.add_tensor("token_embd.weight", {4, 3}, kF16, 24);
+      w.write_header();
+      std::vector<uint8_t> d = counting(24);
+      w.write_data(d.data(), 16);
+      w.end_tensor();
+      w.write_data(d.data(), 24);
+      w.end_tensor();
+      w.finish();
+    }
+#endif
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "make_seeds: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
