@@ -95,3 +95,35 @@ TEST_F(Golden, OutOfRangeTokenIsRefused) {
 }
 
 }  // namespace groak::test
+
+namespace groak::test {
+
+// The same golden logits from the fixture's llama.cpp GGUF (all f32, same weights).
+TEST(GoldenGguf, TinyAF32GgufMatchesReference) {
+  const std::string xz = fixture_dir() + "/model-f32.gguf.xz";
+  GROAK_REQUIRE_SHARED(xz);
+  if (run_command("command -v xz") != 0) GTEST_SKIP() << "needs xz (scripts/setup.sh installs xz-utils)";
+  TempDir tmp;
+  ASSERT_EQ(run_command("xz -dkc " + xz + " > " + (tmp / "model-f32.gguf")), 0);
+  Model m = load_model(tmp / "model-f32.gguf");
+  auto tokens = read_tokens(fixture_dir() + "/tokens.txt");
+  auto golden = read_f32(fixture_dir() + "/logits.f32");
+  for (bool incremental : {false, true}) {
+    Session s(m, static_cast<int64_t>(tokens.size()));
+    std::vector<float> logits, row;
+    if (!incremental) {
+      s.eval(tokens, logits, LogitRows::All);
+    } else {
+      for (size_t t = 0; t < tokens.size(); ++t) {
+        s.eval(std::span<const int32_t>(&tokens[t], 1), row, LogitRows::LastOnly);
+        logits.insert(logits.end(), row.begin(), row.end());
+      }
+    }
+    const double err = max_rel_err(logits, golden);
+    std::printf("[gguf %s] tiny-a max rel err %.3g\n", incremental ? "incremental" : "full", err);
+    EXPECT_LT(err, kGoldenTolerance);
+    EXPECT_EQ(argmax_rows(logits, 512), argmax_rows(golden, 512));
+  }
+}
+
+}  // namespace groak::test
