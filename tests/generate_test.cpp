@@ -171,8 +171,8 @@ TEST(GenerateCli, InterruptEndsCleanly) {
   ASSERT_EQ(run_command(g + " synth --preset demo --seed 1 --out " + model, &out), 0) << out;
   ASSERT_EQ(run_command(g + " train-tokenizer --corpus " + std::string(GROAK_SOURCE_DIR) +
                         "/data/corpus.txt --vocab 2048 --out " + model + "/tokenizer.model", &out), 0) << out;
-  const int rc = run_command("timeout --preserve-status -s INT 2 " + g + " generate --model " + model +
-                             " -p 'Experts' -n 100000 --ignore-eos > /dev/null", &out);
+  const int rc = run_command("( timeout --preserve-status -s INT 2 " + g + " generate --model " + model +
+                             " -p 'Experts' -n 100000 --ignore-eos > /dev/null )", &out);
   EXPECT_EQ(rc, 130) << out;
   EXPECT_NE(out.find("stopped: interrupted"), std::string::npos) << out;
   EXPECT_NE(out.find("generated:"), std::string::npos) << out;
