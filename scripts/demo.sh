@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build.sh build >/dev/null
+BUILD_TARGET=groak scripts/build.sh build >/dev/null
 model="${XDG_CACHE_HOME:-$HOME/.cache}/groak/demo-v1"
 if [ ! -f "$model/tokenizer.model" ]; then
   build/groak synth --preset demo --seed 1 --out "$model"
