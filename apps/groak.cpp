@@ -500,6 +500,17 @@ int main(int argc, char** argv) {
   gen->add_option("-c,--ctx", ga.ctx, "context size in tokens (default: the model's sequence_len)")
       ->check(CLI::PositiveNumber);
 
+  // An unknown command gets named (CLI11 would only say that a subcommand is required).
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const auto* sc : app.get_subcommands({})) known = known || sc->get_name() == argv[1];
+    if (!known) {
+      std::string names;
+      for (const auto* sc : app.get_subcommands({})) names += (names.empty() ? "" : ", ") + sc->get_name();
+      std::fprintf(stderr, "groak: unknown command '%s'; commands: %s (groak --help)\n", argv[1], names.c_str());
+      return kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
     if (*gen && ga.prompt.empty() && ga.prompt_file.empty())

@@ -66,7 +66,10 @@ std::string Config::describe() const {
     << "  num_q_heads           " << num_q_heads << "\n"
     << "  num_kv_heads          " << num_kv_heads << "\n"
     << "  num_layers            " << num_layers << "\n"
-    << "  widening_factor       " << widening_factor << "  (ffn_size " << ffn_size() << ")\n"
+    << (ffn_size_override > 0
+            ? "  ffn_size              " + std::to_string(ffn_size()) + "  (stated by the file)\n"
+            : "  widening_factor       " + (std::ostringstream() << widening_factor).str() + "  (ffn_size " +
+                  std::to_string(ffn_size()) + ")\n")
     << "  num_experts           " << num_experts << "\n"
     << "  num_selected_experts  " << num_selected_experts << "\n"
     << "  attn_output_multiplier      " << attn_output_multiplier << "\n"
