@@ -391,7 +391,10 @@ int run_generate(GenerateArgs& a) {
   std::signal(SIGINT, SIG_DFL);
   std::printf("\n");
   std::fflush(stdout);
-  const double decode_tps = st.decode_seconds > 0 ? static_cast<double>(st.generated_tokens - 1) / st.decode_seconds : 0;
+  // The first generated token comes from the prefill; the decode rate counts the ones after it.
+  const double decode_tps = st.decode_seconds > 0 && st.generated_tokens > 1
+                                ? static_cast<double>(st.generated_tokens - 1) / st.decode_seconds
+                                : 0;
   std::fprintf(stderr,
                "\n[groak] stopped: %s%s\n"
                "[groak] prompt: %lld tokens, %.2f s (%.1f tok/s)\n"
@@ -549,6 +552,9 @@ int main(int argc, char** argv) {
     return kExitError;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "groak: error: out of memory\n");
+    return kExitError;
+  } catch (const std::exception& e) {  // a library's own exception (filesystem, json …): still a clear exit
+    std::fprintf(stderr, "groak: error: %s\n", e.what());
     return kExitError;
   }
   return 0;

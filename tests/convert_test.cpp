@@ -142,6 +142,20 @@ TEST(Convert, SplitOutputLoadsFromAnyPart) {
     auto got = logits_of(part, toks, reference_kernels());
     EXPECT_EQ(argmax_rows(got, 512), argmax_rows(whole, 512));
   }
+  // Nothing of a failed split conversion is left: parts appear only when all are complete.
+  {
+    Model m = load_model(tmp / "raw");
+    ConvertOptions o;
+    o.out = tmp / "fail.gguf";
+    o.type = GgmlType::Q8_0;
+    o.split_max_bytes = 400000;
+    const ConvertProgress stop = [](uint64_t done, uint64_t total) {
+      if (done > total / 2) throw Error("stopped on purpose");
+    };
+    EXPECT_THROW(convert_model(m, o, stop), Error);
+    for (const auto& e : fs::directory_iterator(tmp.path()))
+      EXPECT_EQ(e.path().filename().string().rfind("fail", 0), std::string::npos) << e.path();
+  }
   // A missing part is named.
   fs::remove(rep.files[1]);
   try {

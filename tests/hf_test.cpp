@@ -121,6 +121,10 @@ TEST_F(HfPorts, BothPortsInF32GiveTheRawLogits) {
     write_safetensors(dir + "/model.safetensors", hf_tensors(*raw_, port), false);
     auto got = logits(dir, reference_kernels());
     EXPECT_LE(max_rel_err(got, ref_), 1e-6) << hf_port_name(port);
+    // A single shard under another name, given as the folder or as the file.
+    fs::rename(dir + "/model.safetensors", dir + "/grok-tiny.safetensors");
+    EXPECT_EQ(logits(dir, reference_kernels()), got);
+    EXPECT_EQ(logits(dir + "/grok-tiny.safetensors", reference_kernels()), got);
     Model m = load_model(dir);
     EXPECT_NE(m.format.find("Hugging Face"), std::string::npos);
   }
@@ -143,6 +147,8 @@ TEST_F(HfPorts, ShardedBf16WithIndex) {
   write_safetensors(dir + "/model-00002-of-00002.safetensors", b, true);
   std::ofstream(dir + "/model.safetensors.index.json") << index.dump();
   auto got = logits(dir, fast_kernels());
+  // The index file itself is accepted as --model too.
+  EXPECT_EQ(logits(dir + "/model.safetensors.index.json", fast_kernels()), got);
   // bf16 weights: the same size of change as model.py's own bf16 rounding (~3e-2 relative on tiny-a).
   EXPECT_LT(max_rel_err(got, ref_), 0.1);
   auto am = argmax_rows(got, 512), ar = argmax_rows(ref_, 512);

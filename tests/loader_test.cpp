@@ -219,3 +219,24 @@ TEST(Pickle, RandomCorruptionNeverCrashes) {
 }
 
 }  // namespace groak::test
+
+namespace groak::test {
+
+// Settings that would make the model compute garbage (or allocate without bound) are refused up front.
+TEST_F(BrokenCopy, ConfigValuesAreValidated) {
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::ifstream in(fixture_dir() + "/config.json");
+    std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    cfg.replace(cfg.find(from), from.size(), to);
+    std::ofstream(dir_ / "config.json") << cfg;
+    return load_error();
+  };
+  EXPECT_HAS(with("\"num_layers\": 2", "\"num_layers\": 2.9"), "should be a whole number");
+  EXPECT_HAS(with("\"num_q_heads\": 4", "\"num_q_heads\": 1e30"), "should be a whole number");
+  EXPECT_HAS(with("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": -1"), "rms_norm_eps must be");
+  EXPECT_HAS(with("\"widening_factor\": 8", "\"widening_factor\": 0.001"), "ffn_size");
+  // Millions of layers: an immediate "missing file", not gigabytes of bookkeeping.
+  EXPECT_HAS(with("\"num_layers\": 2", "\"num_layers\": 16777216"), "tensor00026_000: missing");
+}
+
+}  // namespace groak::test

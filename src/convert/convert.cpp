@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 
 #include "io/gguf_writer.h"
 #include "io/mapped_file.h"
@@ -256,8 +257,10 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
   for (const auto& t : tensors) total += t.bytes();
   SplitWriter split(opt, tensors);
   constexpr int64_t kTileRows = 256;  // output rows converted at a time
+  std::vector<std::unique_ptr<GgufWriter>> parts;  // renamed into place together, once all are complete
   for (size_t p = 0; p < split.count(); ++p) {
-    GgufWriter out(split.path(p));
+    parts.push_back(std::make_unique<GgufWriter>(split.path(p)));
+    GgufWriter& out = *parts.back();
     if (p == 0) {
       write_metadata(out, model, opt);
     } else {
@@ -325,6 +328,7 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
     rep.files.push_back(out.path());
     rep.bytes += out.bytes_written();
   }
+  for (auto& part : parts) part->commit();
   return rep;
 }
 

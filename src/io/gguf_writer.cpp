@@ -13,7 +13,7 @@ GgufWriter::GgufWriter(std::string path, uint32_t alignment)
 
 GgufWriter::~GgufWriter() {
   if (f_) std::fclose(f_);
-  if (!finished_) {
+  if (!committed_) {  // an unfinished or abandoned file never appears under its final name
     std::error_code ec;
     std::filesystem::remove(tmp_, ec);
   }
@@ -135,10 +135,15 @@ void GgufWriter::finish() {
     throw Error(path_ + ": write failed at close (" + std::string(std::strerror(errno)) + "); is the disk full?");
   }
   f_ = nullptr;
+  finished_ = true;
+}
+
+void GgufWriter::commit() {
+  if (!finished_) throw Error(path_ + ": commit before finish (internal error)");
   std::error_code ec;
   std::filesystem::rename(tmp_, path_, ec);
   if (ec) throw Error(path_ + ": cannot rename " + tmp_ + " into place (" + ec.message() + ")");
-  finished_ = true;
+  committed_ = true;
 }
 
 }  // namespace groak

@@ -1,6 +1,7 @@
 // Writes GGUF v3 files the way llama.cpp's gguf-py does: header, metadata, tensor infos, then the
 // tensor data, each tensor aligned to `alignment` bytes. Tensor data is streamed in pieces, so a
-// writer never holds a whole tensor. The file is written under FILE.tmp and renamed by finish().
+// writer never holds a whole tensor. The file is written under FILE.tmp and renamed by commit(), so
+// the parts of a split set can all appear at once, after the last one is complete.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -34,7 +35,8 @@ class GgufWriter {
   void write_header();
   void write_data(const void* p, size_t n);  // appends to the current tensor
   void end_tensor();                         // checks its size, pads to the alignment
-  void finish();                             // all tensors written: flush, close, rename into place
+  void finish();                             // all tensors written: flush and close (still FILE.tmp)
+  void commit();                             // after finish(): rename FILE.tmp to FILE
 
   const std::string& path() const { return path_; }
   uint64_t bytes_written() const { return written_; }
@@ -59,7 +61,7 @@ class GgufWriter {
   size_t current_ = 0;       // tensor being written
   uint64_t current_bytes_ = 0;
   uint64_t written_ = 0;
-  bool header_done_ = false, finished_ = false;
+  bool header_done_ = false, finished_ = false, committed_ = false;
 };
 
 // GGUF metadata value types.

@@ -318,10 +318,10 @@ SafetensorsModel SafetensorsModel::open(const std::string& dir_or_file) {
 
   bool is_index = false;
   if (fs::is_directory(st)) {
-    if (fs::exists(p / kIndexName)) {
+    if (fs::exists(p / kIndexName, ec)) {
       p /= kIndexName;
       is_index = true;
-    } else if (fs::exists(p / kSingleName)) {
+    } else if (fs::exists(p / kSingleName, ec)) {
       p /= kSingleName;
     } else {
       // One unambiguous .safetensors file under another name is still a model.
@@ -349,7 +349,7 @@ SafetensorsModel SafetensorsModel::open(const std::string& dir_or_file) {
     std::map<std::string, std::vector<std::string>> by_shard;  // shard path -> tensors it should hold
     for (const auto& [name, shard] : weight_map) by_shard[shard].push_back(name);
     for (const auto& [shard, names] : by_shard) {
-      if (!fs::exists(shard)) {
+      if (!fs::exists(shard, ec)) {
         fail(m.source_, names.front(),
              "its shard " + shard + " is missing (the index names it for " + std::to_string(names.size()) +
                  " tensors)",

@@ -88,7 +88,9 @@ XaiCheckpoint XaiCheckpoint::open(const std::string& model_path, const LoadProgr
 
   const std::string cfg_origin =
       ck.config_from_file ? cfg_path.string() : std::string("the Grok-1 defaults (no config.json beside ckpt-0/)");
-  const std::vector<std::string> order = xai_file_order(ck.config.num_layers);
+  // The expected count, computed before any list of names: a config.json claiming millions of layers
+  // must not make us allocate for them.
+  const size_t expected = 2 + 12 * static_cast<size_t>(ck.config.num_layers);
 
   // Inventory: every tensorNNNNN_HHH must be expected, every expected one present.
   std::map<long, std::string> present;
@@ -99,14 +101,24 @@ XaiCheckpoint XaiCheckpoint::open(const std::string& model_path, const LoadProgr
     if (host != 0)
       throw Error(entry.path().string() + ": host index " + std::to_string(host) +
                   " — groak reads single-host checkpoints (only _000 files); remove the extra file");
-    if (static_cast<size_t>(index) >= order.size())
+    if (static_cast<size_t>(index) >= expected)
       throw Error(entry.path().string() + ": extra file — " + cfg_origin + " gives " +
-                  std::to_string(ck.config.num_layers) + " layers, i.e. " + std::to_string(order.size()) +
-                  " files (tensor00000_000 … " + file_name(order.size() - 1) +
+                  std::to_string(ck.config.num_layers) + " layers, i.e. " + std::to_string(expected) +
+                  " files (tensor00000_000 … " + file_name(expected - 1) +
                   "); fix num_layers in config.json or remove the file");
     present[index] = entry.path().string();
   }
   if (ec) throw Error(dir + ": cannot list the folder (" + ec.message() + ")");
+  if (present.size() < expected) {  // name the first missing file (its index is at most present.size())
+    size_t i = 0;
+    while (present.count(static_cast<long>(i))) ++i;
+    const std::string role = i < 2 ? xai_file_order(0)[i] : "a tensor of the layers";
+    throw Error((fs::path(dir) / file_name(i)).string() + ": missing (it should hold " +
+                (expected <= (1u << 20) ? xai_file_order(ck.config.num_layers)[i] : role) +
+                "; " + cfg_origin + " needs " + std::to_string(expected) +
+                " files); re-download the checkpoint or fix num_layers in config.json");
+  }
+  const std::vector<std::string> order = xai_file_order(ck.config.num_layers);
   for (size_t i = 0; i < order.size(); ++i) {
     if (!present.count(static_cast<long>(i)))
       throw Error((fs::path(dir) / file_name(i)).string() + ": missing (it should hold " + order[i] + "; " +

@@ -1,6 +1,8 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <fstream>
 #include <sstream>
 
@@ -20,7 +22,15 @@ void read_field(const nlohmann::json& j, const char* key, T& out, const std::str
     throw Error(path + ": field \"" + key + "\" should be a number, found " + it->dump() +
                 "; fix config.json (run.py field names) or remove the field to use the Grok-1 default");
   }
-  out = it->get<T>();
+  if constexpr (std::is_integral_v<T>) {
+    // Integers must be whole and in range (JSON numbers may be floats or huge).
+    const double v = it->get<double>();
+    if (!(v == std::floor(v)) || v < -9.0e15 || v > 9.0e15)
+      throw Error(path + ": field \"" + key + "\" should be a whole number, found " + it->dump() + "; fix config.json");
+    out = static_cast<T>(v);
+  } else {
+    out = it->get<T>();
+  }
 }
 
 }  // namespace
@@ -42,6 +52,18 @@ void Config::validate(const std::string& where) const {
   positive("num_selected_experts", num_selected_experts);
   positive("sequence_len", sequence_len);
   if (!(widening_factor > 0)) fail("widening_factor must be positive");
+  if (ffn_size() <= 0) fail("the expert width (ffn_size) is " + std::to_string(ffn_size()) + ", it must be positive");
+  auto finite_positive = [&](const char* name, double v, bool allow_zero) {
+    if (!std::isfinite(v) || v < 0 || (!allow_zero && v == 0))
+      fail(std::string(name) + " must be a finite " + (allow_zero ? "non-negative" : "positive") + " number, found " +
+           std::to_string(v));
+  };
+  finite_positive("rms_norm_eps", rms_norm_eps, true);
+  finite_positive("rope_base", rope_base, false);
+  finite_positive("attn_logit_cap", attn_logit_cap, false);
+  finite_positive("attn_output_multiplier", attn_output_multiplier, false);
+  finite_positive("embedding_multiplier_scale", embedding_multiplier_scale, false);
+  finite_positive("output_multiplier_scale", output_multiplier_scale, false);
   if (num_q_heads % num_kv_heads != 0)
     fail("num_q_heads (" + std::to_string(num_q_heads) + ") must be a multiple of num_kv_heads (" +
          std::to_string(num_kv_heads) + ")");

@@ -26,9 +26,13 @@ Config gguf_config(const GgufFile& g) {
   c.emb_size = u32("embedding_length");
   c.num_layers = u32("block_count");
   c.ffn_size_override = u32("feed_forward_length");
+  if (c.ffn_size_override <= 0) throw Error(g.path() + ": grok.feed_forward_length is 0; the file is damaged");
   c.num_q_heads = u32("attention.head_count");
   c.num_kv_heads = opt_u32("attention.head_count_kv", c.num_q_heads);
-  c.key_size = opt_u32("attention.key_length", opt_u32("rope.dimension_count", c.emb_size / c.num_q_heads));
+  if (c.num_q_heads <= 0) throw Error(g.path() + ": grok.attention.head_count is 0; the file is damaged");
+  c.key_size = g.has("grok.attention.key_length")      ? u32("attention.key_length")
+               : g.has("grok.rope.dimension_count")     ? u32("rope.dimension_count")
+                                                        : c.emb_size / c.num_q_heads;
   c.num_experts = u32("expert_count");
   c.num_selected_experts = u32("expert_used_count");
   c.sequence_len = opt_u32("context_length", c.sequence_len);

@@ -1,5 +1,6 @@
 // Hugging Face ports of Grok-1 (spec §9.1) as safetensors, single file or sharded, with config.json:
 // torch layout [out, in] (OutIn rows), f32/f16/bf16. Both ports' tensor names are accepted.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -37,24 +38,33 @@ Config hf_config(const std::string& path, std::vector<std::string>& warnings) {
     if (required) throw Error(path + ": missing \"" + std::string(*keys.begin()) + "\"; is this a Grok-1 config.json?");
     return fallback;
   };
+  // Integer settings: whole numbers in a sane range (validate() then checks them against each other).
+  auto whole = [&](std::initializer_list<const char*> keys, bool required, double fallback) -> int64_t {
+    const double v = num(keys, required, fallback);
+    if (v != std::floor(v) || v < 0 || v > 1e12)
+      throw Error(path + ": \"" + std::string(*keys.begin()) + "\" should be a non-negative whole number, found " +
+                  std::to_string(v));
+    return static_cast<int64_t>(v);
+  };
   Config c;
-  c.vocab_size = static_cast<int64_t>(num({"vocab_size"}, true, 0));
-  c.emb_size = static_cast<int64_t>(num({"hidden_size"}, true, 0));
-  c.ffn_size_override = static_cast<int64_t>(num({"intermediate_size"}, true, 0));
-  c.num_layers = static_cast<int64_t>(num({"num_hidden_layers"}, true, 0));
-  c.num_q_heads = static_cast<int64_t>(num({"num_attention_heads"}, true, 0));
-  c.num_kv_heads = static_cast<int64_t>(num({"num_key_value_heads"}, false, static_cast<double>(c.num_q_heads)));
-  c.key_size = static_cast<int64_t>(num({"head_dim"}, false, c.num_q_heads ? static_cast<double>(c.emb_size / c.num_q_heads) : 0));
-  c.num_experts = static_cast<int64_t>(num({"num_local_experts", "num_experts"}, true, 0));
-  c.num_selected_experts = static_cast<int64_t>(num({"num_experts_per_tok"}, false, 2));
-  c.sequence_len = static_cast<int64_t>(num({"max_position_embeddings"}, false, 8192));
+  c.vocab_size = whole({"vocab_size"}, true, 0);
+  c.emb_size = whole({"hidden_size"}, true, 0);
+  c.ffn_size_override = whole({"intermediate_size"}, true, 0);
+  if (c.ffn_size_override == 0) throw Error(path + ": \"intermediate_size\" is 0; fix config.json");
+  c.num_layers = whole({"num_hidden_layers"}, true, 0);
+  c.num_q_heads = whole({"num_attention_heads"}, true, 0);
+  c.num_kv_heads = whole({"num_key_value_heads"}, false, static_cast<double>(c.num_q_heads));
+  c.key_size = whole({"head_dim"}, false, c.num_q_heads ? static_cast<double>(c.emb_size / c.num_q_heads) : 0);
+  c.num_experts = whole({"num_local_experts", "num_experts"}, true, 0);
+  c.num_selected_experts = whole({"num_experts_per_tok"}, false, 2);
+  c.sequence_len = whole({"max_position_embeddings"}, false, 8192);
   c.rms_norm_eps = num({"rms_norm_eps"}, false, 1e-5);
   c.attn_output_multiplier = num({"attn_output_multiplier"}, false, c.attn_output_multiplier);
   c.embedding_multiplier_scale = num({"embedding_multiplier_scale"}, false, c.embedding_multiplier_scale);
   c.output_multiplier_scale = num({"output_multiplier_scale"}, false, c.output_multiplier_scale);
-  c.pad_token = static_cast<int64_t>(num({"pad_token_id"}, false, 0));
-  c.bos_token = static_cast<int64_t>(num({"bos_token_id"}, false, 1));
-  c.eos_token = static_cast<int64_t>(num({"eos_token_id"}, false, 2));
+  c.pad_token = whole({"pad_token_id"}, false, 0);
+  c.bos_token = whole({"bos_token_id"}, false, 1);
+  c.eos_token = whole({"eos_token_id"}, false, 2);
   // Known defects of the first keyfan upload (spec §9.1): Grok-1's RoPE base is 10000, its GELU the tanh form.
   const double theta = num({"rope_theta"}, false, 10000);
   if (theta != 10000)

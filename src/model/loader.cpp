@@ -191,13 +191,22 @@ Model load_model(const std::string& path, const LoadProgress& progress) {
     if (has_gguf_magic(path)) return load_gguf(path, progress);
     if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0)
       throw Error(path + ": not a GGUF file (no GGUF magic at the start); the file is damaged or not GGUF");
-    if (path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0)
-      return load_hf(fs::path(path).parent_path().string(), progress);
+    auto ends_with = [&](const std::string& suffix) {
+      return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    if (ends_with(".safetensors") || ends_with(".safetensors.index.json")) {
+      const std::string dir = fs::path(path).parent_path().string();
+      return load_hf(dir.empty() ? "." : dir, progress);
+    }
     throw Error(path + ": not a model file groak knows; " + accepted);
   }
   if (XaiCheckpoint::detect(path)) return load_xai(path, progress);
-  if (fs::exists(fs::path(path) / "model.safetensors", ec) || fs::exists(fs::path(path) / "model.safetensors.index.json", ec))
-    return load_hf(path, progress);
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 12 && (name.compare(name.size() - 12, 12, ".safetensors") == 0 ||
+                             name == "model.safetensors.index.json"))
+      return load_hf(path, progress);
+  }
   throw Error(path + ": no ckpt-0/ folder, no tensor00000_000 file and no model.safetensors here; " + accepted);
 }
 
