@@ -232,14 +232,6 @@ std::string read_stdin() {
   return ss.str();
 }
 
-bool is_gguf_file(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return false;
-  std::ifstream in(path, std::ios::binary);
-  char m[4] = {};
-  return in.read(m, 4) && std::string(m, 4) == "GGUF";
-}
-
 // --tokenizer if given; else the vocabulary inside a GGUF; else tokenizer.model beside ckpt-0/ or in
 // its parent.
 Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& model_path) {

@@ -707,4 +707,15 @@ const GgufTensor& GgufFile::tensor(std::string_view name) const {
               " tensors); the model was converted for a different architecture or an incompatible llama.cpp version");
 }
 
+bool is_gguf_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char m[4] = {};
+  const bool ok = std::fread(m, 1, 4, f) == 4 && std::memcmp(m, "GGUF", 4) == 0;
+  std::fclose(f);
+  return ok;
+}
+
 }  // namespace groak

@@ -72,6 +72,9 @@ struct GgufTensor {
   std::string shape_str() const;  // "[64, 344, 8]"
 };
 
+// True when `path` is a regular file that starts with the GGUF magic (how --model recognises GGUF).
+bool is_gguf_file(const std::string& path);
+
 class GgufFile {
  public:
   // Opens a GGUF file. A name of the form <prefix>-NNNNN-of-MMMMM.gguf (any part) opens all M parts from

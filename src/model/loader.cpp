@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "io/gguf.h"
 #include "model/binder.h"
 #include "model/name_map.h"
 #include "util/error.h"
@@ -171,16 +172,6 @@ Model load_xai(const std::string& path, const LoadProgress& progress) {
 
 }  // namespace
 
-namespace {
-bool has_gguf_magic(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;
-  char m[4] = {};
-  const bool ok = std::fread(m, 1, 4, f) == 4 && std::memcmp(m, "GGUF", 4) == 0;
-  std::fclose(f);
-  return ok;
-}
-}  // namespace
 
 Model load_model(const std::string& path, const LoadProgress& progress) {
   std::error_code ec;
@@ -188,7 +179,7 @@ Model load_model(const std::string& path, const LoadProgress& progress) {
                          "file (any part of a split set) or a Hugging Face folder (config.json + *.safetensors)";
   if (!fs::exists(path, ec)) throw Error(path + ": no such file or folder; " + accepted);
   if (fs::is_regular_file(path, ec)) {
-    if (has_gguf_magic(path)) return load_gguf(path, progress);
+    if (is_gguf_file(path)) return load_gguf(path, progress);
     if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0)
       throw Error(path + ": not a GGUF file (no GGUF magic at the start); the file is damaged or not GGUF");
     auto ends_with = [&](const std::string& suffix) {
