@@ -1,6 +1,7 @@
-// The default kernels: same interface and formulas as the reference (ref.cpp) but dot products
-// accumulate in f32 in runs of kChunk inputs (vectorisable), the runs in double. Within ~1e-6 of the
-// reference (tests/kernels_test.cpp checks it); the element-wise kernels are the reference ones.
+// Portable kernels for any CPU: same interface and formulas as the reference (ref.cpp), but dot
+// products accumulate in f32 in runs of kChunk inputs (vectorisable), the runs in double. Within ~1e-6
+// of the reference (tests/kernels_test.cpp); the element-wise kernels are the reference ones. The
+// dispatcher (dispatch.cpp) uses this table where no SIMD table fits the CPU.
 #include <algorithm>
 #include <vector>
 
@@ -12,15 +13,16 @@ namespace {
 
 constexpr int64_t kChunk = 64;  // inputs summed in f32 before the running sum (double) takes them
 
-// y = x·W for an [in, out] matrix: stream the rows of W once, accumulating every output.
+// y = x·W for an [in, out] matrix over outputs [o0, o1): stream the rows of W once.
 // For int8 the scale is factored out of each input block (spec §7.1):
 //   y[o] = Σ_b s[b][o] · Σ_{i in block b} x[i]·q[i][o]
-void matmul_inout(const Matrix& w, const float* x, float* y, int64_t n_rows) {
-  const int64_t n_in = w.n_in, n_out = w.n_out;
-  std::vector<float> acc(static_cast<size_t>(n_rows * n_out));   // [n_rows, n_out] f32 run of ≤ kChunk inputs
-  std::vector<double> blk(static_cast<size_t>(n_rows * n_out));  // [n_rows, n_out] one scale block
-  std::vector<double> sum(static_cast<size_t>(n_rows * n_out), 0.0);  // [n_rows, n_out]
-  std::vector<float> row(static_cast<size_t>(n_out));                 // one row of W (int8 widened, unscaled)
+void matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  const Matrix& w = *a.w;
+  const int64_t n_in = w.n_in, n = o1 - o0, R = a.n_rows;
+  std::vector<float> acc(static_cast<size_t>(R * n));            // [R, n] f32 run of ≤ kChunk inputs
+  std::vector<double> blk(static_cast<size_t>(R * n));           // [R, n] one scale block
+  std::vector<double> sum(static_cast<size_t>(R * n), 0.0);      // [R, n]
+  std::vector<float> row(static_cast<size_t>(n));                // one row of W (int8 widened, unscaled)
   const int64_t blocks = w.format == WeightFormat::XaiInt8 ? w.scale_blocks : 1;
   const int64_t block_len = n_in / blocks;
   for (int64_t b = 0; b < blocks; ++b) {
@@ -28,43 +30,45 @@ void matmul_inout(const Matrix& w, const float* x, float* y, int64_t n_rows) {
     for (int64_t i0 = b * block_len; i0 < (b + 1) * block_len; i0 += kChunk) {
       std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t i = i0; i < std::min(i0 + kChunk, (b + 1) * block_len); ++i) {
+        const uint8_t* src = w.data + static_cast<size_t>(i) * w.stride();
         if (w.format == WeightFormat::F32) {
-          for (int64_t o = 0; o < n_out; ++o) row[o] = load_f32(w.data + 4 * static_cast<size_t>(i * n_out + o));
+          for (int64_t o = 0; o < n; ++o) row[o] = load_f32(src + 4 * static_cast<size_t>(o0 + o));
         } else {
-          const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + i * n_out;
-          for (int64_t o = 0; o < n_out; ++o) row[o] = static_cast<float>(q[o]);
+          const int8_t* q = reinterpret_cast<const int8_t*>(src) + o0;
+          for (int64_t o = 0; o < n; ++o) row[o] = static_cast<float>(q[o]);
         }
-        for (int64_t r = 0; r < n_rows; ++r) {
-          const float xi = x[r * n_in + i];
-          float* a = acc.data() + r * n_out;
-          for (int64_t o = 0; o < n_out; ++o) a[o] += xi * row[o];
+        for (int64_t r = 0; r < R; ++r) {
+          const float xi = a.x[r * n_in + i];
+          float* ar = acc.data() + r * n;
+          for (int64_t o = 0; o < n; ++o) ar[o] += xi * row[o];
         }
       }
       for (size_t k = 0; k < acc.size(); ++k) blk[k] += acc[k];
     }
-    // Column scales factor out of each input block (spec §7.1): y[o] = Σ_b s[b][o] · Σ_{i∈b} x[i]·q[i][o].
-    for (int64_t r = 0; r < n_rows; ++r) {
-      const double* a = blk.data() + r * n_out;
-      double* yr = sum.data() + r * n_out;
+    for (int64_t r = 0; r < R; ++r) {
+      const double* ab = blk.data() + r * n;
+      double* yr = sum.data() + r * n;
       if (w.format == WeightFormat::F32) {
-        for (int64_t o = 0; o < n_out; ++o) yr[o] += a[o];
+        for (int64_t o = 0; o < n; ++o) yr[o] += ab[o];
       } else {
-        const uint8_t* s = w.scales + 2 * static_cast<size_t>(b * n_out);
-        for (int64_t o = 0; o < n_out; ++o) yr[o] += static_cast<double>(load_bf16(s + 2 * o)) * a[o];
+        const uint8_t* s = w.scales + 2 * static_cast<size_t>(b * w.scale_row() + o0);
+        for (int64_t o = 0; o < n; ++o) yr[o] += static_cast<double>(load_bf16(s + 2 * o)) * ab[o];
       }
     }
   }
-  for (int64_t r = 0; r < n_rows * n_out; ++r) y[r] = static_cast<float>(sum[r]);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t o = 0; o < n; ++o) a.y[r * a.y_stride + o0 + o] = static_cast<float>(sum[r * n + o]);
 }
 
 // y = x·W for an [out, in] matrix: one dot product per output unit.
-void matmul_outin(const Matrix& w, const float* x, float* y, int64_t n_rows) {
+void matmul_outin(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  const Matrix& w = *a.w;
   const int64_t n_in = w.n_in;
   std::vector<float> row(static_cast<size_t>(n_in));
-  for (int64_t o = 0; o < w.n_out; ++o) {
+  for (int64_t o = o0; o < o1; ++o) {
     reference_kernels().get_row(w, o, row.data());
-    for (int64_t r = 0; r < n_rows; ++r) {
-      const float* xr = x + r * n_in;
+    for (int64_t r = 0; r < a.n_rows; ++r) {
+      const float* xr = a.x + r * n_in;
       double sum = 0;
       for (int64_t i0 = 0; i0 < n_in; i0 += kChunk) {
         // 8 independent f32 lanes per run: vectorisable without reassociating anything.
@@ -78,25 +82,45 @@ void matmul_outin(const Matrix& w, const float* x, float* y, int64_t n_rows) {
         for (int j = 0; j < 8; ++j) run += part[j];
         sum += run;
       }
-      y[r * w.n_out + o] = static_cast<float>(sum);
+      a.y[r * a.y_stride + o] = static_cast<float>(sum);
     }
   }
 }
 
-void fast_matmul(const Matrix& w, const float* x, float* y, int64_t n_rows) {
-  if (w.layout == Layout::InOut)
-    matmul_inout(w, x, y, n_rows);
+void portable_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float*) {
+  if (a.w->layout == Layout::InOut)
+    matmul_inout(a, o0, o1);
   else
-    matmul_outin(w, x, y, n_rows);
+    matmul_outin(a, o0, o1);
+}
+
+void portable_dots(const float* q, const float* K, int64_t stride, int64_t n, int64_t hd, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* k = K + j * stride;
+    float dot = 0.f;
+    for (int64_t i = 0; i < hd; ++i) dot += q[i] * k[i];
+    out[j] = dot;
+  }
+}
+
+void portable_weighted_sum(const float* p, const float* V, int64_t stride, int64_t n, int64_t hd, float* out) {
+  std::fill(out, out + hd, 0.f);
+  for (int64_t j = 0; j < n; ++j) {
+    if (p[j] == 0.f) continue;
+    const float* v = V + j * stride;
+    for (int64_t i = 0; i < hd; ++i) out[i] += p[j] * v[i];
+  }
 }
 
 }  // namespace
 
-const Kernels& fast_kernels() {
+const Kernels& portable_kernels() {
   static const Kernels k = [] {
     Kernels f = reference_kernels();
-    f.name = "fast";
-    f.matmul = fast_matmul;
+    f.name = "portable";
+    f.matmul = portable_matmul;
+    f.dots = portable_dots;
+    f.weighted_sum = portable_weighted_sum;
     return f;
   }();
   return k;

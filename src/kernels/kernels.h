@@ -1,17 +1,48 @@
-// The small set of numeric kernels the model is written against. Each has a scalar reference
-// (kernels/ref.cpp, the oracle); faster versions (kernels/fast.cpp) fill the same table and are
-// tested against it.
+// The small set of numeric kernels the model is written against: one table of function pointers,
+// filled once per CPU (dispatch.cpp). Each entry has a scalar reference (kernels/ref.cpp, the oracle);
+// faster tables (fast.cpp: portable C++; x86/avx2.cpp: AVX2+FMA+F16C) fill the same table and are
+// tested against it (tests/kernels_test.cpp, tests/simd_test.cpp).
+//
+// Matrix products compute a range of output units so that a thread pool can split them (ops.h); every
+// output element is computed by one call with a fixed order of arithmetic, so results do not depend on
+// the number of threads or on how many rows share the product (batch invariance).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/tensor.h"
 
 namespace groak {
 
+// The form in which a matrix product reads its activations.
+enum class ActFormat : uint8_t {
+  F32,   // as they are
+  Q8_0,  // quantised to ggml q8_0 blocks (32 int8 + an f16 scale), as llama.cpp does for quantised weights
+};
+
+// One product y = x·W, as handed to a kernel.
+struct MatmulArgs {
+  const Matrix* w = nullptr;
+  const float* x = nullptr;     // [n_rows, w->n_in] f32, always present
+  const uint8_t* xq = nullptr;  // [n_rows, row_bytes(Q8_0, w->n_in)] when act_format(w) == Q8_0
+  float* y = nullptr;           // [n_rows, y_stride]; the kernel writes columns [o_begin, o_end) only
+  int64_t y_stride = 0;
+  int64_t n_rows = 0;
+};
+
+// Floats of per-thread scratch a matmul kernel may use (weight panels repacked for a block of rows).
+inline constexpr size_t kKernelScratchFloats = size_t{1} << 18;  // 1 MiB
+// Rows a single product may have (the engine splits longer batches).
+inline constexpr int64_t kMaxProductRows = 4096;
+
 struct Kernels {
   const char* name;
-  // y[r] = x[r]·W for r < n_rows.  x: [n_rows, w.n_in] f32; y: [n_rows, w.n_out] f32 (overwritten).
-  void (*matmul)(const Matrix& w, const float* x, float* y, int64_t n_rows);
+  // The activation format matmul() expects for w (the caller converts x once per product).
+  ActFormat (*act_format)(const Matrix& w);
+  // One row of n f32 activations -> row_bytes(Q8_0, n) bytes of q8_0 blocks (n % 32 == 0).
+  void (*quantize_q8_0)(const float* x, uint8_t* out, int64_t n);
+  // y[r][o] = (x·W)[r][o] for r < n_rows and o in [o_begin, o_end). scratch: kKernelScratchFloats floats.
+  void (*matmul)(const MatmulArgs& a, int64_t o_begin, int64_t o_end, float* scratch);
   // out = the weights of output unit `o`, dequantised: [w.n_in] f32. For the tied embedding table
   // (OutIn, one row per token) this is the embedding lookup.
   void (*get_row)(const Matrix& w, int64_t o, float* out);
@@ -23,11 +54,21 @@ struct Kernels {
   void (*softmax)(float* x, int64_t n);
   // x = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in place, [n] (jax.nn.gelu's default).
   void (*gelu_tanh)(float* x, int64_t n);
+  // Attention scores: out[j] = q·K[j] for j < n.  q: [hd]; K: n rows of hd floats, `stride` floats apart.
+  void (*dots)(const float* q, const float* K, int64_t stride, int64_t n, int64_t hd, float* out);
+  // Attention output: out = Σ_j p[j]·V[j], j < n.  V: n rows of hd floats, `stride` apart; out: [hd].
+  void (*weighted_sum)(const float* p, const float* V, int64_t stride, int64_t n, int64_t hd, float* out);
 };
 
 // The oracle: plain loops, double accumulation (slow; tests and `--kernels reference`).
 const Kernels& reference_kernels();
-// The default: f32 runs of vectorisable work; same element-wise kernels as the reference.
+// Portable C++ (any CPU): f32 runs the compiler can vectorise, f32 activations everywhere.
+const Kernels& portable_kernels();
+// AVX2+FMA+F16C kernels; null when this build or CPU lacks them.
+const Kernels* avx2_kernels();
+// The fastest table this CPU runs, chosen once (GROAK_KERNELS=portable|avx2|reference overrides).
 const Kernels& fast_kernels();
+// A table by name ("fast", "reference", "portable", "avx2"); null for an unknown or unsupported one.
+const Kernels* kernels_by_name(const char* name);
 
 }  // namespace groak

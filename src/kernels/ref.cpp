@@ -23,14 +23,14 @@ namespace {
 
 // Dequantised element (i, o) of w, for the row-access path (get_row) and OutIn matrices.
 inline float element(const Matrix& w, int64_t i, int64_t o) {
-  const size_t idx = w.layout == Layout::InOut ? static_cast<size_t>(i * w.n_out + o)
-                                               : static_cast<size_t>(o * w.n_in + i);
+  const int64_t row = w.layout == Layout::InOut ? i : o, col = w.layout == Layout::InOut ? o : i;
+  const uint8_t* p = w.data + static_cast<size_t>(row) * w.stride();
   switch (w.format) {
-    case WeightFormat::F32: return load_f32(w.data + 4 * idx);
+    case WeightFormat::F32: return load_f32(p + 4 * static_cast<size_t>(col));
     case WeightFormat::XaiInt8: {
       const int64_t block = i / (w.n_in / w.scale_blocks);
-      const float s = load_bf16(w.scales + 2 * static_cast<size_t>(block * w.n_out + o));
-      return static_cast<float>(static_cast<int8_t>(w.data[idx])) * s;  // exact in f32
+      const float s = load_bf16(w.scales + 2 * static_cast<size_t>(block * w.scale_row() + o));
+      return static_cast<float>(static_cast<int8_t>(p[col])) * s;  // exact in f32
     }
     case WeightFormat::Ggml: break;  // block formats are read a row at a time (read_row)
   }
@@ -40,58 +40,67 @@ inline float element(const Matrix& w, int64_t i, int64_t o) {
 // Output unit o's weights over all inputs, dequantised: [n_in].
 void read_row(const Matrix& w, int64_t o, float* out) {
   if (w.format == WeightFormat::Ggml) {
-    dequantize_row(w.ggml, w.data + static_cast<size_t>(o) * row_bytes(w.ggml, w.n_in), out, w.n_in);
+    dequantize_row(w.ggml, w.data + static_cast<size_t>(o) * w.stride(), out, w.n_in);
     return;
   }
   for (int64_t i = 0; i < w.n_in; ++i) out[i] = element(w, i, o);
 }
 
-// y = x·W for an [in, out] matrix: stream the rows of W once, accumulating every output in double.
+// y = x·W for an [in, out] matrix over outputs [o0, o1), accumulating in double.
 // For int8 the scale is factored out of each input block (spec §7.1):
 //   y[o] = Σ_b s[b][o] · Σ_{i in block b} x[i]·q[i][o]
-void matmul_inout(const Matrix& w, const float* x, float* y, int64_t n_rows) {
-  const int64_t n_in = w.n_in, n_out = w.n_out;
-  std::vector<double> blk(static_cast<size_t>(n_rows * n_out));       // [n_rows, n_out] one scale block
-  std::vector<double> sum(static_cast<size_t>(n_rows * n_out), 0.0);  // [n_rows, n_out]
+void matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  const Matrix& w = *a.w;
+  const int64_t n_in = w.n_in, n = o1 - o0, R = a.n_rows;
+  std::vector<double> blk(static_cast<size_t>(R * n));       // [R, n] one scale block
+  std::vector<double> sum(static_cast<size_t>(R * n), 0.0);  // [R, n]
   const int64_t blocks = w.format == WeightFormat::XaiInt8 ? w.scale_blocks : 1;
   const int64_t block_len = n_in / blocks;
   for (int64_t b = 0; b < blocks; ++b) {
     std::fill(blk.begin(), blk.end(), 0.0);
     for (int64_t i = b * block_len; i < (b + 1) * block_len; ++i) {
-      for (int64_t o = 0; o < n_out; ++o) {
-        const double wio = w.format == WeightFormat::F32
-                               ? load_f32(w.data + 4 * static_cast<size_t>(i * n_out + o))
-                               : static_cast<int8_t>(w.data[static_cast<size_t>(i * n_out + o)]);
-        for (int64_t r = 0; r < n_rows; ++r) blk[r * n_out + o] += x[r * n_in + i] * wio;
+      const uint8_t* row = w.data + static_cast<size_t>(i) * w.stride();
+      for (int64_t o = o0; o < o1; ++o) {
+        const double wio = w.format == WeightFormat::F32 ? load_f32(row + 4 * static_cast<size_t>(o))
+                                                         : static_cast<int8_t>(row[o]);
+        for (int64_t r = 0; r < R; ++r) blk[r * n + o - o0] += a.x[r * n_in + i] * wio;
       }
     }
-    for (int64_t r = 0; r < n_rows; ++r)
-      for (int64_t o = 0; o < n_out; ++o) {
-        const double s = w.format == WeightFormat::F32 ? 1.0 : load_bf16(w.scales + 2 * static_cast<size_t>(b * n_out + o));
-        sum[r * n_out + o] += s * blk[r * n_out + o];
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t o = o0; o < o1; ++o) {
+        const double s = w.format == WeightFormat::F32
+                             ? 1.0
+                             : load_bf16(w.scales + 2 * static_cast<size_t>(b * w.scale_row() + o));
+        sum[r * n + o - o0] += s * blk[r * n + o - o0];
       }
   }
-  for (int64_t k = 0; k < n_rows * n_out; ++k) y[k] = static_cast<float>(sum[k]);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t o = o0; o < o1; ++o) a.y[r * a.y_stride + o] = static_cast<float>(sum[r * n + o - o0]);
 }
 
 // y = x·W for an [out, in] matrix: one dot product (double) per output unit.
-void matmul_outin(const Matrix& w, const float* x, float* y, int64_t n_rows) {
+void matmul_outin(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  const Matrix& w = *a.w;
   std::vector<float> row(static_cast<size_t>(w.n_in));
-  for (int64_t o = 0; o < w.n_out; ++o) {
+  for (int64_t o = o0; o < o1; ++o) {
     read_row(w, o, row.data());
-    for (int64_t r = 0; r < n_rows; ++r) {
+    for (int64_t r = 0; r < a.n_rows; ++r) {
       double sum = 0;
-      for (int64_t i = 0; i < w.n_in; ++i) sum += static_cast<double>(x[r * w.n_in + i]) * row[i];
-      y[r * w.n_out + o] = static_cast<float>(sum);
+      for (int64_t i = 0; i < w.n_in; ++i) sum += static_cast<double>(a.x[r * w.n_in + i]) * row[i];
+      a.y[r * a.y_stride + o] = static_cast<float>(sum);
     }
   }
 }
 
-void ref_matmul(const Matrix& w, const float* x, float* y, int64_t n_rows) {
-  if (w.layout == Layout::InOut)
-    matmul_inout(w, x, y, n_rows);
+ActFormat ref_act_format(const Matrix&) { return ActFormat::F32; }
+
+void ref_quantize_q8_0(const float* x, uint8_t* out, int64_t n) { quantize_row(GgmlType::Q8_0, x, out, n); }
+
+void ref_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float*) {
+  if (a.w->layout == Layout::InOut)
+    matmul_inout(a, o0, o1);
   else
-    matmul_outin(w, x, y, n_rows);
+    matmul_outin(a, o0, o1);
 }
 
 void ref_get_row(const Matrix& w, int64_t o, float* out) { read_row(w, o, out); }
@@ -140,10 +149,27 @@ void ref_gelu_tanh(float* x, int64_t n) {
   }
 }
 
+void ref_dots(const float* q, const float* K, int64_t stride, int64_t n, int64_t hd, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    double dot = 0;
+    for (int64_t i = 0; i < hd; ++i) dot += static_cast<double>(q[i]) * K[j * stride + i];
+    out[j] = static_cast<float>(dot);
+  }
+}
+
+void ref_weighted_sum(const float* p, const float* V, int64_t stride, int64_t n, int64_t hd, float* out) {
+  for (int64_t i = 0; i < hd; ++i) {
+    double acc = 0;
+    for (int64_t j = 0; j < n; ++j) acc += static_cast<double>(p[j]) * V[j * stride + i];
+    out[i] = static_cast<float>(acc);
+  }
+}
+
 }  // namespace
 
 const Kernels& reference_kernels() {
-  static const Kernels k = {"reference", ref_matmul, ref_get_row, ref_rms_norm, ref_rope, ref_softmax, ref_gelu_tanh};
+  static const Kernels k = {"reference", ref_act_format, ref_quantize_q8_0, ref_matmul, ref_get_row, ref_rms_norm,
+                            ref_rope,    ref_softmax,    ref_gelu_tanh,     ref_dots,   ref_weighted_sum};
   return k;
 }
 

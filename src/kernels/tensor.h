@@ -25,24 +25,41 @@ enum class Layout : uint8_t {
   OutIn,  // [n_out][n_in]: row o = output unit o (GGUF, torch, the tied embedding table)
 };
 
+// A view of a weight matrix (or of a slice of one: slice_out/slice_in give views, never copies).
 struct Matrix {
   WeightFormat format = WeightFormat::F32;
   Layout layout = Layout::InOut;
   int64_t n_in = 0, n_out = 0;
   const uint8_t* data = nullptr;    // elements, layout as above
-  const uint8_t* scales = nullptr;  // XaiInt8: bf16 [scale_blocks, n_out]
+  const uint8_t* scales = nullptr;  // XaiInt8: bf16 [scale_blocks, n_out] (rows scale_stride apart)
   int64_t scale_blocks = 1;         // XaiInt8: 1 = per output column; 8 = row-parallel (input split in 8)
   GgmlType ggml = GgmlType::F32;    // Ggml: the block format of each row
+  int64_t row_stride = 0;           // bytes from one stored row to the next (InOut: input rows, OutIn:
+                                    // output rows); 0 = rows packed back to back
+  int64_t scale_stride = 0;         // XaiInt8: bf16 elements from one scale row to the next; 0 = n_out
 
-  size_t data_bytes() const {
+  // Bytes of one stored element row as packed (no stride): n_out elements for InOut, n_in for OutIn.
+  size_t packed_row_bytes() const {
+    const int64_t n = layout == Layout::InOut ? n_out : n_in;
     switch (format) {
-      case WeightFormat::F32: return static_cast<size_t>(n_in * n_out) * 4;
-      case WeightFormat::XaiInt8: return static_cast<size_t>(n_in * n_out);
-      case WeightFormat::Ggml: return static_cast<size_t>(n_out) * row_bytes(ggml, n_in);
+      case WeightFormat::F32: return static_cast<size_t>(n) * 4;
+      case WeightFormat::XaiInt8: return static_cast<size_t>(n);
+      case WeightFormat::Ggml: return row_bytes(ggml, n);
     }
     return 0;
   }
+  size_t stride() const { return row_stride > 0 ? static_cast<size_t>(row_stride) : packed_row_bytes(); }
+  int64_t scale_row() const { return scale_stride > 0 ? scale_stride : n_out; }
+  // Bytes the product reads (the view's own elements, not the gaps of a strided slice).
+  size_t data_bytes() const {
+    return packed_row_bytes() * static_cast<size_t>(layout == Layout::InOut ? n_in : n_out);
+  }
   size_t scale_bytes() const { return format == WeightFormat::XaiInt8 ? static_cast<size_t>(scale_blocks * n_out) * 2 : 0; }
+
+  // Output units [o0, o0 + n) as a view.
+  Matrix slice_out(int64_t o0, int64_t n) const;
+  // Inputs [i0, i0 + n) as a view. XaiInt8: must cover whole scale blocks; Ggml: whole ggml blocks.
+  Matrix slice_in(int64_t i0, int64_t n) const;
 };
 
 // The experts of one MoE projection: `list[e]` is expert e's matrix (identical shapes). Merged

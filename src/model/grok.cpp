@@ -1,124 +1,118 @@
 // Grok-1, top to bottom, following xai-org/grok-1 model.py (spec: shared/docs/GROK1.md §2-§4).
 // Names mirror model.py: in_out_embed, rms_norm, multi_head_attention/{query,key,value,linear},
 // router, moe/{linear,linear_v,linear_1}. Activations are f32; int8 weights are dequantised exactly
-// inside the kernels. Shapes: T tokens in this chunk, d = emb_size, hd = key_size, f = ffn_size,
-// E = num_experts, S = positions visible (cache length after this chunk).
+// inside the kernels. Shapes: T tokens in this batch (any mix of sequences), d = emb_size,
+// hd = key_size, f = ffn_size, E = num_experts, S = positions a token sees (its position + 1).
+// Threads, SIMD and (later) ranks live behind ops.h; nothing here depends on them.
 #include "model/grok.h"
 
 #include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <numeric>
-#include <vector>
+#include <string>
+
+#include "kernels/ops.h"
 
 namespace groak {
 
 namespace {
 
-using Buf = std::vector<float>;
-
-// Applies an RMSNorm row by row: x [T, d] -> y [T, d].
-void rms_norm_rows(const Kernels& k, const Buf& x, const std::vector<float>& scale, Buf& y, int64_t T,
-                   int64_t d, float eps) {
-  for (int64_t t = 0; t < T; ++t) k.rms_norm(x.data() + t * d, scale.data(), y.data() + t * d, d, eps);
+// Applies an RMSNorm row by row: x [T, d] -> y [T, d] (y may alias x).
+void rms_norm_rows(Context& ctx, const float* x, const std::vector<float>& scale, float* y, int64_t T, int64_t d,
+                   float eps) {
+  parallel_for(ctx, T, [&](int64_t t, int) { ctx.kernels().rms_norm(x + t * d, scale.data(), y + t * d, d, eps); });
 }
 
+// A sequence's tokens in this batch (model.py masks padding among the keys of the current call).
+struct SeqStart {
+  int64_t first_pos = 0;        // position of the sequence's first token in this batch
+  std::vector<int32_t> tokens;  // its tokens here, at positions first_pos, first_pos + 1, …
+};
+
 // multi_head_attention: x [T, d] (already rms_norm'ed) -> out [T, d] (before rms_norm_1).
-void attention(const Config& c, const Kernels& k, const LayerWeights& L, KVCache& cache, int64_t layer,
-               const int32_t* tokens, const Buf& x, int64_t T, Buf& out) {
-  const int64_t hd = c.key_size, nq = c.num_q_heads, nkv = c.num_kv_heads, kv = c.kv_size();
-  const int64_t s0 = cache.length();  // first position of this chunk
-  const int64_t S = s0 + T;           // keys visible to the last query
+void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv, int64_t layer, const Batch& batch,
+               const std::vector<SeqStart>& start, const float* x, Workspace& ws, float* out) {
+  const Kernels& k = ctx.kernels();
+  const int64_t T = batch.size(), hd = c.key_size, nq = c.num_q_heads, nkv = c.num_kv_heads, kvw = c.kv_size();
 
-  Buf q(static_cast<size_t>(T * nq * hd));  // [T, nq·hd]
-  k.matmul(L.query, x.data(), q.data(), T);
-  float* K = cache.keys(layer);    // [capacity, nkv·hd]; rows s0 … S-1 written here
-  float* V = cache.values(layer);  // [capacity, nkv·hd]
-  k.matmul(L.key, x.data(), K + s0 * kv, T);
-  k.matmul(L.value, x.data(), V + s0 * kv, T);
+  matmul(ctx, L.query, x, ws.q, T);  // q: [T, nq·hd]
+  // K and V of this batch: computed into scratch rows, then each row is stored at (seq, pos).
+  float* Kn = ws.attn;               // [T, kvw] (attn is free until the heads run)
+  float* Vn = ws.xe;                 // [T, kvw]
+  matmul(ctx, L.key, x, Kn, T);
+  matmul(ctx, L.value, x, Vn, T);
 
-  // RoPE on q and k (not v) at absolute positions s0 + t; K is cached after RoPE.
-  for (int64_t t = 0; t < T; ++t) {
-    k.rope(q.data() + t * nq * hd, nq, hd, s0 + t, static_cast<float>(c.rope_base));
-    k.rope(K + (s0 + t) * kv, nkv, hd, s0 + t, static_cast<float>(c.rope_base));
-  }
-
-  // Key-padding mask applies to keys of this chunk only (older slots are trusted, spec §4).
-  auto key_allowed = [&](int64_t query_pos, int64_t j) {
-    if (j > query_pos) return false;                                // causal
-    if (j >= s0 && tokens[j - s0] == c.pad_token) return false;     // padding
-    return true;
-  };
+  // RoPE on q and k (not v) at each token's absolute position; K is cached after RoPE.
+  parallel_for(ctx, T, [&](int64_t t, int) {
+    const BatchToken& bt = batch.tokens[static_cast<size_t>(t)];
+    k.rope(ws.q + t * nq * hd, nq, hd, bt.pos, static_cast<float>(c.rope_base));
+    k.rope(Kn + t * kvw, nkv, hd, bt.pos, static_cast<float>(c.rope_base));
+    std::copy_n(Kn + t * kvw, kvw, kv.keys(layer, bt.seq) + bt.pos * kvw);
+    std::copy_n(Vn + t * kvw, kvw, kv.values(layer, bt.seq) + bt.pos * kvw);
+  });
 
   const int64_t group = nq / nkv;  // query heads per kv head: head h reads kv head h / group
   const float cap = static_cast<float>(c.attn_logit_cap);
   const float mult = static_cast<float>(c.attn_output_multiplier);
   constexpr float kMasked = -1e30f;  // finite, like model.py: a fully masked row becomes uniform
-  Buf attn(static_cast<size_t>(T * nq * hd));  // [T, nq·hd] heads concatenated in q-head order
-  Buf score(static_cast<size_t>(S));           // [S]
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t pos = s0 + t;
-    for (int64_t h = 0; h < nq; ++h) {
-      const float* qh = q.data() + (t * nq + h) * hd;  // [hd]
-      const int64_t g = h / group;
-      for (int64_t j = 0; j < S; ++j) {
-        if (!key_allowed(pos, j)) {
-          score[j] = kMasked;
-          continue;
-        }
-        const float* kj = K + j * kv + g * hd;  // [hd]
-        float dot = 0.f;
-        for (int64_t i = 0; i < hd; ++i) dot += qh[i] * kj[i];
-        // attn_output_multiplier scales the logits; then the soft cap 30·tanh(x/30).
-        const float z = dot * mult;
-        score[j] = cap * std::tanh(z / cap);
-      }
-      k.softmax(score.data(), S);
-      float* o = attn.data() + (t * nq + h) * hd;  // [hd]
-      std::fill(o, o + hd, 0.f);
-      for (int64_t j = 0; j < S; ++j) {
-        const float p = score[j];
-        if (p == 0.f) continue;
-        const float* vj = V + j * kv + g * hd;
-        for (int64_t i = 0; i < hd; ++i) o[i] += p * vj[i];
-      }
+  // One task per (token, query head).
+  parallel_for(ctx, T * nq, [&](int64_t task, int thread) {
+    const int64_t t = task / nq, h = task % nq, g = h / group;
+    const BatchToken& bt = batch.tokens[static_cast<size_t>(t)];
+    const int64_t S = bt.pos + 1;  // causal: keys 0 … pos of this sequence
+    const float* K = kv.keys(layer, bt.seq) + g * hd;    // rows of [hd], kvw apart
+    const float* V = kv.values(layer, bt.seq) + g * hd;  // rows of [hd], kvw apart
+    float* score = ws.scores + static_cast<size_t>(thread) * kv.capacity();  // [S]
+    k.dots(ws.q + (t * nq + h) * hd, K, kvw, S, hd, score);
+    const SeqStart& s0 = start[static_cast<size_t>(bt.seq)];
+    for (int64_t j = 0; j < S; ++j) {
+      // attn_output_multiplier scales the logits; then the soft cap 30·tanh(x/30).
+      score[j] = cap * std::tanh(score[j] * mult / cap);
+      // Key-padding mask: keys of this call only (older cache slots are trusted, spec §4).
+      if (j >= s0.first_pos && s0.tokens[static_cast<size_t>(j - s0.first_pos)] == c.pad_token) score[j] = kMasked;
     }
-  }
-  k.matmul(L.linear, attn.data(), out.data(), T);  // [T, nq·hd] -> [T, d]
+    k.softmax(score, S);
+    k.weighted_sum(score, V, kvw, S, hd, ws.attn + (t * nq + h) * hd);
+  });
+  matmul(ctx, L.linear, ws.attn, out, T);  // [T, nq·hd] -> [T, d]
 }
 
 // moe: x [T, d] (already rms_norm_2'ed) -> out [T, d] (before rms_norm_3).
-void moe(const Config& c, const Kernels& k, const LayerWeights& L, const Buf& x, int64_t T, Buf& out) {
+void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, int64_t T, Workspace& ws, float* out) {
+  const Kernels& k = ctx.kernels();
   const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts, top = c.num_selected_experts;
 
   // Router: softmax over ALL experts in f32; the top-k probabilities are the gates, NOT renormalised.
-  Buf probs(static_cast<size_t>(T * E));  // [T, E]
-  k.matmul(L.router, x.data(), probs.data(), T);
+  matmul(ctx, L.router, x, ws.probs, T);  // [T, E]
   std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(E));  // expert -> (token, gate)
   for (int64_t t = 0; t < T; ++t) {
-    float* p = probs.data() + t * E;
+    float* p = ws.probs + t * E;
     k.softmax(p, E);
     for (int64_t e : top_k_experts(p, E, top)) routed[static_cast<size_t>(e)].push_back({t, p[e]});
   }
 
-  std::fill(out.begin(), out.end(), 0.f);
+  std::fill(out, out + T * d, 0.f);
+  // Each expert runs once on all of its tokens, so its weights are read once per batch.
   for (int64_t e = 0; e < E; ++e) {
     const auto& tok = routed[static_cast<size_t>(e)];
     const int64_t n = static_cast<int64_t>(tok.size());
     if (n == 0) continue;
-    Buf xe(static_cast<size_t>(n * d));  // [n, d] the tokens routed to expert e
-    for (int64_t r = 0; r < n; ++r) std::copy_n(x.data() + tok[r].first * d, d, xe.data() + r * d);
-    Buf gate(static_cast<size_t>(n * f)), up(static_cast<size_t>(n * f));  // [n, f]
-    k.matmul(L.moe_linear.expert(e), xe.data(), gate.data(), n);
-    k.matmul(L.moe_linear_v.expert(e), xe.data(), up.data(), n);
-    k.gelu_tanh(gate.data(), n * f);
-    for (int64_t i = 0; i < n * f; ++i) gate[i] *= up[i];  // gelu(x·linear) ⊙ (x·linear_v)
-    Buf ye(static_cast<size_t>(n * d));  // [n, d]
-    k.matmul(L.moe_linear_1.expert(e), gate.data(), ye.data(), n);
+    for (int64_t r = 0; r < n; ++r) std::copy_n(x + tok[r].first * d, d, ws.xe + r * d);  // xe: [n, d]
+    matmul(ctx, L.moe_linear.expert(e), ws.xe, ws.gate, n);   // [n, f]
+    matmul(ctx, L.moe_linear_v.expert(e), ws.xe, ws.up, n);   // [n, f]
+    parallel_for(ctx, n, [&](int64_t r, int) {
+      float* g = ws.gate + r * f;
+      const float* u = ws.up + r * f;
+      k.gelu_tanh(g, f);
+      for (int64_t i = 0; i < f; ++i) g[i] *= u[i];  // gelu(x·linear) ⊙ (x·linear_v)
+    });
+    matmul(ctx, L.moe_linear_1.expert(e), ws.gate, ws.ye, n);  // [n, d]
+    // Gate-weighted sum, experts in index order for every token (batch-invariant).
     for (int64_t r = 0; r < n; ++r) {
-      float* o = out.data() + tok[r].first * d;
+      float* o = out + tok[r].first * d;
       const float g = tok[r].second;
-      for (int64_t i = 0; i < d; ++i) o[i] += g * ye[r * d + i];
+      for (int64_t i = 0; i < d; ++i) o[i] += g * ws.ye[r * d + i];
     }
   }
 }
@@ -133,44 +127,98 @@ std::vector<int64_t> top_k_experts(const float* probs, int64_t E, int64_t k) {
   return order;
 }
 
-void grok_forward(const Model& model, const Kernels& k, KVCache& cache, const int32_t* tokens, int64_t T,
-                  float* logits, LogitRows rows) {
+void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache& kv, Workspace& ws, float* logits) {
   const Config& c = model.config;
   const Weights& w = model.weights;
-  const int64_t d = c.emb_size;
+  const Kernels& k = ctx.kernels();
+  const int64_t d = c.emb_size, T = batch.size();
   const float eps = static_cast<float>(c.rms_norm_eps);
-  assert(T > 0 && cache.length() + T <= cache.capacity());
+  assert(check_batch(model, batch, kv, ws).empty());
 
-  // in_out_embed: h = E[token] · embedding_multiplier_scale.  h: [T, d] residual stream.
-  Buf h(static_cast<size_t>(T * d));
-  for (int64_t t = 0; t < T; ++t) {
-    assert(tokens[t] >= 0 && tokens[t] < c.vocab_size);
-    k.get_row(w.in_out_embed, tokens[t], h.data() + t * d);
-    for (int64_t i = 0; i < d; ++i) h[t * d + i] *= static_cast<float>(c.embedding_multiplier_scale);
+  std::vector<SeqStart> start(static_cast<size_t>(kv.n_seq()));
+  for (const BatchToken& bt : batch.tokens) {
+    SeqStart& s = start[static_cast<size_t>(bt.seq)];
+    if (s.tokens.empty()) s.first_pos = bt.pos;
+    s.tokens.push_back(bt.token);
   }
 
-  Buf a(static_cast<size_t>(T * d)), b(static_cast<size_t>(T * d));  // [T, d] scratch
+  // in_out_embed: h = E[token] · embedding_multiplier_scale.  h: [T, d] residual stream.
+  float* h = ws.h;
+  parallel_for(ctx, T, [&](int64_t t, int) {
+    k.get_row(w.in_out_embed, batch.tokens[static_cast<size_t>(t)].token, h + t * d);
+    for (int64_t i = 0; i < d; ++i) h[t * d + i] *= static_cast<float>(c.embedding_multiplier_scale);
+  });
+
+  float *a = ws.a, *b = ws.b;  // [T, d] scratch
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
     // h = h + rms_norm_1(attention(rms_norm(h)))
-    rms_norm_rows(k, h, L.rms_norm, a, T, d, eps);
-    attention(c, k, L, cache, l, tokens, a, T, b);
-    rms_norm_rows(k, b, L.rms_norm_1, b, T, d, eps);
+    rms_norm_rows(ctx, h, L.rms_norm, a, T, d, eps);
+    attention(ctx, c, L, kv, l, batch, start, a, ws, b);
+    rms_norm_rows(ctx, b, L.rms_norm_1, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
     // h = h + rms_norm_3(moe(rms_norm_2(h)))
-    rms_norm_rows(k, h, L.rms_norm_2, a, T, d, eps);
-    moe(c, k, L, a, T, b);
-    rms_norm_rows(k, b, L.rms_norm_3, b, T, d, eps);
+    rms_norm_rows(ctx, h, L.rms_norm_2, a, T, d, eps);
+    moe(ctx, c, L, a, T, ws, b);
+    rms_norm_rows(ctx, b, L.rms_norm_3, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
   }
-  cache.set_length(cache.length() + T);
+  for (const BatchToken& bt : batch.tokens) kv.set_length(bt.seq, std::max(kv.length(bt.seq), bt.pos + 1));
 
-  // Final rms_norm, then logits with the (tied) table: (hf · Eᵀ) · output_multiplier_scale.
-  const int64_t first = rows == LogitRows::All ? 0 : T - 1;
-  const int64_t n = T - first;
-  rms_norm_rows(k, h, w.rms_norm, a, T, d, eps);
-  k.matmul(w.lm_head, a.data() + first * d, logits, n);
+  // Final rms_norm of the rows whose logits are wanted, then the (tied) table:
+  // logits = (hf · Eᵀ) · output_multiplier_scale.
+  int64_t n = 0;
+  for (int64_t t = 0; t < T; ++t)
+    if (batch.tokens[static_cast<size_t>(t)].logits) k.rms_norm(h + t * d, w.rms_norm.data(), a + (n++) * d, d, eps);
+  if (n == 0) return;
+  matmul(ctx, w.lm_head, a, logits, n);  // [n, vocab]
   for (int64_t i = 0; i < n * c.vocab_size; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);
+}
+
+std::string check_batch(const Model& model, const Batch& batch, const KVCache& kv, const Workspace& ws) {
+  const Config& c = model.config;
+  if (batch.size() == 0) return "the batch is empty";
+  if (batch.size() > ws.max_tokens())
+    return "the batch has " + std::to_string(batch.size()) + " tokens, more than the " +
+           std::to_string(ws.max_tokens()) + " the workspace was sized for";
+  std::vector<int64_t> next(static_cast<size_t>(kv.n_seq()));
+  for (int64_t s = 0; s < kv.n_seq(); ++s) next[static_cast<size_t>(s)] = kv.length(s);
+  for (int64_t t = 0; t < batch.size(); ++t) {
+    const BatchToken& bt = batch.tokens[static_cast<size_t>(t)];
+    const std::string at = " (batch index " + std::to_string(t) + ")";
+    if (bt.token < 0 || bt.token >= c.vocab_size)
+      return "token id " + std::to_string(bt.token) + at + " is outside the vocabulary [0, " +
+             std::to_string(c.vocab_size) + ")";
+    if (bt.seq < 0 || bt.seq >= kv.n_seq())
+      return "sequence id " + std::to_string(bt.seq) + at + " is outside [0, " + std::to_string(kv.n_seq()) + ")";
+    int64_t& expect = next[static_cast<size_t>(bt.seq)];
+    if (bt.pos != expect)
+      return "position " + std::to_string(bt.pos) + at + " of sequence " + std::to_string(bt.seq) +
+             " should be " + std::to_string(expect) + " (positions continue the sequence, in order)";
+    if (bt.pos >= kv.capacity())
+      return "position " + std::to_string(bt.pos) + at + " is beyond the context of " +
+             std::to_string(kv.capacity()) + " tokens";
+    ++expect;
+  }
+  return {};
+}
+
+Workspace::Workspace(const Config& c, int64_t max_tokens, int64_t capacity, int threads)
+    : max_tokens_(max_tokens), capacity_(capacity) {
+  const int64_t T = max_tokens, d = c.emb_size, qw = c.q_size(), f = c.ffn_size(), E = c.num_experts;
+  const int64_t kvw = c.kv_size();
+  const int64_t sizes[] = {T * d, T * d, T * d, T * qw, T * std::max(qw, kvw), T * E, T * std::max(d, kvw),
+                           T * f, T * f, T * d, threads * capacity};
+  size_t total = 0;
+  for (int64_t s : sizes) total += static_cast<size_t>((s + 15) / 16 * 16);  // 64-byte aligned pieces
+  mem_.reset(static_cast<float*>(std::calloc(total, sizeof(float))));
+  if (!mem_) throw std::bad_alloc();
+  float* p = mem_.get();
+  float** slots[] = {&h, &a, &b, &q, &attn, &probs, &xe, &gate, &up, &ye, &scores};
+  for (size_t i = 0; i < std::size(slots); ++i) {
+    *slots[i] = p;
+    p += (sizes[i] + 15) / 16 * 16;
+  }
 }
 
 }  // namespace groak

@@ -1,9 +1,12 @@
 // The Grok-1 forward pass (model.py semantics, f32 activations).
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "kernels/context.h"
+#include "model/batch.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
 
@@ -15,10 +18,38 @@ std::vector<int64_t> top_k_experts(const float* probs, int64_t E, int64_t k);
 
 enum class LogitRows : uint8_t { All, LastOnly };
 
-// Runs tokens[0, T) at positions cache.length() … cache.length()+T-1, appends their K/V to the cache and
-// writes logits: [T, vocab] (LogitRows::All) or [vocab] for the last token. The caller guarantees
-// 0 ≤ token < vocab and cache.length() + T ≤ cache.capacity() (Session checks both).
-void grok_forward(const Model& model, const Kernels& k, KVCache& cache, const int32_t* tokens, int64_t T,
-                  float* logits, LogitRows rows);
+// Activation buffers of the forward pass, sized once for the largest batch (llama2.c's RunState).
+// Zero-filled by calloc, so pages a smaller batch never touches cost no memory.
+class Workspace {
+ public:
+  Workspace(const Config& c, int64_t max_tokens, int64_t capacity, int threads);
+  int64_t max_tokens() const { return max_tokens_; }
+
+  float* h;       // [T, d] residual stream
+  float* a;       // [T, d] normed input of a block
+  float* b;       // [T, d] block output
+  float* q;       // [T, nq·hd] queries
+  float* attn;    // [T, nq·hd] attention output, heads concatenated
+  float* probs;   // [T, E] router probabilities
+  float* xe;      // [T, d] tokens routed to one expert
+  float* gate;    // [T, f] gelu branch
+  float* up;      // [T, f] linear branch
+  float* ye;      // [T, d] one expert's output
+  float* scores;  // [threads, capacity] attention scores, one row per thread
+
+ private:
+  struct Free { void operator()(float* p) const { std::free(p); } };
+  int64_t max_tokens_, capacity_;
+  std::unique_ptr<float, Free> mem_;
+};
+
+// Runs a batch: appends every token's K/V to its sequence in `kv` (positions as the batch says) and
+// writes logits [n_logits, vocab] for the tokens that want them, in batch order. The caller guarantees
+// the batch rule of batch.h, tokens in [0, vocab), positions < kv.capacity() and batch.size() ≤
+// ws.max_tokens() (Session checks all; check_batch says what is wrong).
+void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache& kv, Workspace& ws, float* logits);
+
+// Empty when the batch can run against kv; otherwise what is wrong with it.
+std::string check_batch(const Model& model, const Batch& batch, const KVCache& kv, const Workspace& ws);
 
 }  // namespace groak

@@ -1,10 +1,11 @@
 #include "runtime/session.h"
 
+#include <algorithm>
+
 #include "util/error.h"
 
 namespace groak {
 
-namespace {
 int64_t checked_context(const Config& c, int64_t context) {
   if (context < 0) throw Error("context size must be positive, got " + std::to_string(context));
   if (context == 0) return c.sequence_len;
@@ -13,12 +14,27 @@ int64_t checked_context(const Config& c, int64_t context) {
                 std::to_string(c.sequence_len) + "; use at most " + std::to_string(c.sequence_len));
   return context;
 }
+
+namespace {
+int64_t checked_batch(int64_t batch, int64_t context) {
+  if (batch < 1 || batch > kMaxProductRows)
+    throw Error("batch size must be in [1, " + std::to_string(kMaxProductRows) + "], got " + std::to_string(batch));
+  return std::min(batch, context);
+}
 }  // namespace
 
-Session::Session(const Model& model, int64_t context, const Kernels& kernels)
+Session::Session(const Model& model, int64_t context, const Kernels& kernels, int threads, int64_t batch)
     : model_(model),
-      kernels_(kernels),
-      cache_(model.config.num_layers, checked_context(model.config, context), model.config.kv_size()) {}
+      owned_(std::make_unique<Context>(threads, &kernels)),
+      ctx_(owned_.get()),
+      cache_(model.config.num_layers, checked_context(model.config, context), model.config.kv_size()),
+      ws_(model.config, checked_batch(batch, cache_.capacity()), cache_.capacity(), ctx_->threads()) {}
+
+Session::Session(const Model& model, Context& ctx, int64_t context, int64_t batch)
+    : model_(model),
+      ctx_(&ctx),
+      cache_(model.config.num_layers, checked_context(model.config, context), model.config.kv_size()),
+      ws_(model.config, checked_batch(batch, cache_.capacity()), cache_.capacity(), ctx_->threads()) {}
 
 void Session::eval(std::span<const int32_t> tokens, std::vector<float>& logits, LogitRows rows) {
   const Config& c = model_.config;
@@ -36,8 +52,17 @@ void Session::eval(std::span<const int32_t> tokens, std::vector<float>& logits, 
                 (context() < c.sequence_len ? " (raise it, up to sequence_len " + std::to_string(c.sequence_len) + ")"
                                             : " (the model's maximum sequence_len)"));
   }
-  logits.resize(static_cast<size_t>((rows == LogitRows::All ? T : 1) * c.vocab_size));
-  grok_forward(model_, kernels_, cache_, tokens.data(), T, logits.data(), rows);
+  const int64_t V = c.vocab_size;
+  logits.resize(static_cast<size_t>((rows == LogitRows::All ? T : 1) * V));
+  int64_t written = 0;  // logit rows so far
+  for (int64_t t0 = 0; t0 < T; t0 += batch()) {
+    const int64_t n = std::min(batch(), T - t0);
+    batch_.clear();
+    for (int64_t t = t0; t < t0 + n; ++t)
+      batch_.add(tokens[t], 0, position() + (t - t0), rows == LogitRows::All || t == T - 1);
+    grok_forward(*ctx_, model_, batch_, cache_, ws_, logits.data() + written * V);
+    written += batch_.n_logits();
+  }
 }
 
 }  // namespace groak

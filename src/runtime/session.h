@@ -1,35 +1,54 @@
-// One conversation with a model: its KV cache and position. Checks what the forward pass assumes
-// (token ids in range, context not exceeded) and reports violations as groak::Error.
+// One conversation with a model: its KV cache, position and activation workspace, run in an engine
+// context (threads, kernels). Checks what the forward pass assumes (token ids in range, context not
+// exceeded) and reports violations as groak::Error. Long inputs run in chunks of at most `batch`
+// tokens, which bounds the workspace.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "kernels/context.h"
 #include "model/grok.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
 
 namespace groak {
 
+// Tokens per forward pass unless a session says otherwise (llama.cpp's n_batch/n_ubatch default).
+inline constexpr int64_t kDefaultBatch = 512;
+
 class Session {
  public:
   // context: positions to reserve; 0 = the model's sequence_len. Larger than sequence_len is an error.
-  Session(const Model& model, int64_t context = 0, const Kernels& kernels = fast_kernels());
+  // threads: 0 = every core. The session owns its engine context.
+  Session(const Model& model, int64_t context = 0, const Kernels& kernels = fast_kernels(), int threads = 0,
+          int64_t batch = kDefaultBatch);
+  // Runs in a context owned by the caller (shared by several sessions, one at a time).
+  Session(const Model& model, Context& ctx, int64_t context = 0, int64_t batch = kDefaultBatch);
 
-  // Runs a chunk of tokens (prefill chunk or a single decode token) and returns its logits:
-  // [T, vocab] for LogitRows::All, [vocab] for LogitRows::LastOnly.
+  // Runs tokens (a prompt, or one decode token) and returns logits: [T, vocab] for LogitRows::All,
+  // [vocab] for LogitRows::LastOnly.
   void eval(std::span<const int32_t> tokens, std::vector<float>& logits, LogitRows rows);
 
-  int64_t position() const { return cache_.length(); }  // tokens seen so far
+  int64_t position() const { return cache_.length(0); }  // tokens seen so far
   int64_t context() const { return cache_.capacity(); }
-  void reset() { cache_.set_length(0); }
+  int64_t batch() const { return ws_.max_tokens(); }
+  void reset() { cache_.set_length(0, 0); }
   const Model& model() const { return model_; }
+  Context& ctx() { return *ctx_; }
 
  private:
   const Model& model_;
-  const Kernels& kernels_;
+  std::unique_ptr<Context> owned_;
+  Context* ctx_;
   KVCache cache_;
+  Workspace ws_;
+  Batch batch_;
 };
+
+// The context size a session gets for `context` (0 = sequence_len); throws groak::Error when it exceeds
+// the model's sequence_len or is negative.
+int64_t checked_context(const Config& c, int64_t context);
 
 }  // namespace groak

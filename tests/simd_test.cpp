@@ -1,0 +1,286 @@
+// Every fast kernel table (portable, and AVX2 where the CPU has it) against a float64 evaluation of
+// the same product, on every weight format, odd sizes (column and row tails), unaligned pointers and
+// strided slices; then the invariances the engine relies on: a row's result does not depend on how
+// many rows share the product, nor on how the outputs are split between threads (bit for bit).
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "kernel_util.h"
+#include "kernels/context.h"
+#include "kernels/ops.h"
+#include "test_util.h"
+
+namespace groak::test {
+
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+// A weight matrix in some format, stored at an odd address, with its logical values W[i][o] in double.
+struct TestMatrix {
+  std::string label;
+  Matrix m;
+  std::vector<uint8_t> bytes;
+  std::vector<double> w;  // [n_in, n_out] dequantised
+
+  double at(int64_t i, int64_t o) const { return w[static_cast<size_t>(i * m.n_out + o)]; }
+};
+
+TestMatrix xai_int8(int64_t n_in, int64_t n_out, int64_t blocks, uint32_t seed) {
+  TestMatrix t;
+  t.label = "xai int8, " + std::to_string(blocks) + " scale blocks";
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> ud(0.001f, 0.05f);
+  t.bytes.resize(3 + static_cast<size_t>(n_in * n_out) + 1 + static_cast<size_t>(2 * blocks * n_out));
+  uint8_t* q = t.bytes.data() + 3;
+  uint8_t* sc = q + n_in * n_out + 1;
+  std::vector<float> s(static_cast<size_t>(blocks * n_out));
+  for (auto& v : s) v = bf16_to_f32(f32_to_bf16(ud(g)));
+  for (size_t i = 0; i < s.size(); ++i) {
+    const uint16_t b = f32_to_bf16(s[i]);
+    std::memcpy(sc + 2 * i, &b, 2);
+  }
+  t.w.resize(static_cast<size_t>(n_in * n_out));
+  for (int64_t i = 0; i < n_in; ++i)
+    for (int64_t o = 0; o < n_out; ++o) {
+      const int8_t v = static_cast<int8_t>(static_cast<int>(g() % 255) - 127);
+      q[i * n_out + o] = static_cast<uint8_t>(v);
+      t.w[static_cast<size_t>(i * n_out + o)] = static_cast<double>(v) * s[static_cast<size_t>((i / (n_in / blocks)) * n_out + o)];
+    }
+  t.m.format = WeightFormat::XaiInt8;
+  t.m.layout = Layout::InOut;
+  t.m.n_in = n_in;
+  t.m.n_out = n_out;
+  t.m.data = q;
+  t.m.scales = sc;
+  t.m.scale_blocks = blocks;
+  return t;
+}
+
+TestMatrix f32_matrix(int64_t n_in, int64_t n_out, Layout layout, uint32_t seed) {
+  TestMatrix t;
+  t.label = layout == Layout::InOut ? "f32 [in, out]" : "f32 [out, in]";
+  auto v = randn(static_cast<size_t>(n_in * n_out), seed);
+  t.bytes.resize(1 + 4 * v.size());
+  t.w.resize(v.size());
+  for (int64_t i = 0; i < n_in; ++i)
+    for (int64_t o = 0; o < n_out; ++o) {
+      const float x = v[static_cast<size_t>(i * n_out + o)];
+      const size_t idx = layout == Layout::InOut ? static_cast<size_t>(i * n_out + o) : static_cast<size_t>(o * n_in + i);
+      std::memcpy(t.bytes.data() + 1 + 4 * idx, &x, 4);
+      t.w[static_cast<size_t>(i * n_out + o)] = x;
+    }
+  t.m.format = WeightFormat::F32;
+  t.m.layout = layout;
+  t.m.n_in = n_in;
+  t.m.n_out = n_out;
+  t.m.data = t.bytes.data() + 1;
+  return t;
+}
+
+TestMatrix ggml_matrix(GgmlType type, int64_t n_in, int64_t n_out, uint32_t seed) {
+  TestMatrix t;
+  t.label = std::string("ggml ") + type_name(type);
+  auto v = randn(static_cast<size_t>(n_in * n_out), seed);
+  const size_t rb = row_bytes(type, n_in);
+  t.bytes.resize(1 + rb * static_cast<size_t>(n_out));
+  t.w.resize(v.size());
+  std::vector<float> row(static_cast<size_t>(n_in));
+  for (int64_t o = 0; o < n_out; ++o) {
+    uint8_t* dst = t.bytes.data() + 1 + rb * static_cast<size_t>(o);
+    quantize_row(type, v.data() + o * n_in, dst, n_in);
+    dequantize_row(type, dst, row.data(), n_in);
+    for (int64_t i = 0; i < n_in; ++i) t.w[static_cast<size_t>(i * n_out + o)] = row[static_cast<size_t>(i)];
+  }
+  t.m.format = WeightFormat::Ggml;
+  t.m.ggml = type;
+  t.m.layout = Layout::OutIn;
+  t.m.n_in = n_in;
+  t.m.n_out = n_out;
+  t.m.data = t.bytes.data() + 1;
+  return t;
+}
+
+std::vector<TestMatrix> all_formats() {
+  std::vector<TestMatrix> v;
+  // Odd output counts (column tails), inputs not a multiple of 8 where the format allows.
+  v.push_back(xai_int8(96, 53, 1, 1));
+  v.push_back(xai_int8(96, 53, 8, 2));
+  v.push_back(xai_int8(600, 37, 8, 3));  // longer than one packed panel of the tiled path
+  v.push_back(f32_matrix(75, 41, Layout::InOut, 4));
+  v.push_back(f32_matrix(75, 41, Layout::OutIn, 5));
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
+    v.push_back(ggml_matrix(t, 77, 23, 10 + static_cast<uint32_t>(t)));
+  for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0})
+    v.push_back(ggml_matrix(t, 160, 23, 20 + static_cast<uint32_t>(t)));
+  for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K}) v.push_back(ggml_matrix(t, 512, 9, 30 + static_cast<uint32_t>(t)));
+  return v;
+}
+
+std::vector<const Kernels*> fast_tables() {
+  std::vector<const Kernels*> v = {&portable_kernels()};
+  if (const Kernels* k = avx2_kernels()) v.push_back(k);
+  return v;
+}
+
+// The activations a table's product sees: q8_0-quantised rows where it asks for them.
+std::vector<double> seen_activations(const Kernels& k, const Matrix& m, const std::vector<float>& x, int64_t rows) {
+  std::vector<double> out(x.begin(), x.end());
+  if (k.act_format(m) != ActFormat::Q8_0) return out;
+  std::vector<uint8_t> q(row_bytes(GgmlType::Q8_0, m.n_in));
+  std::vector<float> back(static_cast<size_t>(m.n_in));
+  for (int64_t r = 0; r < rows; ++r) {
+    quantize_row(GgmlType::Q8_0, x.data() + r * m.n_in, q.data(), m.n_in);
+    dequantize_row(GgmlType::Q8_0, q.data(), back.data(), m.n_in);
+    for (int64_t i = 0; i < m.n_in; ++i) out[static_cast<size_t>(r * m.n_in + i)] = back[static_cast<size_t>(i)];
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Simd, EveryTableMatchesFloat64OnEveryFormat) {
+  for (const Kernels* k : fast_tables()) {
+    for (const TestMatrix& t : all_formats()) {
+      for (int64_t rows : {1, 2, 5, 7, 13}) {
+        const Matrix& m = t.m;
+        auto x = randn(static_cast<size_t>(rows * m.n_in), 77 + static_cast<uint32_t>(rows));
+        std::vector<float> y(static_cast<size_t>(rows * m.n_out), -1.f);
+        kernel_matmul(*k, m, x.data(), y.data(), rows);
+        const auto xs = seen_activations(*k, m, x, rows);
+        double worst = 0;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t o = 0; o < m.n_out; ++o) {
+            double ref = 0, mag = 0;
+            for (int64_t i = 0; i < m.n_in; ++i) {
+              const double p = xs[static_cast<size_t>(r * m.n_in + i)] * t.at(i, o);
+              ref += p;
+              mag += std::abs(p);
+            }
+            // f32 accumulation over n_in terms: error ≤ a few ulps of the sum of magnitudes.
+            const double err = std::abs(y[static_cast<size_t>(r * m.n_out + o)] - ref) / (mag + 1e-30);
+            worst = std::max(worst, err);
+          }
+        EXPECT_LT(worst, 2e-6) << k->name << " " << t.label << " rows " << rows;
+      }
+    }
+  }
+}
+
+TEST(Simd, QuantisedActivationsMatchTheReferenceQuantiser) {
+  // q8_0 activations must be ggml's quantize_row_q8_0_ref byte for byte (llama.cpp-compatible error).
+  for (const Kernels* k : fast_tables()) {
+    auto x = randn(32 * 9, 5, 3.f);
+    x[7] = 0.5f;  // exact ties round away from zero
+    std::vector<uint8_t> a(row_bytes(GgmlType::Q8_0, 32 * 9)), b(a.size());
+    k->quantize_q8_0(x.data(), a.data(), 32 * 9);
+    quantize_row(GgmlType::Q8_0, x.data(), b.data(), 32 * 9);
+    EXPECT_EQ(a, b) << k->name;
+  }
+}
+
+TEST(Simd, ARowsResultDoesNotDependOnItsBatchOrOnTheThreadSplit) {
+  for (const Kernels* k : fast_tables()) {
+    for (const TestMatrix& t : all_formats()) {
+      const Matrix& m = t.m;
+      const int64_t rows = 11;
+      auto x = randn(static_cast<size_t>(rows * m.n_in), 3);
+      std::vector<float> all(static_cast<size_t>(rows * m.n_out)), one(static_cast<size_t>(m.n_out));
+      kernel_matmul(*k, m, x.data(), all.data(), rows);
+      for (int64_t r = 0; r < rows; ++r) {
+        kernel_matmul(*k, m, x.data() + r * m.n_in, one.data(), 1);
+        EXPECT_EQ(0, std::memcmp(one.data(), all.data() + r * m.n_out, 4 * static_cast<size_t>(m.n_out)))
+            << k->name << " " << t.label << ": row " << r << " alone differs from the same row in a batch of " << rows;
+      }
+      // Outputs split at 16 (the ops' grain) give the same bits as one range.
+      std::vector<float> split(all.size());
+      const int64_t at = std::min<int64_t>(16, m.n_out - 1);
+      kernel_matmul(*k, m, x.data(), split.data(), rows, 0, at);
+      kernel_matmul(*k, m, x.data(), split.data(), rows, at, m.n_out);
+      EXPECT_EQ(split, all) << k->name << " " << t.label;
+    }
+  }
+}
+
+TEST(Simd, SlicesAreViewsThatMultiplyLikeTheWhole) {
+  for (const Kernels* k : fast_tables()) {
+    for (const TestMatrix& t : all_formats()) {
+      const Matrix& m = t.m;
+      const int64_t rows = 3;
+      auto x = randn(static_cast<size_t>(rows * m.n_in), 8);
+      std::vector<float> full(static_cast<size_t>(rows * m.n_out));
+      kernel_matmul(*k, m, x.data(), full.data(), rows);
+      // Output slice [5, 5+n): a strided view for [in, out] matrices, a row range for [out, in].
+      const int64_t o0 = std::min<int64_t>(5, m.n_out / 3), n = m.n_out - o0 - 2;
+      const Matrix s = m.slice_out(o0, n);
+      std::vector<float> part(static_cast<size_t>(rows * n));
+      kernel_matmul(*k, s, x.data(), part.data(), rows);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t o = 0; o < n; ++o)
+          EXPECT_EQ(part[static_cast<size_t>(r * n + o)], full[static_cast<size_t>(r * m.n_out + o0 + o)])
+              << k->name << " " << t.label << " slice_out";
+    }
+  }
+}
+
+TEST(Simd, InputSlicesSumToTheWhole) {
+  // Tensor parallelism splits linear_1 by input rows at scale-block boundaries: the partial products
+  // of the halves add up to the whole product.
+  for (const Kernels* k : fast_tables()) {
+    const TestMatrix t = xai_int8(96, 40, 8, 9);
+    const int64_t rows = 2, half = 48;
+    auto x = randn(static_cast<size_t>(rows * 96), 10);
+    std::vector<float> full(static_cast<size_t>(rows * 40)), lo(full.size()), hi(full.size());
+    kernel_matmul(*k, t.m, x.data(), full.data(), rows);
+    std::vector<float> xl, xh;
+    for (int64_t r = 0; r < rows; ++r) {
+      xl.insert(xl.end(), x.begin() + r * 96, x.begin() + r * 96 + half);
+      xh.insert(xh.end(), x.begin() + r * 96 + half, x.begin() + (r + 1) * 96);
+    }
+    kernel_matmul(*k, t.m.slice_in(0, half), xl.data(), lo.data(), rows);
+    kernel_matmul(*k, t.m.slice_in(half, half), xh.data(), hi.data(), rows);
+    for (size_t i = 0; i < full.size(); ++i) EXPECT_NEAR(lo[i] + hi[i], full[i], 1e-5 * (1 + std::abs(full[i]))) << k->name;
+  }
+}
+
+TEST(Simd, AttentionHelpersMatchFloat64) {
+  for (const Kernels* k : fast_tables()) {
+    for (int64_t hd : {128, 20}) {
+      const int64_t n = 37, stride = hd + 3;
+      auto q = randn(static_cast<size_t>(hd), 1), K = randn(static_cast<size_t>(n * stride), 2);
+      auto p = randn(static_cast<size_t>(n), 3);
+      std::vector<float> dots(static_cast<size_t>(n)), out(static_cast<size_t>(hd));
+      k->dots(q.data(), K.data(), stride, n, hd, dots.data());
+      k->weighted_sum(p.data(), K.data(), stride, n, hd, out.data());
+      for (int64_t j = 0; j < n; ++j) {
+        double ref = 0;
+        for (int64_t i = 0; i < hd; ++i) ref += static_cast<double>(q[i]) * K[j * stride + i];
+        EXPECT_NEAR(dots[j], ref, 1e-5) << k->name;
+      }
+      for (int64_t i = 0; i < hd; ++i) {
+        double ref = 0;
+        for (int64_t j = 0; j < n; ++j) ref += static_cast<double>(p[j]) * K[j * stride + i];
+        EXPECT_NEAR(out[i], ref, 1e-5) << k->name;
+      }
+    }
+  }
+}
+
+TEST(Simd, ThreadedProductEqualsOneThread) {
+  const TestMatrix t = xai_int8(96, 300, 8, 12);
+  auto x = randn(96 * 4, 13);
+  std::vector<float> y1(4 * 300), y2(4 * 300);
+  Context c1(1), c2(2);
+  matmul(c1, t.m, x.data(), y1.data(), 4);
+  matmul(c2, t.m, x.data(), y2.data(), 4);
+  EXPECT_EQ(y1, y2);
+}
+
+}  // namespace groak::test
