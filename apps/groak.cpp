@@ -17,6 +17,7 @@
 #include <csignal>
 
 #include "model/loader.h"
+#include "runtime/bench.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
 #include "synth/synth.h"
@@ -148,10 +149,17 @@ void write_file_atomic(const std::string& path, const void* data, size_t bytes) 
 // ---- groak logits ---------------------------------------------------------------------------------
 struct LogitsArgs {
   std::string model, tokens, tokens_file, out, mode = "full", kernels = "fast";
+  int threads = 0;
 };
 
+constexpr const char* kThreadsHelp = "threads (default: every core)";
+constexpr const char* kKernelsHelp =
+    "kernel table: fast (the best for this CPU), avx2, portable, or reference (the scalar oracle, slow)";
+
 const Kernels& kernels_named(const std::string& name) {
-  return name == "reference" ? reference_kernels() : fast_kernels();
+  const Kernels* k = kernels_by_name(name.c_str());
+  if (!k) throw Error("kernel table '" + name + "' is not available on this CPU; use fast, portable or reference");
+  return *k;
 }
 
 int run_logits(const LogitsArgs& a) {
@@ -164,7 +172,7 @@ int run_logits(const LogitsArgs& a) {
   if (T > m.config.sequence_len)
     throw Error(std::to_string(T) + " tokens exceed the model's context (sequence_len " +
                 std::to_string(m.config.sequence_len) + "); pass at most " + std::to_string(m.config.sequence_len));
-  Session s(m, T, kernels_named(a.kernels));
+  Session s(m, T, kernels_named(a.kernels), a.threads);
   std::vector<float> all(static_cast<size_t>(T * V)), row;
   t0 = std::chrono::steady_clock::now();
   if (a.mode == "full") {
@@ -356,6 +364,7 @@ struct GenerateArgs {
   std::string model, tokenizer, prompt, prompt_file;
   bool bos = false;
   int64_t ctx = 0;
+  int threads = 0;
   GenerateOptions opt;
 };
 
@@ -374,7 +383,7 @@ int run_generate(GenerateArgs& a) {
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the model's context is " +
                 std::to_string(m.config.sequence_len) + " (sequence_len); shorten the prompt");
   const int64_t ctx = a.ctx ? a.ctx : m.config.sequence_len;
-  Session session(m, ctx);
+  Session session(m, ctx, fast_kernels(), a.threads);
   std::signal(SIGINT, on_sigint);
   GenerateStats st = generate(session, tok, prompt, a.opt, [](const std::string& t) {
     std::fwrite(t.data(), 1, t.size(), stdout);
@@ -399,6 +408,45 @@ int run_generate(GenerateArgs& a) {
   return st.reason == StopReason::Cancelled ? 130 : 0;
 }
 
+// ---- groak bench ---------------------------------------------------------------------------------------
+struct BenchArgs {
+  std::string model, kernels = "fast";
+  BenchOptions opt;
+};
+
+int run_bench_cli(BenchArgs& a) {
+  a.opt.kernels = &kernels_named(a.kernels);
+  Model m = load_with_progress(a.model);
+  std::fprintf(stderr, "bench: %s, warming up (the first pass reads the weights into memory)\n", m.format.c_str());
+  BenchResult r = run_bench(m, a.opt);
+  uint64_t size = 0;
+  for (const auto& t : m.tensors) size += t.bytes;
+  const std::string name = fs::path(m.location).filename().string();
+  std::printf("| model | size | params | kernels | threads | test | t/s |\n|---|---:|---:|---|---:|---|---:|\n");
+  auto row = [&](const std::string& test, const BenchStat& st) {
+    std::printf("| %s | %s | %.2f B | %s | %d | %s | %.2f ± %.2f |\n", name.c_str(), human_bytes(static_cast<double>(size)).c_str(),
+                static_cast<double>(m.parameter_count()) / 1e9, r.kernels.c_str(), r.threads, test.c_str(), st.mean, st.stddev);
+  };
+  if (a.opt.prompt > 0) row("pp" + std::to_string(a.opt.prompt), r.pp);
+  if (a.opt.gen > 0) row("tg" + std::to_string(a.opt.gen), r.tg);
+  std::printf("\n");
+  if (a.opt.gen > 0) {
+    const double gbs = static_cast<double>(r.bytes_per_token) * r.tg.mean / 1e9;
+    std::printf("decode:  %s of weights per token x %.2f tok/s = %.1f GB/s", human_bytes(static_cast<double>(r.bytes_per_token)).c_str(),
+                r.tg.mean, gbs);
+    if (r.read_gbs > 0) std::printf(" = %.0f %% of the %.1f GB/s read bandwidth measured in this run", 100 * gbs / r.read_gbs, r.read_gbs);
+    std::printf("\n");
+  }
+  if (a.opt.prompt > 0) {
+    const double gmacs = r.macs_per_prompt_token * r.pp.mean / 1e9;
+    std::printf("prefill: %.2f GMAC per token x %.2f tok/s = %.1f GMAC/s", r.macs_per_prompt_token / 1e9, r.pp.mean, gmacs);
+    if (r.fma_gmacs > 0)
+      std::printf(" = %.0f %% of the %.1f GMAC/s f32 FMA peak measured in this run", 100 * gmacs / r.fma_gmacs, r.fma_gmacs);
+    std::printf("\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -418,9 +466,8 @@ int main(int argc, char** argv) {
                                         "through the KV cache")
       ->check(CLI::IsMember({"full", "incremental"}))
       ->capture_default_str();
-  logits->add_option("--kernels", la.kernels, "fast: the default kernels; reference: the scalar oracle "
-                                              "(double accumulation, slow)")
-      ->check(CLI::IsMember({"fast", "reference"}))
+  logits->add_option("--kernels", la.kernels, kKernelsHelp)
+      ->check(CLI::IsMember({"fast", "avx2", "portable", "reference"}))
       ->capture_default_str();
 
   std::string info_model;
@@ -495,6 +542,25 @@ int main(int argc, char** argv) {
   gen->add_option("-c,--ctx", ga.ctx, "context size in tokens (default: the model's sequence_len)")
       ->check(CLI::PositiveNumber);
 
+  BenchArgs ba;
+  auto* bench = app.add_subcommand("bench", "Measure prompt (pp) and generation (tg) speed, llama-bench style, "
+                                            "against this machine's read bandwidth and FMA peak");
+  bench->add_option("--model", ba.model, kModelHelp)->required();
+  bench->add_option("-p,--n-prompt", ba.opt.prompt, "prompt tokens of the pp test (0 = skip)")->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  bench->add_option("-n,--n-gen", ba.opt.gen, "tokens of the tg test (0 = skip)")->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  bench->add_option("-r,--repetitions", ba.opt.reps, "repetitions of each test")->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  bench->add_option("-t,--threads", ba.opt.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
+  bench->add_option("-b,--batch-size", ba.opt.batch, "tokens per forward pass in pp")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, kMaxProductRows));
+  bench->add_option("--kernels", ba.kernels, kKernelsHelp)
+      ->check(CLI::IsMember({"fast", "avx2", "portable", "reference"}))->capture_default_str();
+  bench->add_flag("--no-probes", [&](int64_t) { ba.opt.probes = false; }, "skip the bandwidth and FMA probes");
+  logits->add_option("-t,--threads", la.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
+  gen->add_option("-t,--threads", ga.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
+
   // An unknown command gets named (CLI11 would only say that a subcommand is required).
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
@@ -531,6 +597,10 @@ int main(int argc, char** argv) {
     if (*detokenize) return run_detokenize(tok_path);
     if (*gen) return run_generate(ga);
     if (*conv) return run_convert(ca);
+    if (*bench) {
+      if (ba.opt.prompt == 0 && ba.opt.gen == 0) throw CLI::ValidationError("bench: -p and -n are both 0; nothing to measure");
+      return run_bench_cli(ba);
+    }
     if (*train) {
       train_tokenizer(corpus, tok_vocab, tok_out);
       std::fprintf(stderr, "train-tokenizer: %d pieces -> %s\n", tok_vocab, tok_out.c_str());

@@ -90,41 +90,44 @@ inline float scale_of(const InOutView& v, int64_t b, int64_t o) {
   return load_bf16(v.scales + 2 * static_cast<size_t>(b * v.scale_row + o));
 }
 
-constexpr int64_t kStreamCols = 2048;  // columns per pass of the streaming path (acc stays in L1/L2)
+constexpr int64_t kStreamCols = 16384;  // columns per pass of the streaming path (acc stays in L1/L2)
 constexpr int64_t kStreamRows = 4;     // up to this many rows use the streaming path
 constexpr int64_t kPanelCols = 16;     // tiled path: columns per packed panel (2 ymm)
 constexpr int64_t kPanelK = 256;       // tiled path: input rows per packed panel
 constexpr int64_t kTileRows = 6;       // tiled path: activation rows per register tile
 
+template <bool INT8>
+inline __m256 w8t(const uint8_t* row, int64_t o) {
+  if constexpr (INT8) return load8_i8(row + o);
+  return load8_f32(row + 4 * o);
+}
+
 // acc[r][0, n) = fma chain over input rows [i0, i1) for columns [c0, c0+n), R rows of x.
-template <int R>
+template <int R, bool INT8>
 void stream_block(const InOutView& v, const float* x, int64_t n_in, int64_t i0, int64_t i1, int64_t c0, int64_t n,
                   float* acc /* [R][n] */) {
+  constexpr int U = 8;  // input rows per pass: acc is read and written once per U rows
   int64_t i = i0;
-  for (; i + 4 <= i1; i += 4) {
-    const uint8_t* r0 = in_row(v, i);
-    const uint8_t* r1 = in_row(v, i + 1);
-    const uint8_t* r2 = in_row(v, i + 2);
-    const uint8_t* r3 = in_row(v, i + 3);
-    __m256 xb[R][4];
+  for (; i + U <= i1; i += U) {
+    const uint8_t* rw[U];
+    for (int k = 0; k < U; ++k) rw[k] = in_row(v, i + k);
+    float xs[R][U];
     for (int r = 0; r < R; ++r)
-      for (int k = 0; k < 4; ++k) xb[r][k] = _mm256_set1_ps(x[r * n_in + i + k]);
+      for (int k = 0; k < U; ++k) xs[r][k] = x[r * n_in + i + k];
     int64_t c = 0;
     for (; c + 8 <= n; c += 8) {
-      const __m256 a = w8(v, r0, c0 + c), b = w8(v, r1, c0 + c), cc = w8(v, r2, c0 + c), d = w8(v, r3, c0 + c);
+      __m256 w[U];
+      for (int k = 0; k < U; ++k) w[k] = w8t<INT8>(rw[k], c0 + c);
       for (int r = 0; r < R; ++r) {
         __m256 s = _mm256_loadu_ps(acc + r * n + c);
-        s = _mm256_fmadd_ps(xb[r][0], a, s);
-        s = _mm256_fmadd_ps(xb[r][1], b, s);
-        s = _mm256_fmadd_ps(xb[r][2], cc, s);
-        s = _mm256_fmadd_ps(xb[r][3], d, s);
+        for (int k = 0; k < U; ++k) s = _mm256_fmadd_ps(_mm256_set1_ps(xs[r][k]), w[k], s);
         _mm256_storeu_ps(acc + r * n + c, s);
       }
     }
     for (; c < n; ++c)
       for (int r = 0; r < R; ++r) {
         float s = acc[r * n + c];
-        for (int k = 0; k < 4; ++k) s = std::fma(x[r * n_in + i + k], w1(v, in_row(v, i + k), c0 + c), s);
+        for (int k = 0; k < U; ++k) s = std::fma(xs[r][k], w1(v, rw[k], c0 + c), s);
         acc[r * n + c] = s;
       }
   }
@@ -134,7 +137,7 @@ void stream_block(const InOutView& v, const float* x, int64_t n_in, int64_t i0, 
       const __m256 xb = _mm256_set1_ps(x[r * n_in + i]);
       int64_t c = 0;
       for (; c + 8 <= n; c += 8)
-        _mm256_storeu_ps(acc + r * n + c, _mm256_fmadd_ps(xb, w8(v, row, c0 + c), _mm256_loadu_ps(acc + r * n + c)));
+        _mm256_storeu_ps(acc + r * n + c, _mm256_fmadd_ps(xb, w8t<INT8>(row, c0 + c), _mm256_loadu_ps(acc + r * n + c)));
       for (; c < n; ++c) acc[r * n + c] = std::fma(x[r * n_in + i], w1(v, row, c0 + c), acc[r * n + c]);
     }
   }
@@ -152,7 +155,10 @@ void inout_stream(const InOutView& v, const MatmulArgs& a, int64_t row0, int64_t
     std::memset(y, 0, sizeof(float) * static_cast<size_t>(R * n));
     for (int64_t b = 0; b < v.blocks; ++b) {
       std::memset(acc, 0, sizeof(float) * static_cast<size_t>(R * n));
-      stream_block<R>(v, x, n_in, b * v.block_len, (b + 1) * v.block_len, c0, n, acc);
+      if (v.int8)
+        stream_block<R, true>(v, x, n_in, b * v.block_len, (b + 1) * v.block_len, c0, n, acc);
+      else
+        stream_block<R, false>(v, x, n_in, b * v.block_len, (b + 1) * v.block_len, c0, n, acc);
       for (int64_t c = 0; c < n; ++c) {
         const float s = scale_of(v, b, c0 + c);
         for (int r = 0; r < R; ++r) y[r * n + c] = std::fma(s, acc[r * n + c], y[r * n + c]);

@@ -1,0 +1,132 @@
+// Google Benchmark micro-benchmarks of the matrix-product kernels at Grok-1's shapes, through the same
+// threaded ops the model calls. Each reports bytes of weights streamed per second (GB/s) for decode
+// (one row) and multiply-adds per second for prefill (many rows). Weights are synthetic (their values
+// do not change the speed); every matrix is larger than the last-level cache, as the real ones are.
+//
+//   build/groak_kernel_bench [--benchmark_filter=decode] [--threads=N]
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/context.h"
+#include "kernels/ops.h"
+#include "kernels/probe.h"
+
+namespace groak {
+namespace {
+
+int g_threads = 0;  // --threads=N (0 = every core)
+
+Context& context() {
+  static Context ctx(g_threads);
+  return ctx;
+}
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  Matrix m;
+};
+
+// A d → f projection (Grok-1: 6144 → 32768, one expert's `linear`) in the given storage.
+Weights make(const std::string& kind, int64_t n_in, int64_t n_out) {
+  Weights w;
+  std::mt19937 g(1);
+  Matrix& m = w.m;
+  m.n_in = n_in;
+  m.n_out = n_out;
+  if (kind == "xai_int8") {
+    m.format = WeightFormat::XaiInt8;
+    m.layout = Layout::InOut;
+    m.scale_blocks = 1;
+    w.bytes.resize(static_cast<size_t>(n_in * n_out) + 2 * static_cast<size_t>(n_out) + 64);
+    for (auto& b : w.bytes) b = static_cast<uint8_t>(g());
+    for (size_t i = static_cast<size_t>(n_in * n_out); i < w.bytes.size(); i += 2) w.bytes[i + 1] = 0x3c;  // bf16 ~0.01
+    m.data = w.bytes.data();
+    m.scales = w.bytes.data() + n_in * n_out;
+    return w;
+  }
+  m.layout = Layout::OutIn;
+  if (kind == "f32") {
+    m.format = WeightFormat::F32;
+    w.bytes.resize(static_cast<size_t>(n_in * n_out) * 4);
+    float* f = reinterpret_cast<float*>(w.bytes.data());
+    for (int64_t i = 0; i < n_in * n_out; ++i) f[i] = static_cast<float>(g() % 1000) * 1e-4f;
+    m.data = w.bytes.data();
+    return w;
+  }
+  m.format = WeightFormat::Ggml;
+  m.ggml = kind == "q8_0" ? GgmlType::Q8_0 : kind == "q4_0" ? GgmlType::Q4_0 : kind == "q4_k" ? GgmlType::Q4_K
+         : kind == "q6_k" ? GgmlType::Q6_K : kind == "f16" ? GgmlType::F16 : GgmlType::BF16;
+  const size_t rb = row_bytes(m.ggml, n_in);
+  w.bytes.resize(rb * static_cast<size_t>(n_out));
+  std::vector<float> row(static_cast<size_t>(n_in));
+  std::normal_distribution<float> nd(0.f, 0.02f);
+  for (auto& v : row) v = nd(g);
+  for (int64_t o = 0; o < n_out; ++o) quantize_row(m.ggml, row.data(), w.bytes.data() + rb * static_cast<size_t>(o), n_in);
+  m.data = w.bytes.data();
+  return w;
+}
+
+void run_product(benchmark::State& state, const std::string& kind, int64_t n_in, int64_t n_out) {
+  const int64_t rows = state.range(0);
+  static std::string cached_kind;
+  static Weights w;
+  if (cached_kind != kind || w.m.n_in != n_in || w.m.n_out != n_out) {
+    w = make(kind, n_in, n_out);
+    cached_kind = kind;
+  }
+  std::vector<float> x(static_cast<size_t>(rows * n_in)), y(static_cast<size_t>(rows * n_out));
+  std::mt19937 g(2);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(g);
+  for (auto _ : state) {
+    matmul(context(), w.m, x.data(), y.data(), rows);
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double bytes = static_cast<double>(w.m.data_bytes() + w.m.scale_bytes());
+  state.counters["GB/s"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GMAC/s"] = benchmark::Counter(static_cast<double>(rows * n_in * n_out) / 1e9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_all() {
+  for (const char* kind : {"xai_int8", "q8_0", "q4_0", "q4_k", "q6_k", "f16", "bf16", "f32"}) {
+    const std::string k = kind;
+    benchmark::RegisterBenchmark(("decode/" + k).c_str(), [k](benchmark::State& s) { run_product(s, k, 6144, 32768); })
+        ->Arg(1)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(("prefill/" + k).c_str(), [k](benchmark::State& s) { run_product(s, k, 6144, 4096); })
+        ->Arg(128)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
+  benchmark::RegisterBenchmark("probe/read_bandwidth", [](benchmark::State& s) {
+    double gbs = 0;
+    for (auto _ : s) gbs = probe_read_bandwidth(context().pool(), size_t{256} << 20, 1);
+    s.counters["GB/s"] = gbs;
+  })->Iterations(3)->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+}  // namespace groak
+
+int main(int argc, char** argv) {
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--threads=", 10) == 0)
+      groak::g_threads = std::atoi(argv[i] + 10);
+    else
+      rest.push_back(argv[i]);
+  }
+  int n = static_cast<int>(rest.size());
+  benchmark::Initialize(&n, rest.data());
+  groak::register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

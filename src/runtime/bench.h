@@ -1,0 +1,42 @@
+// `groak bench`: llama-bench's two tests (pp: a prompt of P tokens in one go; tg: N tokens decoded one at
+// a time from an empty context), repeated, with the machine's own ceilings measured in the same run.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "kernels/kernels.h"
+#include "model/weights.h"
+
+namespace groak {
+
+struct BenchOptions {
+  int64_t prompt = 512;        // -p: prompt tokens (0 = skip the pp test)
+  int64_t gen = 128;           // -n: generated tokens (0 = skip the tg test)
+  int reps = 3;                // -r: repetitions of each test (after one warm-up)
+  int threads = 0;             // -t: 0 = every core
+  int64_t batch = 512;         // tokens per forward pass in pp
+  const Kernels* kernels = nullptr;  // null = the fastest for this CPU
+  bool probes = true;          // measure read bandwidth and the FMA peak
+};
+
+struct BenchStat {
+  double mean = 0, stddev = 0;  // tokens per second over the repetitions
+};
+
+struct BenchResult {
+  BenchStat pp, tg;
+  int threads = 0;
+  std::string kernels;
+  uint64_t bytes_per_token = 0;     // weights one decoded token reads
+  double macs_per_prompt_token = 0; // multiply-adds of the matrix products per prompt token
+  double read_gbs = 0;              // probe: read bandwidth of this machine, all threads
+  double fma_gmacs = 0;             // probe: peak f32 multiply-adds per second, all threads
+};
+
+BenchResult run_bench(const Model& model, const BenchOptions& opt);
+
+// Multiply-adds of every matrix product one token needs (attention projections, router, the selected
+// experts), without the LM head and the attention over the cache.
+double macs_per_token(const Model& model);
+
+}  // namespace groak
