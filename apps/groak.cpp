@@ -148,13 +148,18 @@ void write_file_atomic(const std::string& path, const void* data, size_t bytes) 
 
 // ---- groak logits ---------------------------------------------------------------------------------
 struct LogitsArgs {
-  std::string model, tokens, tokens_file, out, mode = "full", kernels = "fast";
+  std::string model, tokens, tokens_file, out, mode = "full", kernels = "fast", cache_type = "f32";
   int threads = 0;
 };
 
 constexpr const char* kThreadsHelp = "threads (default: every core)";
 constexpr const char* kKernelsHelp =
     "kernel table: fast (the best for this CPU), avx2, portable, or reference (the scalar oracle, slow)";
+
+constexpr const char* kCacheTypeHelp = "KV cache element type: f32 (exact), f16 or bf16 (half the memory)";
+KvType cache_type_named(const std::string& name) {
+  return name == "f16" ? KvType::F16 : name == "bf16" ? KvType::BF16 : KvType::F32;
+}
 
 const Kernels& kernels_named(const std::string& name) {
   const Kernels* k = kernels_by_name(name.c_str());
@@ -172,7 +177,7 @@ int run_logits(const LogitsArgs& a) {
   if (T > m.config.sequence_len)
     throw Error(std::to_string(T) + " tokens exceed the model's context (sequence_len " +
                 std::to_string(m.config.sequence_len) + "); pass at most " + std::to_string(m.config.sequence_len));
-  Session s(m, T, kernels_named(a.kernels), a.threads);
+  Session s(m, T, kernels_named(a.kernels), a.threads, kDefaultBatch, cache_type_named(a.cache_type));
   std::vector<float> all(static_cast<size_t>(T * V)), row;
   t0 = std::chrono::steady_clock::now();
   if (a.mode == "full") {
@@ -365,6 +370,7 @@ struct GenerateArgs {
   bool bos = false;
   int64_t ctx = 0;
   int threads = 0;
+  std::string cache_type = "f32";
   GenerateOptions opt;
 };
 
@@ -383,7 +389,7 @@ int run_generate(GenerateArgs& a) {
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the model's context is " +
                 std::to_string(m.config.sequence_len) + " (sequence_len); shorten the prompt");
   const int64_t ctx = a.ctx ? a.ctx : m.config.sequence_len;
-  Session session(m, ctx, fast_kernels(), a.threads);
+  Session session(m, ctx, fast_kernels(), a.threads, kDefaultBatch, cache_type_named(a.cache_type));
   std::signal(SIGINT, on_sigint);
   GenerateStats st = generate(session, tok, prompt, a.opt, [](const std::string& t) {
     std::fwrite(t.data(), 1, t.size(), stdout);
@@ -410,12 +416,13 @@ int run_generate(GenerateArgs& a) {
 
 // ---- groak bench ---------------------------------------------------------------------------------------
 struct BenchArgs {
-  std::string model, kernels = "fast";
+  std::string model, kernels = "fast", cache_type = "f32";
   BenchOptions opt;
 };
 
 int run_bench_cli(BenchArgs& a) {
   a.opt.kernels = &kernels_named(a.kernels);
+  a.opt.cache_type = cache_type_named(a.cache_type);
   Model m = load_with_progress(a.model);
   std::fprintf(stderr, "bench: %s, warming up (the first pass reads the weights into memory)\n", m.format.c_str());
   BenchResult r = run_bench(m, a.opt);
@@ -427,8 +434,9 @@ int run_bench_cli(BenchArgs& a) {
     std::printf("| %s | %s | %.2f B | %s | %d | %s | %.2f ± %.2f |\n", name.c_str(), human_bytes(static_cast<double>(size)).c_str(),
                 static_cast<double>(m.parameter_count()) / 1e9, r.kernels.c_str(), r.threads, test.c_str(), st.mean, st.stddev);
   };
-  if (a.opt.prompt > 0) row("pp" + std::to_string(a.opt.prompt), r.pp);
-  if (a.opt.gen > 0) row("tg" + std::to_string(a.opt.gen), r.tg);
+  const std::string at = a.opt.depth > 0 ? " @ d" + std::to_string(a.opt.depth) : "";
+  if (a.opt.prompt > 0) row("pp" + std::to_string(a.opt.prompt) + at, r.pp);
+  if (a.opt.gen > 0) row("tg" + std::to_string(a.opt.gen) + at, r.tg);
   std::printf("\n");
   if (a.opt.gen > 0) {
     const double gbs = static_cast<double>(r.bytes_per_token) * r.tg.mean / 1e9;
@@ -558,8 +566,12 @@ int main(int argc, char** argv) {
   bench->add_option("--kernels", ba.kernels, kKernelsHelp)
       ->check(CLI::IsMember({"fast", "avx2", "portable", "reference"}))->capture_default_str();
   bench->add_flag("--no-probes", [&](int64_t) { ba.opt.probes = false; }, "skip the bandwidth and FMA probes");
+  bench->add_option("-d,--depth", ba.opt.depth, "tokens already in the context when each test starts")
+      ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   logits->add_option("-t,--threads", la.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
   gen->add_option("-t,--threads", ga.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
+  for (auto [cmd, value] : {std::pair{logits, &la.cache_type}, std::pair{gen, &ga.cache_type}, std::pair{bench, &ba.cache_type}})
+    cmd->add_option("--cache-type", *value, kCacheTypeHelp)->check(CLI::IsMember({"f32", "f16", "bf16"}))->capture_default_str();
 
   // An unknown command gets named (CLI11 would only say that a subcommand is required).
   if (argc > 1 && argv[1][0] != '-') {

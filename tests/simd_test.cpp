@@ -257,8 +257,8 @@ TEST(Simd, AttentionHelpersMatchFloat64) {
       auto q = randn(static_cast<size_t>(hd), 1), K = randn(static_cast<size_t>(n * stride), 2);
       auto p = randn(static_cast<size_t>(n), 3);
       std::vector<float> dots(static_cast<size_t>(n)), out(static_cast<size_t>(hd));
-      k->dots(q.data(), K.data(), stride, n, hd, dots.data());
-      k->weighted_sum(p.data(), K.data(), stride, n, hd, out.data());
+      k->dots(q.data(), K.data(), KvType::F32, stride, n, hd, dots.data());
+      k->weighted_sum(p.data(), K.data(), KvType::F32, stride, n, hd, out.data());
       for (int64_t j = 0; j < n; ++j) {
         double ref = 0;
         for (int64_t i = 0; i < hd; ++i) ref += static_cast<double>(q[i]) * K[j * stride + i];
@@ -269,6 +269,30 @@ TEST(Simd, AttentionHelpersMatchFloat64) {
         for (int64_t j = 0; j < n; ++j) ref += static_cast<double>(p[j]) * K[j * stride + i];
         EXPECT_NEAR(out[i], ref, 1e-5) << k->name;
       }
+    }
+  }
+}
+
+TEST(Simd, AttentionHelpersReadHalfPrecisionCaches) {
+  // f16/bf16 caches: each table reads the stored halves exactly (compared with the f32 of those halves).
+  for (const Kernels* k : fast_tables()) {
+    for (KvType t : {KvType::F16, KvType::BF16}) {
+      const int64_t hd = 136, n = 29, stride = hd + 8;
+      auto q = randn(static_cast<size_t>(hd), 4), src = randn(static_cast<size_t>(n * stride), 5);
+      auto p = randn(static_cast<size_t>(n), 6);
+      std::vector<uint16_t> half(src.size());
+      store_kv_row(src.data(), half.data(), t, static_cast<int64_t>(src.size()));
+      std::vector<float> widened(src.size());
+      for (size_t i = 0; i < half.size(); ++i) widened[i] = t == KvType::F16 ? fp16_to_f32(half[i]) : bf16_to_f32(half[i]);
+      EXPECT_NEAR(widened[3], src[3], t == KvType::F16 ? 2e-3 : 1.6e-2);  // rounding only
+      std::vector<float> dh(static_cast<size_t>(n)), df(static_cast<size_t>(n)), oh(static_cast<size_t>(hd)),
+          of(static_cast<size_t>(hd));
+      k->dots(q.data(), half.data(), t, stride, n, hd, dh.data());
+      k->dots(q.data(), widened.data(), KvType::F32, stride, n, hd, df.data());
+      k->weighted_sum(p.data(), half.data(), t, stride, n, hd, oh.data());
+      k->weighted_sum(p.data(), widened.data(), KvType::F32, stride, n, hd, of.data());
+      EXPECT_EQ(dh, df) << k->name << " " << kv_type_name(t);
+      EXPECT_EQ(oh, of) << k->name << " " << kv_type_name(t);
     }
   }
 }

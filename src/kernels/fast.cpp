@@ -3,6 +3,7 @@
 // of the reference (tests/kernels_test.cpp); the element-wise kernels are the reference ones. The
 // dispatcher (dispatch.cpp) uses this table where no SIMD table fits the CPU.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -94,21 +95,45 @@ void portable_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float*) {
     matmul_outin(a, o0, o1);
 }
 
-void portable_dots(const float* q, const float* K, int64_t stride, int64_t n, int64_t hd, float* out) {
+// One cache row of type t widened to f32: [hd].
+void kv_row(const void* base, KvType t, int64_t offset, int64_t hd, float* out) {
+  const uint8_t* p = static_cast<const uint8_t*>(base) + static_cast<size_t>(offset) * kv_type_bytes(t);
+  if (t == KvType::F32) {
+    std::memcpy(out, p, 4 * static_cast<size_t>(hd));
+    return;
+  }
+  for (int64_t i = 0; i < hd; ++i) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    out[i] = t == KvType::F16 ? fp16_to_f32(h) : bf16_to_f32(h);
+  }
+}
+
+constexpr int64_t kMaxHeadDim = 256;  // rows are widened through a stack buffer, this many at a time
+
+void portable_dots(const float* q, const void* K, KvType t, int64_t stride, int64_t n, int64_t hd, float* out) {
+  float k[kMaxHeadDim];
   for (int64_t j = 0; j < n; ++j) {
-    const float* k = K + j * stride;
     float dot = 0.f;
-    for (int64_t i = 0; i < hd; ++i) dot += q[i] * k[i];
+    for (int64_t i0 = 0; i0 < hd; i0 += kMaxHeadDim) {
+      const int64_t m = std::min(kMaxHeadDim, hd - i0);
+      kv_row(K, t, j * stride + i0, m, k);
+      for (int64_t i = 0; i < m; ++i) dot += q[i0 + i] * k[i];
+    }
     out[j] = dot;
   }
 }
 
-void portable_weighted_sum(const float* p, const float* V, int64_t stride, int64_t n, int64_t hd, float* out) {
+void portable_weighted_sum(const float* p, const void* V, KvType t, int64_t stride, int64_t n, int64_t hd, float* out) {
+  float v[kMaxHeadDim];
   std::fill(out, out + hd, 0.f);
   for (int64_t j = 0; j < n; ++j) {
     if (p[j] == 0.f) continue;
-    const float* v = V + j * stride;
-    for (int64_t i = 0; i < hd; ++i) out[i] += p[j] * v[i];
+    for (int64_t i0 = 0; i0 < hd; i0 += kMaxHeadDim) {
+      const int64_t m = std::min(kMaxHeadDim, hd - i0);
+      kv_row(V, t, j * stride + i0, m, v);
+      for (int64_t i = 0; i < m; ++i) out[i0 + i] += p[j] * v[i];
+    }
   }
 }
 

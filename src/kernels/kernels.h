@@ -20,6 +20,13 @@ enum class ActFormat : uint8_t {
   Q8_0,  // quantised to ggml q8_0 blocks (32 int8 + an f16 scale), as llama.cpp does for quantised weights
 };
 
+// Element type of the KV cache (--cache-type): f32 is exact; f16/bf16 halve its memory and traffic.
+enum class KvType : uint8_t { F32, F16, BF16 };
+const char* kv_type_name(KvType t);
+inline size_t kv_type_bytes(KvType t) { return t == KvType::F32 ? 4 : 2; }
+// Stores n f32 values as t (f16: round to nearest even; bf16: round to nearest even).
+void store_kv_row(const float* src, void* dst, KvType t, int64_t n);
+
 // One product y = x·W, as handed to a kernel.
 struct MatmulArgs {
   const Matrix* w = nullptr;
@@ -54,10 +61,12 @@ struct Kernels {
   void (*softmax)(float* x, int64_t n);
   // x = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in place, [n] (jax.nn.gelu's default).
   void (*gelu_tanh)(float* x, int64_t n);
-  // Attention scores: out[j] = q·K[j] for j < n.  q: [hd]; K: n rows of hd floats, `stride` floats apart.
-  void (*dots)(const float* q, const float* K, int64_t stride, int64_t n, int64_t hd, float* out);
-  // Attention output: out = Σ_j p[j]·V[j], j < n.  V: n rows of hd floats, `stride` apart; out: [hd].
-  void (*weighted_sum)(const float* p, const float* V, int64_t stride, int64_t n, int64_t hd, float* out);
+  // Attention scores: out[j] = q·K[j] for j < n.  q: [hd] f32; K: n rows of hd elements of type t,
+  // `stride` elements apart (a KV cache layer).
+  void (*dots)(const float* q, const void* K, KvType t, int64_t stride, int64_t n, int64_t hd, float* out);
+  // Attention output: out = Σ_j p[j]·V[j], j < n.  V: n rows of hd elements of type t, `stride` apart;
+  // out: [hd] f32.
+  void (*weighted_sum)(const float* p, const void* V, KvType t, int64_t stride, int64_t n, int64_t hd, float* out);
 };
 
 // The oracle: plain loops, double accumulation (slow; tests and `--kernels reference`).

@@ -3,6 +3,7 @@
 // order: the same weights stored [in, out] or [out, in] give the same logits. No -ffast-math.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -18,8 +19,50 @@ const char* format_name(WeightFormat f) {
   return "?";
 }
 
+const char* kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::F32: return "f32";
+    case KvType::F16: return "f16";
+    case KvType::BF16: return "bf16";
+  }
+  return "?";
+}
+
+void store_kv_row(const float* src, void* dst, KvType t, int64_t n) {
+  uint8_t* d = static_cast<uint8_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) {
+    switch (t) {
+      case KvType::F32: std::memcpy(d + 4 * i, src + i, 4); break;
+      case KvType::F16: {
+        const uint16_t h = f32_to_fp16(src[i]);
+        std::memcpy(d + 2 * i, &h, 2);
+        break;
+      }
+      case KvType::BF16: {
+        const uint16_t h = f32_to_bf16(src[i]);
+        std::memcpy(d + 2 * i, &h, 2);
+        break;
+      }
+    }
+  }
+}
+
 namespace {
 
+// Element i of a KV cache row block of type t.
+inline float kv_element(const void* base, KvType t, int64_t i) {
+  const uint8_t* p = static_cast<const uint8_t*>(base);
+  switch (t) {
+    case KvType::F32: return load_f32(p + 4 * i);
+    case KvType::F16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return fp16_to_f32(h);
+    }
+    case KvType::BF16: return load_bf16(p + 2 * i);
+  }
+  return 0.f;
+}
 
 // Dequantised element (i, o) of w, for the row-access path (get_row) and OutIn matrices.
 inline float element(const Matrix& w, int64_t i, int64_t o) {
@@ -149,18 +192,18 @@ void ref_gelu_tanh(float* x, int64_t n) {
   }
 }
 
-void ref_dots(const float* q, const float* K, int64_t stride, int64_t n, int64_t hd, float* out) {
+void ref_dots(const float* q, const void* K, KvType t, int64_t stride, int64_t n, int64_t hd, float* out) {
   for (int64_t j = 0; j < n; ++j) {
     double dot = 0;
-    for (int64_t i = 0; i < hd; ++i) dot += static_cast<double>(q[i]) * K[j * stride + i];
+    for (int64_t i = 0; i < hd; ++i) dot += static_cast<double>(q[i]) * kv_element(K, t, j * stride + i);
     out[j] = static_cast<float>(dot);
   }
 }
 
-void ref_weighted_sum(const float* p, const float* V, int64_t stride, int64_t n, int64_t hd, float* out) {
+void ref_weighted_sum(const float* p, const void* V, KvType t, int64_t stride, int64_t n, int64_t hd, float* out) {
   for (int64_t i = 0; i < hd; ++i) {
     double acc = 0;
-    for (int64_t j = 0; j < n; ++j) acc += static_cast<double>(p[j]) * V[j * stride + i];
+    for (int64_t j = 0; j < n; ++j) acc += static_cast<double>(p[j]) * kv_element(V, t, j * stride + i);
     out[i] = static_cast<float>(acc);
   }
 }

@@ -48,8 +48,7 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
     const BatchToken& bt = batch.tokens[static_cast<size_t>(t)];
     k.rope(ws.q + t * nq * hd, nq, hd, bt.pos, static_cast<float>(c.rope_base));
     k.rope(Kn + t * kvw, nkv, hd, bt.pos, static_cast<float>(c.rope_base));
-    std::copy_n(Kn + t * kvw, kvw, kv.keys(layer, bt.seq) + bt.pos * kvw);
-    std::copy_n(Vn + t * kvw, kvw, kv.values(layer, bt.seq) + bt.pos * kvw);
+    kv.store(layer, bt.seq, bt.pos, Kn + t * kvw, Vn + t * kvw);
   });
 
   const int64_t group = nq / nkv;  // query heads per kv head: head h reads kv head h / group
@@ -61,10 +60,12 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
     const int64_t t = task / nq, h = task % nq, g = h / group;
     const BatchToken& bt = batch.tokens[static_cast<size_t>(t)];
     const int64_t S = bt.pos + 1;  // causal: keys 0 … pos of this sequence
-    const float* K = kv.keys(layer, bt.seq) + g * hd;    // rows of [hd], kvw apart
-    const float* V = kv.values(layer, bt.seq) + g * hd;  // rows of [hd], kvw apart
+    // Head g's slice of the cache: rows of [hd], kvw elements apart.
+    const size_t head = static_cast<size_t>(g * hd) * kv_type_bytes(kv.type());
+    const void* K = static_cast<const uint8_t*>(kv.keys(layer, bt.seq)) + head;
+    const void* V = static_cast<const uint8_t*>(kv.values(layer, bt.seq)) + head;
     float* score = ws.scores + static_cast<size_t>(thread) * kv.capacity();  // [S]
-    k.dots(ws.q + (t * nq + h) * hd, K, kvw, S, hd, score);
+    k.dots(ws.q + (t * nq + h) * hd, K, kv.type(), kvw, S, hd, score);
     const SeqStart& s0 = start[static_cast<size_t>(bt.seq)];
     for (int64_t j = 0; j < S; ++j) {
       // attn_output_multiplier scales the logits; then the soft cap 30·tanh(x/30).
@@ -73,7 +74,7 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
       if (j >= s0.first_pos && s0.tokens[static_cast<size_t>(j - s0.first_pos)] == c.pad_token) score[j] = kMasked;
     }
     k.softmax(score, S);
-    k.weighted_sum(score, V, kvw, S, hd, ws.attn + (t * nq + h) * hd);
+    k.weighted_sum(score, V, kv.type(), kvw, S, hd, ws.attn + (t * nq + h) * hd);
   });
   matmul(ctx, L.linear, ws.attn, out, T);  // [T, nq·hd] -> [T, d]
 }

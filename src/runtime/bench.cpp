@@ -52,18 +52,24 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
                                               static_cast<int32_t>(c.vocab_size - 1));
   std::vector<int32_t> prompt(static_cast<size_t>(opt.prompt));
   for (auto& t : prompt) t = pick(rng);
-  const int64_t context = std::max<int64_t>(1, std::max(opt.prompt, opt.gen));
-  Session s(model, ctx, context, std::min(opt.batch, context));
+  const int64_t context = opt.depth + std::max<int64_t>(1, std::max(opt.prompt, opt.gen));
+  Session s(model, ctx, context, std::min(opt.batch, context), opt.cache_type);
   std::vector<float> logits;
+  // The context each test starts from: empty, or `depth` tokens already evaluated (kept as a snapshot
+  // by re-running them would cost more than the test; instead the cache is rewound to `depth`).
+  std::vector<int32_t> past(static_cast<size_t>(opt.depth));
+  for (auto& t : past) t = pick(rng);
+  if (opt.depth > 0) s.eval(past, logits, LogitRows::LastOnly);
+  auto rewind = [&] { s.rewind(opt.depth); };
 
   auto run_pp = [&] {
-    s.reset();
+    rewind();
     const auto t0 = std::chrono::steady_clock::now();
     s.eval(prompt, logits, LogitRows::LastOnly);
     return static_cast<double>(opt.prompt) / since(t0);
   };
   auto run_tg = [&] {
-    s.reset();
+    rewind();
     int32_t tok = pick(rng);
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < opt.gen; ++i) s.eval(std::span<const int32_t>(&tok, 1), logits, LogitRows::LastOnly);

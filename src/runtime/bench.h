@@ -17,6 +17,8 @@ struct BenchOptions {
   int64_t batch = 512;         // tokens per forward pass in pp
   const Kernels* kernels = nullptr;  // null = the fastest for this CPU
   bool probes = true;          // measure read bandwidth and the FMA peak
+  int64_t depth = 0;           // -d: tokens already in the context before each test (attention at depth)
+  KvType cache_type = KvType::F32;
 };
 
 struct BenchStat {

@@ -23,17 +23,18 @@ int64_t checked_batch(int64_t batch, int64_t context) {
 }
 }  // namespace
 
-Session::Session(const Model& model, int64_t context, const Kernels& kernels, int threads, int64_t batch)
+Session::Session(const Model& model, int64_t context, const Kernels& kernels, int threads, int64_t batch,
+                 KvType cache_type)
     : model_(model),
       owned_(std::make_unique<Context>(threads, &kernels)),
       ctx_(owned_.get()),
-      cache_(model.config.num_layers, checked_context(model.config, context), model.config.kv_size()),
+      cache_(model.config.num_layers, checked_context(model.config, context), model.config.kv_size(), 1, cache_type),
       ws_(model.config, checked_batch(batch, cache_.capacity()), cache_.capacity(), ctx_->threads()) {}
 
-Session::Session(const Model& model, Context& ctx, int64_t context, int64_t batch)
+Session::Session(const Model& model, Context& ctx, int64_t context, int64_t batch, KvType cache_type)
     : model_(model),
       ctx_(&ctx),
-      cache_(model.config.num_layers, checked_context(model.config, context), model.config.kv_size()),
+      cache_(model.config.num_layers, checked_context(model.config, context), model.config.kv_size(), 1, cache_type),
       ws_(model.config, checked_batch(batch, cache_.capacity()), cache_.capacity(), ctx_->threads()) {}
 
 void Session::eval(std::span<const int32_t> tokens, std::vector<float>& logits, LogitRows rows) {

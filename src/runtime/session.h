@@ -3,6 +3,7 @@
 // exceeded) and reports violations as groak::Error. Long inputs run in chunks of at most `batch`
 // tokens, which bounds the workspace.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -23,9 +24,10 @@ class Session {
   // context: positions to reserve; 0 = the model's sequence_len. Larger than sequence_len is an error.
   // threads: 0 = every core. The session owns its engine context.
   Session(const Model& model, int64_t context = 0, const Kernels& kernels = fast_kernels(), int threads = 0,
-          int64_t batch = kDefaultBatch);
+          int64_t batch = kDefaultBatch, KvType cache_type = KvType::F32);
   // Runs in a context owned by the caller (shared by several sessions, one at a time).
-  Session(const Model& model, Context& ctx, int64_t context = 0, int64_t batch = kDefaultBatch);
+  Session(const Model& model, Context& ctx, int64_t context = 0, int64_t batch = kDefaultBatch,
+          KvType cache_type = KvType::F32);
 
   // Runs tokens (a prompt, or one decode token) and returns logits: [T, vocab] for LogitRows::All,
   // [vocab] for LogitRows::LastOnly.
@@ -34,7 +36,10 @@ class Session {
   int64_t position() const { return cache_.length(0); }  // tokens seen so far
   int64_t context() const { return cache_.capacity(); }
   int64_t batch() const { return ws_.max_tokens(); }
+  const KVCache& cache() const { return cache_; }
   void reset() { cache_.set_length(0, 0); }
+  // Forgets every position from n on (n ≤ position()); the next token goes to position n.
+  void rewind(int64_t n) { cache_.set_length(0, std::min(n, position())); }
   const Model& model() const { return model_; }
   Context& ctx() { return *ctx_; }
 

@@ -440,38 +440,68 @@ void avx2_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
 // ---------------------------------------------------------------------------------------------------
 // Attention helpers.
 
-void avx2_dots(const float* q, const float* K, int64_t stride, int64_t n, int64_t hd, float* out) {
+template <KvType T>
+inline __m256 kv8(const void* base, int64_t i) {
+  const uint8_t* p = static_cast<const uint8_t*>(base);
+  if constexpr (T == KvType::F32) return load8_f32(p + 4 * i);
+  if constexpr (T == KvType::F16) return load8_f16(p + 2 * i);
+  return load8_bf16(p + 2 * i);
+}
+template <KvType T>
+inline float kv1(const void* base, int64_t i) {
+  const uint8_t* p = static_cast<const uint8_t*>(base);
+  if constexpr (T == KvType::F32) return load_f32(p + 4 * i);
+  if constexpr (T == KvType::F16) return f16_scalar(p + 2 * i);
+  return load_bf16(p + 2 * i);
+}
+
+template <KvType T>
+void dots_t(const float* q, const void* K, int64_t stride, int64_t n, int64_t hd, float* out) {
   const int64_t h8 = hd / 8 * 8;
   for (int64_t j = 0; j < n; ++j) {
-    const float* k = K + j * stride;
+    const int64_t row = j * stride;
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < h8; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
+    for (int64_t i = 0; i < h8; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv8<T>(K, row + i), acc);
     float s = hsum8(acc);
-    for (int64_t i = h8; i < hd; ++i) s = std::fma(q[i], k[i], s);
+    for (int64_t i = h8; i < hd; ++i) s = std::fma(q[i], kv1<T>(K, row + i), s);
     out[j] = s;
   }
 }
 
-void avx2_weighted_sum(const float* p, const float* V, int64_t stride, int64_t n, int64_t hd, float* out) {
+template <KvType T>
+void weighted_sum_t(const float* p, const void* V, int64_t stride, int64_t n, int64_t hd, float* out) {
   constexpr int64_t kBand = 64;  // output floats held in registers (8 ymm)
-  for (int64_t i0 = 0; i0 < hd; i0 += kBand) {
-    const int64_t m = std::min(kBand, hd - i0);
-    if (m == kBand) {
-      __m256 acc[8];
-      for (auto& v : acc) v = _mm256_setzero_ps();
-      for (int64_t j = 0; j < n; ++j) {
-        const __m256 pj = _mm256_set1_ps(p[j]);
-        const float* v = V + j * stride + i0;
-        for (int k = 0; k < 8; ++k) acc[k] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + 8 * k), acc[k]);
-      }
-      for (int k = 0; k < 8; ++k) _mm256_storeu_ps(out + i0 + 8 * k, acc[k]);
-    } else {
-      for (int64_t i = 0; i < m; ++i) {
-        float s = 0.f;
-        for (int64_t j = 0; j < n; ++j) s = std::fma(p[j], V[j * stride + i0 + i], s);
-        out[i0 + i] = s;
-      }
+  int64_t i0 = 0;
+  for (; i0 + kBand <= hd; i0 += kBand) {
+    __m256 acc[8];
+    for (auto& v : acc) v = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const int64_t row = j * stride + i0;
+      for (int k = 0; k < 8; ++k) acc[k] = _mm256_fmadd_ps(pj, kv8<T>(V, row + 8 * k), acc[k]);
     }
+    for (int k = 0; k < 8; ++k) _mm256_storeu_ps(out + i0 + 8 * k, acc[k]);
+  }
+  for (int64_t i = i0; i < hd; ++i) {
+    float s = 0.f;
+    for (int64_t j = 0; j < n; ++j) s = std::fma(p[j], kv1<T>(V, j * stride + i), s);
+    out[i] = s;
+  }
+}
+
+void avx2_dots(const float* q, const void* K, KvType t, int64_t stride, int64_t n, int64_t hd, float* out) {
+  switch (t) {
+    case KvType::F32: return dots_t<KvType::F32>(q, K, stride, n, hd, out);
+    case KvType::F16: return dots_t<KvType::F16>(q, K, stride, n, hd, out);
+    case KvType::BF16: return dots_t<KvType::BF16>(q, K, stride, n, hd, out);
+  }
+}
+
+void avx2_weighted_sum(const float* p, const void* V, KvType t, int64_t stride, int64_t n, int64_t hd, float* out) {
+  switch (t) {
+    case KvType::F32: return weighted_sum_t<KvType::F32>(p, V, stride, n, hd, out);
+    case KvType::F16: return weighted_sum_t<KvType::F16>(p, V, stride, n, hd, out);
+    case KvType::BF16: return weighted_sum_t<KvType::BF16>(p, V, stride, n, hd, out);
   }
 }
 
