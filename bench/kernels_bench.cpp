@@ -110,6 +110,11 @@ void register_all() {
     for (auto _ : s) gbs = probe_read_bandwidth(context().pool(), size_t{256} << 20, 1);
     s.counters["GB/s"] = gbs;
   })->Iterations(3)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("probe/fma_peak", [](benchmark::State& s) {
+    double g = 0;
+    for (auto _ : s) g = probe_fma_gmacs(context().pool());
+    s.counters["GMAC/s"] = g;
+  })->Iterations(1)->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace

@@ -211,46 +211,79 @@ void tile_rows(int64_t R, const float* panel, const float* x, int64_t n_in, int6
   }
 }
 
-// Many rows: for each 16-column panel, repack kPanelK input rows of W into f32 [k][16] (int8 widened
-// once, reused by every row of x), then run register tiles over all rows.
+// Many rows: for each band of kBandPanels 16-column panels, repack kPanelK input rows of W into f32
+// panels [k][16] (int8 widened once, reused by every row of x; a band reads whole cache lines of each
+// weight row), then run register tiles over all rows.
+constexpr int64_t kPrefetchRows = 8;
+constexpr int64_t kBandPanels = 16;  // 256 columns: 256 contiguous bytes of each int8 weight row per read
+
 void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const int64_t n_in = a.w->n_in, R = a.n_rows;
-  float* panel = scratch;                             // [kPanelK][16], 32-byte aligned
-  float* acc = panel + kPanelK * kPanelCols;          // [R][16]
-  float* y = acc + R * kPanelCols;                    // [R][16]
+  constexpr int64_t kBand = kBandPanels * kPanelCols;
+  float* panels = scratch;                              // [kBandPanels][kPanelK][16], 32-byte aligned
+  float* acc = panels + kBandPanels * kPanelK * kPanelCols;  // [kBandPanels][R][16]
+  float* y = acc + kBandPanels * R * kPanelCols;             // [kBandPanels][R][16]
   int64_t c0 = o0;
-  for (; c0 + kPanelCols <= o1; c0 += kPanelCols) {
-    std::memset(y, 0, sizeof(float) * static_cast<size_t>(R * kPanelCols));
+  for (; c0 + kPanelCols <= o1; c0 += kBand) {
+    const int64_t np = std::min(kBandPanels, (o1 - c0) / kPanelCols);  // whole panels in this band
+    std::memset(y, 0, sizeof(float) * static_cast<size_t>(np * R * kPanelCols));
     for (int64_t b = 0; b < v.blocks; ++b) {
-      std::memset(acc, 0, sizeof(float) * static_cast<size_t>(R * kPanelCols));
+      std::memset(acc, 0, sizeof(float) * static_cast<size_t>(np * R * kPanelCols));
       for (int64_t k0 = b * v.block_len; k0 < (b + 1) * v.block_len; k0 += kPanelK) {
         const int64_t k = std::min(kPanelK, (b + 1) * v.block_len - k0);
+        const int64_t band_bytes = np * kPanelCols * (v.int8 ? 1 : 4);
         for (int64_t i = 0; i < k; ++i) {
           const uint8_t* row = in_row(v, k0 + i);
-          _mm256_store_ps(panel + i * 16, w8(v, row, c0));
-          _mm256_store_ps(panel + i * 16 + 8, w8(v, row, c0 + 8));
+          // Rows are far apart (one page each for wide matrices): fetch a few rows ahead.
+          if (i + kPrefetchRows < k) {
+            const uint8_t* ahead = in_row(v, k0 + i + kPrefetchRows) + (c0 * (v.int8 ? 1 : 4));
+            for (int64_t off = 0; off < band_bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
+          }
+          for (int64_t p = 0; p < np; ++p) {
+            float* dst = panels + (p * kPanelK + i) * kPanelCols;
+            _mm256_store_ps(dst, w8(v, row, c0 + p * kPanelCols));
+            _mm256_store_ps(dst + 8, w8(v, row, c0 + p * kPanelCols + 8));
+          }
         }
-        for (int64_t r = 0; r < R; r += kTileRows)
-          tile_rows(std::min(kTileRows, R - r), panel, a.x + r * n_in + k0, n_in, k, acc + r * kPanelCols);
+        for (int64_t p = 0; p < np; ++p)
+          for (int64_t r = 0; r < R; r += kTileRows)
+            tile_rows(std::min(kTileRows, R - r), panels + p * kPanelK * kPanelCols, a.x + r * n_in + k0, n_in, k,
+                      acc + (p * R + r) * kPanelCols);
       }
-      for (int64_t c = 0; c < kPanelCols; ++c) {
-        const float s = scale_of(v, b, c0 + c);
-        for (int64_t r = 0; r < R; ++r) y[r * 16 + c] = std::fma(s, acc[r * 16 + c], y[r * 16 + c]);
-      }
+      for (int64_t p = 0; p < np; ++p)
+        for (int64_t c = 0; c < kPanelCols; ++c) {
+          const float s = scale_of(v, b, c0 + p * kPanelCols + c);
+          for (int64_t r = 0; r < R; ++r) {
+            float& yo = y[(p * R + r) * kPanelCols + c];
+            yo = std::fma(s, acc[(p * R + r) * kPanelCols + c], yo);
+          }
+        }
     }
-    for (int64_t r = 0; r < R; ++r) std::memcpy(a.y + r * a.y_stride + c0, y + r * 16, sizeof(float) * 16);
+    for (int64_t p = 0; p < np; ++p)
+      for (int64_t r = 0; r < R; ++r)
+        std::memcpy(a.y + r * a.y_stride + c0 + p * kPanelCols, y + (p * R + r) * kPanelCols, sizeof(float) * kPanelCols);
+    if (np < kBandPanels) {
+      c0 += np * kPanelCols;
+      break;
+    }
   }
   if (c0 < o1)  // columns left over: the streaming path computes the same chains
     for (int64_t r = 0; r < R; r += kStreamRows)
       inout_stream_rows(v, a, r, std::min(kStreamRows, R - r), c0, o1, scratch);
 }
 
+constexpr int64_t kRowBlock = 256;  // tiled path: rows per pass (bounds scratch; x slab stays in L2)
+
 void matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const InOutView v = inout_view(*a.w);
-  if (a.n_rows <= kStreamRows)
-    inout_stream_rows(v, a, 0, a.n_rows, o0, o1, scratch);
-  else
-    inout_tiled(v, a, o0, o1, scratch);
+  if (a.n_rows <= kStreamRows) return inout_stream_rows(v, a, 0, a.n_rows, o0, o1, scratch);
+  for (int64_t r0 = 0; r0 < a.n_rows; r0 += kRowBlock) {
+    MatmulArgs part = a;
+    part.x = a.x + r0 * a.w->n_in;
+    part.y = a.y + r0 * a.y_stride;
+    part.n_rows = std::min(kRowBlock, a.n_rows - r0);
+    inout_tiled(v, part, o0, o1, scratch);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -332,12 +365,6 @@ inline __m256i wblock(const uint8_t* b) {  // the block's 32 weights as int8
   return _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
 }
 
-// Exact int32 dot of 32 int8 pairs in 8 lanes (|w| ≤ 127 so maddubs cannot saturate).
-inline __m256i idot(__m256i w_abs, __m256i w, __m256i x) {
-  const __m256i p16 = _mm256_maddubs_epi16(w_abs, _mm256_sign_epi8(x, w));
-  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
-
 template <GgmlType T, int NO, int NR>
 void outin_q_tile(const MatmulArgs& a, int64_t o, int64_t r0) {
   constexpr int64_t B = T == GgmlType::Q8_0 ? kQ8Bytes : kQ4Bytes;
@@ -351,22 +378,21 @@ void outin_q_tile(const MatmulArgs& a, int64_t o, int64_t r0) {
   __m256 acc[NO][NR];
   for (int j = 0; j < NO; ++j)
     for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t k = 0; k < nb; ++k) {
-    __m256i wq[NO], wa[NO];
-    float dw[NO];
+    float dx[NR];
+    for (int r = 0; r < NR; ++r) dx[r] = f16_scalar(x[r] + k * kQ8Bytes);
+    // One weight block at a time (2 registers), against every activation row of the tile.
     for (int j = 0; j < NO; ++j) {
       const uint8_t* b = row[j] + k * B;
-      wq[j] = wblock<T>(b);
-      wa[j] = _mm256_sign_epi8(wq[j], wq[j]);
-      dw[j] = f16_scalar(b);
-    }
-    for (int r = 0; r < NR; ++r) {
-      const uint8_t* xb = x[r] + k * kQ8Bytes;
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
-      const float dx = f16_scalar(xb);
-      for (int j = 0; j < NO; ++j) {
-        const __m256 p = _mm256_cvtepi32_ps(idot(wa[j], wq[j], xv));
-        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(dw[j] * dx), p, acc[j][r]);
+      const __m256i wq = wblock<T>(b);
+      const __m256i wa = _mm256_sign_epi8(wq, wq);
+      const float dw = f16_scalar(b);
+      for (int r = 0; r < NR; ++r) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r] + k * kQ8Bytes + 2));
+        const __m256i p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, wq));  // exact: |w| ≤ 127
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[r]), p, acc[j][r]);
       }
     }
   }
@@ -374,22 +400,30 @@ void outin_q_tile(const MatmulArgs& a, int64_t o, int64_t r0) {
     for (int r = 0; r < NR; ++r) a.y[(r0 + r) * a.y_stride + o + j] = hsum8(acc[j][r]);
 }
 
+// Rows of activations per pass of the tiled q8 path: their blocks stay in L2 while every output
+// tile of the range streams past them.
+constexpr int64_t kQRowBlock = 64;
+
 template <GgmlType T>
 void outin_q(const MatmulArgs& a, int64_t o0, int64_t o1) {
   const int64_t R = a.n_rows;
-  int64_t o = o0;
   if (R == 1) {
+    int64_t o = o0;
     for (; o + 4 <= o1; o += 4) outin_q_tile<T, 4, 1>(a, o, 0);
     for (; o < o1; ++o) outin_q_tile<T, 1, 1>(a, o, 0);
     return;
   }
-  for (; o + 2 <= o1; o += 2) {
-    int64_t r = 0;
-    for (; r + 4 <= R; r += 4) outin_q_tile<T, 2, 4>(a, o, r);
-    for (; r < R; ++r) outin_q_tile<T, 2, 1>(a, o, r);
+  for (int64_t rb = 0; rb < R; rb += kQRowBlock) {
+    const int64_t re = std::min(R, rb + kQRowBlock);
+    int64_t o = o0;
+    for (; o + 3 <= o1; o += 3) {
+      int64_t r = rb;
+      for (; r + 4 <= re; r += 4) outin_q_tile<T, 3, 4>(a, o, r);
+      for (; r < re; ++r) outin_q_tile<T, 3, 1>(a, o, r);
+    }
+    for (; o < o1; ++o)
+      for (int64_t r = rb; r < re; ++r) outin_q_tile<T, 1, 1>(a, o, r);
   }
-  for (; o < o1; ++o)
-    for (int64_t r = 0; r < R; ++r) outin_q_tile<T, 1, 1>(a, o, r);
 }
 
 // Other ggml types: dequantise each weight row once per call (exact, ggml's arithmetic), then f32 dots
