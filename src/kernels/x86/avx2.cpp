@@ -356,14 +356,6 @@ void outin_float(const MatmulArgs& a, int64_t o0, int64_t o1) {
 constexpr int64_t kQ8Bytes = 34;  // f16 d + 32 int8
 constexpr int64_t kQ4Bytes = 18;  // f16 d + 16 bytes of nibbles
 
-template <GgmlType T>
-inline __m256i wblock(const uint8_t* b) {  // the block's 32 weights as int8
-  if constexpr (T == GgmlType::Q8_0) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
-  const __m128i m = _mm_set1_epi8(0x0f);
-  const __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
-  return _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
-}
 
 template <GgmlType T, int NO, int NR>
 void outin_q_tile(const MatmulArgs& a, int64_t o, int64_t r0) {
@@ -381,18 +373,37 @@ void outin_q_tile(const MatmulArgs& a, int64_t o, int64_t r0) {
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t k = 0; k < nb; ++k) {
     float dx[NR];
-    for (int r = 0; r < NR; ++r) dx[r] = f16_scalar(x[r] + k * kQ8Bytes);
-    // One weight block at a time (2 registers), against every activation row of the tile.
+    __m256i xv[NR];
+    __m256i xsum8[NR];  // q4_0: per lane, 8 × the sum of the lane's 4 activations
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* xb = x[r] + k * kQ8Bytes;
+      dx[r] = f16_scalar(xb);
+      xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+      if constexpr (T == GgmlType::Q4_0)
+        xsum8[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xv[r]), ones);
+    }
+    // One weight block at a time, against every activation row of the tile. The int32 lanes are exact:
+    // q8_0 by the sign trick (|w| ≤ 127, so maddubs cannot saturate); q4_0 as Σ nibble·x − 8·Σx, the
+    // unsigned nibbles feeding maddubs directly. Both give Σ w·x per lane, the same integers either way.
     for (int j = 0; j < NO; ++j) {
       const uint8_t* b = row[j] + k * B;
-      const __m256i wq = wblock<T>(b);
-      const __m256i wa = _mm256_sign_epi8(wq, wq);
       const float dw = f16_scalar(b);
-      for (int r = 0; r < NR; ++r) {
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[r] + k * kQ8Bytes + 2));
-        const __m256i p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv, wq));  // exact: |w| ≤ 127
-        const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[r]), p, acc[j][r]);
+      if constexpr (T == GgmlType::Q8_0) {
+        const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
+        const __m256i wa = _mm256_sign_epi8(wq, wq);
+        for (int r = 0; r < NR; ++r) {
+          const __m256i p16 = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(xv[r], wq));
+          const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+          acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[r]), p, acc[j][r]);
+        }
+      } else {
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+        const __m128i m = _mm_set1_epi8(0x0f);
+        const __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+        for (int r = 0; r < NR; ++r) {
+          const __m256i lanes = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(nib, xv[r]), ones), xsum8[r]);
+          acc[j][r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[r]), _mm256_cvtepi32_ps(lanes), acc[j][r]);
+        }
       }
     }
   }
