@@ -25,10 +25,10 @@ inline void kernel_matmul(const Kernels& k, const Matrix& w, const float* x, flo
   a.y = y;
   a.y_stride = w.n_out;
   a.n_rows = rows;
-  if (k.act_format(w) == ActFormat::Q8_0) {
-    const size_t rb = row_bytes(GgmlType::Q8_0, w.n_in);
+  if (const ActFormat f = k.act_format(w); f != ActFormat::F32) {
+    const size_t rb = act_row_bytes(f, w.n_in);
     xq.resize(rb * static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) k.quantize_q8_0(x + r * w.n_in, xq.data() + r * rb, w.n_in);
+    for (int64_t r = 0; r < rows; ++r) quantize_activations(k, f, x + r * w.n_in, xq.data() + r * rb, w.n_in);
     a.xq = xq.data();
   }
   k.matmul(a, o0, o1 < 0 ? w.n_out : o1, scratch.get());

@@ -542,6 +542,44 @@ TEST(QuantQuantize, Q8_0ExactBlock) {
   for (int j = 0; j < 32; ++j) EXPECT_EQ(y[j], x[j]);
 }
 
+TEST(QuantQuantize, Q8_KActivationBlock) {
+  // block_q8_K: f32 d, int8 qs[256], int16 bsums[16]. The largest magnitude is x[7] = −127/4, so
+  // iscale = −127/max = 4, q = nearest_int(4·x) (ties to even), d = 1/iscale = 0.25.
+  float x[256];
+  for (int j = 0; j < 256; ++j) x[j] = static_cast<float>(j % 61 - 30) / 8.f;  // 4x = (j%61 − 30)/2: ties
+  x[7] = -127.f / 4.f;
+  x[200] = 127.f / 4.f;  // the same magnitude later: the first one sets the sign
+  std::vector<uint8_t> b(q8_K_row_bytes(256));
+  ASSERT_EQ(b.size(), 292u);
+  quantize_row_q8_K(x, b.data(), 256);
+  float d;
+  std::memcpy(&d, b.data(), 4);
+  EXPECT_EQ(d, 0.25f);
+  int sums[16] = {};
+  for (int j = 0; j < 256; ++j) {
+    const int8_t q = static_cast<int8_t>(b[4 + j]);
+    EXPECT_EQ(q, static_cast<int>(std::nearbyint(4.f * x[j]))) << j;
+    sums[j / 16] += q;
+  }
+  EXPECT_EQ(static_cast<int8_t>(b[4 + 1]), -14);  // 4·(−29/8) = −14.5 → −14 (even)
+  EXPECT_EQ(static_cast<int8_t>(b[4 + 7]), -127);
+  for (int g = 0; g < 16; ++g) {
+    int16_t s;
+    std::memcpy(&s, b.data() + 260 + 2 * g, 2);
+    EXPECT_EQ(s, sums[g]) << g;
+  }
+  std::vector<float> y(256);
+  dequantize_row_q8_K(b.data(), y.data(), 256);
+  EXPECT_EQ(y[7], x[7]);
+  EXPECT_EQ(y[1], -3.5f);
+  // All zeros: d = 0, qs = 0, sums = 0.
+  std::fill(x, x + 256, 0.f);
+  std::fill(b.begin(), b.end(), uint8_t{0xAB});
+  quantize_row_q8_K(x, b.data(), 256);
+  EXPECT_EQ(b, std::vector<uint8_t>(292, 0));
+  EXPECT_THROW(q8_K_row_bytes(255), Error);
+}
+
 TEST(QuantQuantize, Q4_0ExactBlock) {
   // The largest magnitude is −8, so d = −8/−8 = 1 and q = trunc(x + 8.5) = x + 8.
   float x[32];

@@ -120,7 +120,11 @@ std::vector<TestMatrix> all_formats() {
     v.push_back(ggml_matrix(t, 77, 23, 10 + static_cast<uint32_t>(t)));
   for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0})
     v.push_back(ggml_matrix(t, 160, 23, 20 + static_cast<uint32_t>(t)));
-  for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K}) v.push_back(ggml_matrix(t, 512, 9, 30 + static_cast<uint32_t>(t)));
+  // k-quants: 2 and 3 super-blocks per row; 37 outputs cross the tiled path's band of 16 and the ops' grain.
+  for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K}) {
+    v.push_back(ggml_matrix(t, 512, 9, 30 + static_cast<uint32_t>(t)));
+    v.push_back(ggml_matrix(t, 768, 37, 40 + static_cast<uint32_t>(t)));
+  }
   return v;
 }
 
@@ -130,15 +134,22 @@ std::vector<const Kernels*> fast_tables() {
   return v;
 }
 
-// The activations a table's product sees: q8_0-quantised rows where it asks for them.
+// The activations a table's product sees: rows quantised by the reference quantiser (q8_0 or q8_K) where
+// the table asks for them, dequantised.
 std::vector<double> seen_activations(const Kernels& k, const Matrix& m, const std::vector<float>& x, int64_t rows) {
   std::vector<double> out(x.begin(), x.end());
-  if (k.act_format(m) != ActFormat::Q8_0) return out;
-  std::vector<uint8_t> q(row_bytes(GgmlType::Q8_0, m.n_in));
+  const ActFormat f = k.act_format(m);
+  if (f == ActFormat::F32) return out;
+  std::vector<uint8_t> q(act_row_bytes(f, m.n_in));
   std::vector<float> back(static_cast<size_t>(m.n_in));
   for (int64_t r = 0; r < rows; ++r) {
-    quantize_row(GgmlType::Q8_0, x.data() + r * m.n_in, q.data(), m.n_in);
-    dequantize_row(GgmlType::Q8_0, q.data(), back.data(), m.n_in);
+    if (f == ActFormat::Q8_0) {
+      quantize_row(GgmlType::Q8_0, x.data() + r * m.n_in, q.data(), m.n_in);
+      dequantize_row(GgmlType::Q8_0, q.data(), back.data(), m.n_in);
+    } else {
+      quantize_row_q8_K(x.data() + r * m.n_in, q.data(), m.n_in);
+      dequantize_row_q8_K(q.data(), back.data(), m.n_in);
+    }
     for (int64_t i = 0; i < m.n_in; ++i) out[static_cast<size_t>(r * m.n_in + i)] = back[static_cast<size_t>(i)];
   }
   return out;
@@ -182,6 +193,28 @@ TEST(Simd, QuantisedActivationsMatchTheReferenceQuantiser) {
     std::vector<uint8_t> a(row_bytes(GgmlType::Q8_0, 32 * 9)), b(a.size());
     k->quantize_q8_0(x.data(), a.data(), 32 * 9);
     quantize_row(GgmlType::Q8_0, x.data(), b.data(), 32 * 9);
+    EXPECT_EQ(a, b) << k->name;
+  }
+  // q8_K activations (k-quant weights) must be ggml's quantize_row_q8_K_ref byte for byte, sums included.
+  for (const Kernels* k : fast_tables()) {
+    constexpr int64_t kBlocks = 6;
+    auto x = randn(256 * kBlocks, 6, 2.f);
+    std::fill(x.begin() + 256, x.begin() + 512, 0.f);  // block 1: all zero
+    float* b2 = x.data() + 512;                         // block 2: max −127 → iscale 1, exact ties
+    b2[3] = -127.f;
+    b2[10] = 2.5f;   // ties round to even: 2
+    b2[11] = -3.5f;  // −4
+    b2[12] = 0.5f;   // 0
+    b2[300 - 256] = 127.f;  // same magnitude as the max, later: the max stays −127
+    float* b3 = x.data() + 768;  // block 3: equal magnitudes, the first one is the signed max
+    b3[5] = 9.f;
+    b3[6] = -9.f;
+    float* b4 = x.data() + 1024;  // block 4: a NaN is skipped by the max and quantised to 0
+    b4[17] = std::nanf("");
+    x[1280 + 255] = -1e-30f;  // block 5: a tiny max in the last element
+    std::vector<uint8_t> a(q8_K_row_bytes(256 * kBlocks)), b(a.size());
+    k->quantize_q8_K(x.data(), a.data(), 256 * kBlocks);
+    quantize_row_q8_K(x.data(), b.data(), 256 * kBlocks);
     EXPECT_EQ(a, b) << k->name;
   }
 }

@@ -18,6 +18,7 @@ namespace groak {
 enum class ActFormat : uint8_t {
   F32,   // as they are
   Q8_0,  // quantised to ggml q8_0 blocks (32 int8 + an f16 scale), as llama.cpp does for quantised weights
+  Q8_K,  // quantised to ggml q8_K blocks (256 int8 + an f32 scale + sums of 16), as llama.cpp does for k-quants
 };
 
 // Element type of the KV cache (--cache-type): f32 is exact; f16/bf16 halve its memory and traffic.
@@ -27,11 +28,21 @@ inline size_t kv_type_bytes(KvType t) { return t == KvType::F32 ? 4 : 2; }
 // Stores n f32 values as t (f16: round to nearest even; bf16: round to nearest even).
 void store_kv_row(const float* src, void* dst, KvType t, int64_t n);
 
+// Bytes of one row of n activations in format f (0 for F32: the product reads x itself).
+inline size_t act_row_bytes(ActFormat f, int64_t n) {
+  switch (f) {
+    case ActFormat::F32: return 0;
+    case ActFormat::Q8_0: return row_bytes(GgmlType::Q8_0, n);
+    case ActFormat::Q8_K: return q8_K_row_bytes(n);
+  }
+  return 0;
+}
+
 // One product y = x·W, as handed to a kernel.
 struct MatmulArgs {
   const Matrix* w = nullptr;
   const float* x = nullptr;     // [n_rows, w->n_in] f32, always present
-  const uint8_t* xq = nullptr;  // [n_rows, row_bytes(Q8_0, w->n_in)] when act_format(w) == Q8_0
+  const uint8_t* xq = nullptr;  // [n_rows, act_row_bytes(f, w->n_in)] when f = act_format(w) is not F32
   float* y = nullptr;           // [n_rows, y_stride]; the kernel writes columns [o_begin, o_end) only
   int64_t y_stride = 0;
   int64_t n_rows = 0;
@@ -48,6 +59,9 @@ struct Kernels {
   ActFormat (*act_format)(const Matrix& w);
   // One row of n f32 activations -> row_bytes(Q8_0, n) bytes of q8_0 blocks (n % 32 == 0).
   void (*quantize_q8_0)(const float* x, uint8_t* out, int64_t n);
+  // One row of n f32 activations -> q8_K_row_bytes(n) bytes of q8_K blocks (n % 256 == 0), byte for byte
+  // what quantize_row_q8_K (quant.h, ggml's quantize_row_q8_K_ref) writes.
+  void (*quantize_q8_K)(const float* x, uint8_t* out, int64_t n);
   // y[r][o] = (x·W)[r][o] for r < n_rows and o in [o_begin, o_end). scratch: kKernelScratchFloats floats.
   void (*matmul)(const MatmulArgs& a, int64_t o_begin, int64_t o_end, float* scratch);
   // out = the weights of output unit `o`, dequantised: [w.n_in] f32. For the tied embedding table
@@ -68,6 +82,12 @@ struct Kernels {
   // out: [hd] f32.
   void (*weighted_sum)(const float* p, const void* V, KvType t, int64_t stride, int64_t n, int64_t hd, float* out);
 };
+
+// One activation row in format f through table k: out = act_row_bytes(f, n) bytes (nothing for F32).
+inline void quantize_activations(const Kernels& k, ActFormat f, const float* x, uint8_t* out, int64_t n) {
+  if (f == ActFormat::Q8_0) k.quantize_q8_0(x, out, n);
+  if (f == ActFormat::Q8_K) k.quantize_q8_K(x, out, n);
+}
 
 // The oracle: plain loops, double accumulation (slow; tests and `--kernels reference`).
 const Kernels& reference_kernels();

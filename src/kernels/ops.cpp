@@ -23,11 +23,11 @@ void matmul(Context& ctx, const Matrix& w, const float* x, float* y, int64_t n_r
   a.y = y;
   a.y_stride = w.n_out;
   a.n_rows = n_rows;
-  if (k.act_format(w) == ActFormat::Q8_0) {
+  if (const ActFormat f = k.act_format(w); f != ActFormat::F32) {
     // Quantise each activation row once (rows in parallel), then every task reads the blocks.
-    const size_t row = row_bytes(GgmlType::Q8_0, w.n_in);
+    const size_t row = act_row_bytes(f, w.n_in);
     uint8_t* xq = ctx.act_buffer(row * static_cast<size_t>(n_rows));
-    ctx.pool().run(n_rows, [&](int64_t r, int) { k.quantize_q8_0(x + r * w.n_in, xq + r * row, w.n_in); });
+    ctx.pool().run(n_rows, [&](int64_t r, int) { quantize_activations(k, f, x + r * w.n_in, xq + r * row, w.n_in); });
     a.xq = xq;
   }
   const int T = ctx.threads();

@@ -687,6 +687,57 @@ float dot_row(GgmlType t, const uint8_t* row, const float* x, int64_t n) {
   return sum;
 }
 
+size_t q8_K_row_bytes(int64_t n) {
+  if (n < 0 || n % kQK_K != 0) {
+    throw Error("row of " + std::to_string(n) + " activations cannot be quantised to q8_K: the length must be a " +
+                "non-negative multiple of " + std::to_string(kQK_K));
+  }
+  return static_cast<size_t>(n / kQK_K) * kQ8_KBlockBytes;
+}
+
+// quantize_row_q8_K_ref, block by block. Layout of a block: d at byte 0, qs at 4, bsums at 260.
+void quantize_row_q8_K(const float* x, uint8_t* dst, int64_t n) {
+  assert(n % kQK_K == 0);
+  for (int64_t i = 0; i < n; i += kQK_K, x += kQK_K, dst += kQ8_KBlockBytes) {
+    float max = 0, amax = 0;
+    for (int j = 0; j < kQK_K; ++j) {
+      const float ax = std::fabs(x[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = x[j];
+      }
+    }
+    int8_t qs[kQK_K];
+    int16_t bsums[kQK_K / 16];
+    float d = 0.f;
+    if (!amax) {
+      std::memset(qs, 0, sizeof qs);
+      std::memset(bsums, 0, sizeof bsums);  // ggml leaves them unwritten: every sum of zeros is 0
+    } else {
+      const float iscale = -127.f / max;
+      // |iscale·x| ≤ 127 for finite x (plus a rounding step), so the int8 cast below is exact.
+      for (int j = 0; j < kQK_K; ++j) qs[j] = static_cast<int8_t>(std::max(-128, std::min(127, nearest_int(iscale * x[j]))));
+      for (int j = 0; j < kQK_K / 16; ++j) {
+        int sum = 0;
+        for (int ii = 0; ii < 16; ++ii) sum += qs[16 * j + ii];
+        bsums[j] = static_cast<int16_t>(sum);
+      }
+      d = 1 / iscale;
+    }
+    std::memcpy(dst, &d, 4);
+    std::memcpy(dst + 4, qs, kQK_K);
+    std::memcpy(dst + 4 + kQK_K, bsums, sizeof bsums);
+  }
+}
+
+void dequantize_row_q8_K(const uint8_t* src, float* dst, int64_t n) {
+  assert(n % kQK_K == 0);
+  for (int64_t i = 0; i < n; i += kQK_K, src += kQ8_KBlockBytes) {
+    const float d = load_f32(src);
+    for (int j = 0; j < kQK_K; ++j) dst[i + j] = d * static_cast<float>(static_cast<int8_t>(src[4 + j]));
+  }
+}
+
 bool has_quantizer(GgmlType t) {
   return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16 || block_quant(t) != nullptr;
 }

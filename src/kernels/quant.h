@@ -62,6 +62,19 @@ bool has_quantizer(GgmlType t);
 // Throws groak::Error for a type without a quantizer or n not a multiple of the block size.
 void quantize_row(GgmlType t, const float* src, uint8_t* dst, int64_t n);
 
+// ggml's block_q8_K: the form in which k-quant dot products read their activations (llama.cpp quantises
+// them once per product). Not a weight type (GGUF files do not store it): f32 d, int8 qs[256], int16
+// bsums[16] (bsums[j] = Σ qs[16j … 16j+15]); the value of element j is d·qs[j].
+inline constexpr size_t kQ8_KBlockBytes = 4 + kQK_K + 2 * (kQK_K / 16);  // 292
+// Bytes of n activations as q8_K blocks. Throws groak::Error unless n is a non-negative multiple of 256.
+size_t q8_K_row_bytes(int64_t n);
+// dst = x[0, n) as q8_K blocks, following ggml's quantize_row_q8_K_ref (d = max/−127 where max is the
+// first element of largest magnitude, q = nearest_int(x·(−127/max)), d stored as 1/(−127/max)). An
+// all-zero block gets zero sums (ggml leaves them unwritten). Precondition: n % 256 == 0.
+void quantize_row_q8_K(const float* x, uint8_t* dst, int64_t n);
+// dst[0, n) = d·qs[j] of each block, as ggml's dequantize_row_q8_K. Precondition: n % 256 == 0.
+void dequantize_row_q8_K(const uint8_t* src, float* dst, int64_t n);
+
 // IEEE binary16 <-> float32. fp16_to_f32 is exact for every input (subnormals, ±inf, NaN payloads);
 // f32_to_fp16 rounds to nearest, ties to even, overflows to ±inf and keeps NaN a (quiet) NaN.
 float fp16_to_f32(uint16_t h);

@@ -138,6 +138,7 @@ void matmul_outin(const MatmulArgs& a, int64_t o0, int64_t o1) {
 ActFormat ref_act_format(const Matrix&) { return ActFormat::F32; }
 
 void ref_quantize_q8_0(const float* x, uint8_t* out, int64_t n) { quantize_row(GgmlType::Q8_0, x, out, n); }
+void ref_quantize_q8_K(const float* x, uint8_t* out, int64_t n) { quantize_row_q8_K(x, out, n); }
 
 void ref_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float*) {
   if (a.w->layout == Layout::InOut)
@@ -211,8 +212,9 @@ void ref_weighted_sum(const float* p, const void* V, KvType t, int64_t stride, i
 }  // namespace
 
 const Kernels& reference_kernels() {
-  static const Kernels k = {"reference", ref_act_format, ref_quantize_q8_0, ref_matmul, ref_get_row, ref_rms_norm,
-                            ref_rope,    ref_softmax,    ref_gelu_tanh,     ref_dots,   ref_weighted_sum};
+  static const Kernels k = {"reference",   ref_act_format, ref_quantize_q8_0, ref_quantize_q8_K,
+                            ref_matmul,    ref_get_row,    ref_rms_norm,      ref_rope,
+                            ref_softmax,   ref_gelu_tanh,  ref_dots,          ref_weighted_sum};
   return k;
 }
 
