@@ -224,13 +224,7 @@ const ZipEntry& find_data_pkl(const std::vector<ZipEntry>& entries, const std::s
     if (found) throw_tensor_error(file, "", "holds two state dicts (" + found->name + ", " + e.name + ")", kDamagedHint);
     found = &e;
   }
-  if (!found) {
-    bool torchscript = false;
-    for (const ZipEntry& e : entries) torchscript |= e.name.find("constants.pkl") != std::string::npos;
-    throw_tensor_error(file, "", "a zip archive without data.pkl",
-                       torchscript ? "this is a TorchScript model (torch.jit.save); save its state_dict() instead"
-                                   : "not a torch.save archive");
-  }
+  if (!found) throw_tensor_error(file, "", "a zip archive without data.pkl", "not a torch.save archive");
   return *found;
 }
 
