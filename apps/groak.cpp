@@ -37,7 +37,7 @@ constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
 constexpr const char* kModelHelp =
     "model: xAI checkpoint (the folder holding ckpt-0/, or ckpt-0/ itself), a .gguf file (any part of a split "
-    "set) or a Hugging Face folder (config.json + safetensors)";
+    "set) or a Hugging Face folder (config.json + safetensors or torch.save pytorch_model*.bin, single or sharded)";
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

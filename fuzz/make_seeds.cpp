@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "synth/pickle_writer.h"
+#include "synth/torch_zip_writer.h"
 #include "util/error.h"
 #ifdef GROAK_FUZZ_GGUF_WRITER
 #include "io/gguf_writer.h"
@@ -115,6 +116,34 @@ int main(int argc, char** argv) {
       groak::pickle::VectorSink s;
       groak::pickle::pickle_quantized_weight(s, array(NpDType::I8, {2, 4, 3}), array(NpDType::BF16, {2, 1, 3}));
       write(out / "fuzz_xai_pickle" / "quantized_weight", s.bytes);
+    }
+
+    // torch.save archives: a plain dict in torch's zip layout, an OrderedDict with every size in ZIP64 fields
+    // (views sharing a storage, an int64 buffer, an empty tensor), and one stripped to bare zip records.
+    fs::create_directories(out / "fuzz_torch_zip");
+    {
+      auto storage = [](const char* type, uint64_t element_size, uint64_t numel) {
+        return groak::TorchStorage{type, element_size, numel, [](uint8_t* buf, uint64_t offset, size_t n) {
+                                     for (size_t i = 0; i < n; ++i) buf[i] = static_cast<uint8_t>(offset + i);
+                                   }};
+      };
+      const std::vector<groak::TorchStorage> storages = {storage("BFloat16Storage", 2, 8), storage("FloatStorage", 4, 3),
+                                                         storage("LongStorage", 8, 2)};
+      const std::vector<groak::TorchTensorSpec> tensors = {{"model.norm.scale", 0, 0, {8}, {}},
+                                                           {"model.layers.0.attn.q_proj.weight", 0, 2, {2, 3}, {}},
+                                                           {"router.weight", 1, 0, {3, 1}, {}},
+                                                           {"ids", 2, 0, {2}, {}},
+                                                           {"empty", 1, 0, {0, 4}, {}}};
+      groak::TorchSaveOptions torch_like, zip64, bare;
+      zip64.dict = groak::pickle::StateDictType::OrderedDict;
+      zip64.zip = groak::ZipStyle::Zip64Everywhere;
+      bare.zip = groak::ZipStyle::Classic;
+      bare.alignment = 1;
+      for (auto [name, opt] : {std::pair{"dict.bin", torch_like}, {"ordered_zip64.bin", zip64}, {"bare.bin", bare}}) {
+        groak::pickle::VectorSink s;
+        groak::write_torch_zip(s, storages, tensors, opt);
+        write(out / "fuzz_torch_zip" / name, s.bytes);
+      }
     }
 
 #ifdef GROAK_FUZZ_GGUF_WRITER

@@ -45,6 +45,14 @@ fixture=../shared/fixtures/tiny-a/ckpt-0
 if [ -d "$fixture" ]; then
   cp "$fixture/tensor00001_000" "$fixture/tensor00007_000" "$seeds/fuzz_xai_pickle/" 2>/dev/null || true
 fi
+# Archives written by torch itself (its miniz layout: data descriptors, zero sizes in local headers), where
+# Debian's python3-torch is installed.
+if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+  torch_cases=$(mktemp -d)
+  /usr/bin/python3 tests/torch_save.py cases "$torch_cases" >/dev/null 2>&1 &&
+    cp "$torch_cases/dtypes.bin" "$torch_cases/module.bin" "$torch_cases/views.bin" "$seeds/fuzz_torch_zip/" 2>/dev/null || true
+  rm -rf "$torch_cases"
+fi
 
 targets=${FUZZ_TARGETS:-$(cd "$build" && find . -maxdepth 1 -name 'fuzz_*' -type f -perm -u+x | sed 's|^\./||' | sort)}
 mkdir -p "$build/corpus" "$build/artifacts" "$build/logs"

@@ -9,6 +9,7 @@
 #include "model/loader.h"
 #include "runtime/session.h"
 #include "synth/synth.h"
+#include "model_util.h"
 #include "test_util.h"
 #include "tokenizer/gguf_vocab.h"
 #include "util/error.h"
@@ -16,14 +17,6 @@
 namespace groak::test {
 
 namespace {
-
-std::vector<float> logits_of(const std::string& path, const std::vector<int32_t>& tokens, const Kernels& k) {
-  Model m = load_model(path);
-  Session s(m, static_cast<int64_t>(tokens.size()), k);
-  std::vector<float> out;
-  s.eval(tokens, out, LogitRows::All);
-  return out;
-}
 
 // Mean KL(p_ref || p) over positions and the share of positions whose argmax agrees.
 std::pair<double, double> kl_and_top1(const std::vector<float>& ref, const std::vector<float>& got, int64_t V) {

@@ -77,20 +77,6 @@ void write_text(const std::string& path, const std::string& s) {
   out << s;
 }
 
-// Runs fn, requires a groak::Error whose message holds every needle, and returns the message.
-template <class Fn>
-std::string error_of(Fn&& fn, std::initializer_list<const char*> needles) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    std::string msg = e.what();
-    for (const char* n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
-    return msg;
-  }
-  ADD_FAILURE() << "no groak::Error thrown (expected one mentioning " << *needles.begin() << ")";
-  return "";
-}
-
 std::string parse_error(const std::vector<uint8_t>& b, std::initializer_list<const char*> needles) {
   return error_of([&] { parse_safetensors_header(b.data(), b.size(), "x.safetensors"); }, needles);
 }
@@ -117,9 +103,9 @@ TEST(Safetensors, ParsesSingleBuffer) {
   EXPECT_EQ(h.metadata.at("format"), "pt");
   EXPECT_EQ(h.data_start % 8, 0u);
 
-  const SafeTensor& a = h.tensors[0];
+  const TensorView& a = h.tensors[0];
   EXPECT_EQ(a.name, "a.weight");
-  EXPECT_EQ(a.dtype, SafeDType::F32);
+  EXPECT_EQ(a.dtype, TensorDType::F32);
   EXPECT_EQ(a.shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(a.numel(), 6);
   EXPECT_EQ(a.nbytes, 24u);
@@ -131,15 +117,15 @@ TEST(Safetensors, ParsesSingleBuffer) {
   EXPECT_EQ(v[5], 6.0f);
   EXPECT_EQ(a.data, b.data() + a.offset);
 
-  EXPECT_EQ(h.tensors[1].dtype, SafeDType::BF16);
+  EXPECT_EQ(h.tensors[1].dtype, TensorDType::BF16);
   EXPECT_EQ(h.tensors[1].data[0], 10);
-  EXPECT_EQ(h.tensors[2].dtype, SafeDType::F16);
+  EXPECT_EQ(h.tensors[2].dtype, TensorDType::F16);
   EXPECT_TRUE(h.tensors[2].shape.empty());
   EXPECT_EQ(h.tensors[2].numel(), 1);
   EXPECT_EQ(h.tensors[2].nbytes, 2u);
 
-  const SafeTensor& d = h.tensors[3];
-  EXPECT_EQ(d.dtype, SafeDType::Other);
+  const TensorView& d = h.tensors[3];
+  EXPECT_EQ(d.dtype, TensorDType::Other);
   EXPECT_EQ(d.dtype_name, "I64");
   EXPECT_NO_THROW(a.require_float());
   error_of([&] { d.require_float(); }, {"mem", "d.ids", "I64", "F32, F16 or BF16"});
@@ -170,7 +156,7 @@ TEST(Safetensors, OpensSingleFileAndFolder) {
   TempDir dir;
   write_bytes(dir / "model.safetensors", make_file(kThree));
   for (const std::string& path : {dir.path(), dir / "model.safetensors"}) {
-    SafetensorsModel m = SafetensorsModel::open(path);
+    TensorSet m = TensorSet::open(path, kSafetensorsFormat);
     EXPECT_EQ(m.size(), 3u);
     EXPECT_EQ(m.source(), dir / "model.safetensors");
     ASSERT_NE(m.find("b.bias"), nullptr);
@@ -180,12 +166,12 @@ TEST(Safetensors, OpensSingleFileAndFolder) {
     error_of([&] { m.get("nope"); }, {"model.safetensors", "'nope'", "not found among 3 tensors"});
   }
   // The model stays usable after a move (views point into heap buffers, not the moved object).
-  SafetensorsModel m = SafetensorsModel::open(dir.path());
-  SafetensorsModel moved = std::move(m);
+  TensorSet m = TensorSet::open(dir.path(), kSafetensorsFormat);
+  TensorSet moved = std::move(m);
   EXPECT_EQ(moved.get("a.weight").nbytes, 24u);
 
-  SafetensorsFile f = SafetensorsFile::open(dir / "model.safetensors");
-  EXPECT_EQ(f.tensors().size(), 3u);
+  TensorFile f = open_safetensors_file(dir / "model.safetensors");
+  EXPECT_EQ(f.tensors.size(), 3u);
   ASSERT_NE(f.find("c.scale"), nullptr);
   EXPECT_EQ(f.find("c.scale")->data[1], 21);
   EXPECT_EQ(f.find("zz"), nullptr);
@@ -193,12 +179,12 @@ TEST(Safetensors, OpensSingleFileAndFolder) {
 
 TEST(Safetensors, OpensOneOddlyNamedFileButNotAnEmptyFolder) {
   TempDir dir;
-  error_of([&] { SafetensorsModel::open(dir.path()); }, {"model.safetensors.index.json", "GROK1.md"});
+  error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); }, {"model.safetensors.index.json", "GROK1.md"});
   write_bytes(dir / "weights.safetensors", make_file(kThree));
-  EXPECT_EQ(SafetensorsModel::open(dir.path()).size(), 3u);
+  EXPECT_EQ(TensorSet::open(dir.path(), kSafetensorsFormat).size(), 3u);
   write_bytes(dir / "other.safetensors", make_file(kThree));
-  error_of([&] { SafetensorsModel::open(dir.path()); }, {"2 other .safetensors files"});
-  error_of([&] { SafetensorsModel::open(dir / "absent"); }, {"absent", "does not exist"});
+  error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); }, {"2 other .safetensors files"});
+  error_of([&] { TensorSet::open(dir / "absent", kSafetensorsFormat); }, {"absent", "does not exist"});
 }
 
 namespace {
@@ -221,7 +207,7 @@ TEST(Safetensors, OpensShardedSet) {
   TempDir dir;
   write_sharded(dir, kMap);
   for (const std::string& path : {dir.path(), dir / "model.safetensors.index.json"}) {
-    SafetensorsModel m = SafetensorsModel::open(path);
+    TensorSet m = TensorSet::open(path, kSafetensorsFormat);
     EXPECT_EQ(m.size(), 3u);
     EXPECT_EQ(m.files().size(), 2u);
     EXPECT_EQ(m.get("a.weight").file, dir / "model-00001-of-00002.safetensors");
@@ -236,7 +222,7 @@ TEST(Safetensors, ShardedErrors) {
     json map = kMap;
     map["c.scale"] = "model-00003-of-00003.safetensors";
     write_sharded(dir, map);
-    error_of([&] { SafetensorsModel::open(dir.path()); },
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); },
              {"model.safetensors.index.json", "model-00003-of-00003.safetensors", "missing", "c.scale"});
   }
   {
@@ -244,7 +230,7 @@ TEST(Safetensors, ShardedErrors) {
     json map = kMap;
     map["d.extra"] = "model-00002-of-00002.safetensors";
     write_sharded(dir, map);
-    error_of([&] { SafetensorsModel::open(dir.path()); },
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); },
              {"'d.extra'", "model-00002-of-00002.safetensors", "lacks it", "no shard holds it"});
   }
   {
@@ -252,40 +238,40 @@ TEST(Safetensors, ShardedErrors) {
     json map = kMap;
     map["b.bias"] = "model-00002-of-00002.safetensors";
     write_sharded(dir, map);
-    error_of([&] { SafetensorsModel::open(dir.path()); },
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); },
              {"'b.bias'", "lacks it", "it is in", "model-00001-of-00002.safetensors"});
   }
   {
     TempDir dir;  // the same tensor in two shards
     write_sharded(dir, kMap);
     write_bytes(dir / "model-00002-of-00002.safetensors", make_file({kThree[2], kThree[0]}));
-    error_of([&] { SafetensorsModel::open(dir.path()); },
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); },
              {"'a.weight'", "also present in", "model-00001-of-00002.safetensors", "one shard only"});
   }
   {
     TempDir dir;  // a damaged shard names itself
     write_sharded(dir, kMap);
     write_bytes(dir / "model-00002-of-00002.safetensors", {1, 2, 3});
-    error_of([&] { SafetensorsModel::open(dir.path()); }, {"model-00002-of-00002.safetensors", "3 bytes"});
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); }, {"model-00002-of-00002.safetensors", "3 bytes"});
   }
   {
     TempDir dir;  // a shard path that escapes the folder
     json map = kMap;
     map["c.scale"] = "../model-00002-of-00002.safetensors";
     write_sharded(dir, map);
-    error_of([&] { SafetensorsModel::open(dir.path()); }, {"'c.scale'", "not a plain file name"});
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); }, {"'c.scale'", "not a plain file name"});
   }
   {
     TempDir dir;
     write_sharded(dir, kMap);
     write_text(dir / "model.safetensors.index.json", "{\"weight_map\": {\"a\": ");
-    error_of([&] { SafetensorsModel::open(dir.path()); }, {"model.safetensors.index.json", "invalid JSON"});
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); }, {"model.safetensors.index.json", "invalid JSON"});
     write_text(dir / "model.safetensors.index.json", "{\"metadata\": {}}");
-    error_of([&] { SafetensorsModel::open(dir.path()); }, {"\"weight_map\" is missing"});
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); }, {"\"weight_map\" is missing"});
     write_text(dir / "model.safetensors.index.json", "{\"weight_map\": {}}");
-    error_of([&] { SafetensorsModel::open(dir.path()); }, {"lists no tensors"});
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); }, {"lists no tensors"});
     write_text(dir / "model.safetensors.index.json", "{\"weight_map\": {\"a\": 3}}");
-    error_of([&] { SafetensorsModel::open(dir.path()); }, {"'a'", "should be a string", "number"});
+    error_of([&] { TensorSet::open(dir.path(), kSafetensorsFormat); }, {"'a'", "should be a string", "number"});
   }
 }
 
@@ -395,7 +381,7 @@ TEST(Safetensors, MiniFuzz) {
     }
     try {
       SafetensorsHeader h = parse_safetensors_header(b.data(), b.size(), "fuzz");
-      for (const SafeTensor& t : h.tensors) {
+      for (const TensorView& t : h.tensors) {
         ASSERT_GE(t.data, b.data());
         ASSERT_LE(t.nbytes, b.size());
         ASSERT_LE(t.data + t.nbytes, b.data() + b.size()) << t.name;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <random>
 #include <sstream>
 #include <string>
@@ -13,6 +14,8 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include "util/error.h"
 
 namespace groak::test {
 
@@ -111,6 +114,30 @@ inline int run_command(const std::string& cmd, std::string* out = nullptr) {
   if (out) *out = text;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+// Runs fn, requires a groak::Error whose message holds every needle, and returns the message.
+template <class Fn>
+std::string error_of(Fn&& fn, std::initializer_list<const char*> needles) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    for (const char* n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' not in: " << msg;
+    return msg;
+  }
+  ADD_FAILURE() << "no groak::Error thrown (expected one mentioning " << *needles.begin() << ")";
+  return "";
+}
+
+// Real torch.save files come from tests/torch_save.py under Debian's python3-torch; tests that need them skip
+// without it (groak's own writer covers the format either way).
+inline std::string torch_save_py() { return std::string("/usr/bin/python3 ") + GROAK_SOURCE_DIR + "/tests/torch_save.py"; }
+#define GROAK_REQUIRE_PYTHON_TORCH()                                                                         \
+  do {                                                                                                       \
+    if (::groak::test::run_command("/usr/bin/python3 -c 'import torch, numpy'") != 0)                        \
+      GTEST_SKIP() << "needs /usr/bin/python3 with torch (Debian: apt-get install python3-torch) to check "   \
+                      "real torch.save files; skipped (groak's own writer covers the format without it)";     \
+  } while (0)
 
 // max |a - b| / max |b| over all elements.
 inline double max_rel_err(const std::vector<float>& a, const std::vector<float>& b) {

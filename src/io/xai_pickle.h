@@ -1,5 +1,5 @@
 // A restricted reader for the pickles of xAI's raw Grok-1 checkpoint (spec §8). It interprets the
-// opcode stream without executing or importing anything: only whitelisted globals, REDUCE/NEWOBJ/BUILD
+// opcode stream (io/pickle_vm.h) without executing or importing anything: only whitelisted globals, REDUCE/NEWOBJ/BUILD
 // only in the forms numpy and QuantizedWeight8bit use, every length bounds-checked against the file.
 // Array payloads are returned as byte ranges of the (mapped) file: zero copy.
 #pragma once

@@ -1,5 +1,6 @@
-// Hugging Face ports of Grok-1 (spec §9.1) as safetensors, single file or sharded, with config.json:
-// torch layout [out, in] (OutIn rows), f32/f16/bf16. Both ports' tensor names are accepted.
+// Hugging Face ports of Grok-1 (spec §9.1) with config.json, as safetensors or as the torch.save .bin archives
+// they are published in, single file or sharded: torch layout [out, in] (OutIn rows), f32/f16/bf16. Both
+// ports' tensor names are accepted.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
+#include "io/torch_bin.h"
 #include "model/binder.h"
 #include "model/loader.h"
 #include "util/error.h"
@@ -77,19 +79,19 @@ Config hf_config(const std::string& path, std::vector<std::string>& warnings) {
   return c;
 }
 
-GgmlType float_type(const SafeTensor& t) {
+GgmlType float_type(const TensorView& t) {
   switch (t.dtype) {
-    case SafeDType::F32: return GgmlType::F32;
-    case SafeDType::F16: return GgmlType::F16;
-    case SafeDType::BF16: return GgmlType::BF16;
-    case SafeDType::Other: break;
+    case TensorDType::F32: return GgmlType::F32;
+    case TensorDType::F16: return GgmlType::F16;
+    case TensorDType::BF16: return GgmlType::BF16;
+    case TensorDType::Other: break;
   }
   throw Error(t.file + ": tensor " + t.name + ": dtype " + t.dtype_name + " is not supported (F32, F16, BF16)");
 }
 
 class HfBinder final : public WeightBinder {
  public:
-  HfBinder(const SafetensorsModel& st, HfPort port, Model& m) : st_(st), port_(port), m_(m) {}
+  HfBinder(const TensorSet& st, HfPort port, Model& m) : st_(st), port_(port), m_(m) {}
 
   Matrix matrix(Role r, int64_t layer, int64_t n_in, int64_t n_out) override {
     return view(st_.get(hf_name(port_, r, layer)), n_in, n_out);
@@ -100,25 +102,25 @@ class HfBinder final : public WeightBinder {
     return e;
   }
   std::vector<float> vector(Role r, int64_t layer, int64_t n) override {
-    const SafeTensor& t = st_.get(hf_name(port_, r, layer));
+    const TensorView& t = st_.get(hf_name(port_, r, layer));
     check(t, {n});
     std::vector<float> v(static_cast<size_t>(n));
     dequantize_row(float_type(t), t.data, v.data(), n);
     return v;
   }
   Matrix lm_head(const Matrix& tied) override {
-    const SafeTensor* t = st_.find("lm_head.weight");
+    const TensorView* t = st_.find("lm_head.weight");
     return t ? view(*t, tied.n_in, tied.n_out) : tied;
   }
 
  private:
-  void check(const SafeTensor& t, const std::vector<int64_t>& shape) {
+  void check(const TensorView& t, const std::vector<int64_t>& shape) {
     if (t.shape != shape)
       throw Error(t.file + ": tensor " + t.name + ": shape should be " + shape_str(shape) +
                   " (torch [out, in], from config.json), found " + t.shape_str() + "; the file does not match config.json");
     m_.tensors.push_back({t.name, t.dtype_name, t.shape, t.nbytes});
   }
-  Matrix view(const SafeTensor& t, int64_t n_in, int64_t n_out) {
+  Matrix view(const TensorView& t, int64_t n_in, int64_t n_out) {
     check(t, {n_out, n_in});
     Matrix m;
     m.format = WeightFormat::Ggml;
@@ -129,17 +131,42 @@ class HfBinder final : public WeightBinder {
     m.data = t.data;
     return m;
   }
-  const SafetensorsModel& st_;
+  const TensorSet& st_;
   HfPort port_;
   Model& m_;
 };
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The container of a Hugging Face file by its name, or of a folder by what it holds (safetensors first, as
+// transformers prefers them). nullptr: neither.
+const ShardedFormat* hf_format(const std::string& path) {
+  std::error_code ec;
+  const bool dir = fs::is_directory(path, ec);
+  for (const ShardedFormat* f : {&kSafetensorsFormat, &kTorchBinFormat}) {
+    const std::string index_suffix = std::string(f->extension) + ".index.json";
+    if (dir ? folder_holds(path, *f) : ends_with(path, f->extension) || ends_with(path, index_suffix)) return f;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
-Model load_hf(const std::string& dir, const LoadProgress& progress) {
+bool is_hf_model(const std::string& path) { return hf_format(path) != nullptr; }
+
+Model load_hf(const std::string& path, const LoadProgress& progress) {
+  const ShardedFormat* format = hf_format(path);
+  if (!format)
+    throw Error(path + ": neither safetensors nor PyTorch .bin files; a Hugging Face model is a folder with config.json "
+                "and model*.safetensors or pytorch_model*.bin (+ their index JSON)");
+  std::error_code ec;
+  std::string dir = fs::is_directory(path, ec) ? path : fs::path(path).parent_path().string();
+  if (dir.empty()) dir = ".";
   Model m;
   m.config = hf_config((fs::path(dir) / "config.json").string(), m.warnings);
-  auto st = std::make_shared<SafetensorsModel>(SafetensorsModel::open(dir));
+  auto st = std::make_shared<TensorSet>(TensorSet::open(dir, *format));
   HfPort port;
   if (st->find(hf_name(HfPort::Keyfan, Role::InOutEmbed, -1)))
     port = HfPort::Keyfan;
@@ -149,7 +176,7 @@ Model load_hf(const std::string& dir, const LoadProgress& progress) {
     throw Error(st->source() + ": neither " + hf_name(HfPort::Keyfan, Role::InOutEmbed, -1) + " nor " +
                 hf_name(HfPort::HpcaiTech, Role::InOutEmbed, -1) +
                 " found; groak reads the keyfan and hpcai-tech Grok-1 ports (spec §9.1)");
-  m.format = std::string("Hugging Face safetensors, ") + hf_port_name(port);
+  m.format = std::string("Hugging Face ") + format->name + ", " + hf_port_name(port);
   m.location = dir;
   HfBinder b(*st, port, m);
   m.weights = bind_weights(m.config, b);

@@ -176,29 +176,20 @@ Model load_xai(const std::string& path, const LoadProgress& progress) {
 Model load_model(const std::string& path, const LoadProgress& progress) {
   std::error_code ec;
   const char* accepted = "pass --model an xAI checkpoint (the folder holding ckpt-0/, or ckpt-0/ itself), a .gguf "
-                         "file (any part of a split set) or a Hugging Face folder (config.json + *.safetensors)";
+                         "file (any part of a split set) or a Hugging Face folder (config.json + *.safetensors or "
+                         "pytorch_model*.bin)";
   if (!fs::exists(path, ec)) throw Error(path + ": no such file or folder; " + accepted);
   if (fs::is_regular_file(path, ec)) {
     if (is_gguf_file(path)) return load_gguf(path, progress);
     if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0)
       throw Error(path + ": not a GGUF file (no GGUF magic at the start); the file is damaged or not GGUF");
-    auto ends_with = [&](const std::string& suffix) {
-      return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
-    };
-    if (ends_with(".safetensors") || ends_with(".safetensors.index.json")) {
-      const std::string dir = fs::path(path).parent_path().string();
-      return load_hf(dir.empty() ? "." : dir, progress);
-    }
+    if (is_hf_model(path)) return load_hf(path, progress);
     throw Error(path + ": not a model file groak knows; " + accepted);
   }
   if (XaiCheckpoint::detect(path)) return load_xai(path, progress);
-  for (const auto& entry : fs::directory_iterator(path, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.size() > 12 && (name.compare(name.size() - 12, 12, ".safetensors") == 0 ||
-                             name == "model.safetensors.index.json"))
-      return load_hf(path, progress);
-  }
-  throw Error(path + ": no ckpt-0/ folder, no tensor00000_000 file and no model.safetensors here; " + accepted);
+  if (is_hf_model(path)) return load_hf(path, progress);
+  throw Error(path + ": no ckpt-0/ folder, no tensor00000_000 file and no model.safetensors or pytorch_model.bin "
+              "here; " + accepted);
 }
 
 uint64_t Model::parameter_count() const {

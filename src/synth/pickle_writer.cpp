@@ -23,11 +23,16 @@ enum Op : uint8_t {
   BININT1 = 'K',
   BININT2 = 'M',
   NONE = 'N',
+  BINPERSID = 'Q',
   REDUCE = 'R',
   BUILD = 'b',
   EMPTY_DICT = '}',
+  GLOBAL = 'c',
   BINGET = 'h',
   LONG_BINGET = 'j',
+  BINPUT = 'q',
+  LONG_BINPUT = 'r',
+  SETITEM = 's',
   TUPLE = 't',
   EMPTY_TUPLE = ')',
   SETITEMS = 'u',
@@ -52,17 +57,22 @@ enum Op : uint8_t {
 };
 
 constexpr uint8_t kProtocol = 4;
+constexpr uint8_t kTorchProtocol = 2;             // torch.save's DEFAULT_PROTOCOL
+constexpr size_t kBatchSize = 1000;               // _pickle.c BATCHSIZE (SETITEMS per batch)
 constexpr size_t kFrameHeaderSize = 9;            // FRAME + u64 length
 constexpr size_t kFrameSizeTarget = 64 * 1024;    // _pickle.c FRAME_SIZE_TARGET
 constexpr size_t kFrameSizeMin = 4;               // shorter frames are written without a header
 constexpr uint32_t kBf16DescrFlags = 0x50;        // NPY_NEEDS_PYAPI | NPY_USE_SETITEM (ml_dtypes <= 0.5.2)
 
-// Emulates CPython 3.11's C Pickler (Modules/_pickle.c) for the object graphs of ckpt-0 files.
+// Emulates CPython 3.11's C Pickler (Modules/_pickle.c) for the object graphs of ckpt-0 files (protocol 4)
+// and of torch.save's data.pkl (protocol 2: no frames, BINUNICODE, text GLOBAL, BINPUT).
 //
 // Memo: CPython memoises by object identity. The objects that recur inside one file are interned
 // strings ('numpy'), one-character str/bytes singletons, classes/functions (globals) and numpy's
 // singleton dtype objects, so value keys reproduce identity exactly here; every other object
-// (tuples, arrays, payloads) is fresh and memoised under an index nobody looks up.
+// (tuples, arrays, payloads) is fresh and memoised under an index nobody looks up. In data.pkl the
+// recurring strings are torch's constants ('storage', 'cpu') and a shared storage's key; a tensor
+// name equal to one of those would become a memo reference here (the same dict, other bytes).
 //
 // Framing: output goes to buf_; a frame opens lazily on the first write, is committed at the start
 // of save() once it holds >= 64 KiB, and a payload >= 64 KiB bypasses framing entirely.
@@ -71,14 +81,15 @@ class Pickler {
   // SizeOnly: a dry run that never calls the payload callbacks nor writes payloads >= 64 KiB.
   enum class Mode { Write, SizeOnly };
 
-  Pickler(ByteSink& out, Mode mode) : out_(out), generate_(mode == Mode::Write) {}
+  Pickler(ByteSink& out, Mode mode, uint8_t protocol = kProtocol)
+      : out_(out), generate_(mode == Mode::Write), protocol_(protocol) {}
 
   uint64_t skipped_bytes() const { return skipped_; }
 
   void begin() {
-    const uint8_t hdr[2] = {PROTO, kProtocol};
+    const uint8_t hdr[2] = {PROTO, protocol_};
     write(hdr, 2);  // before framing starts: PROTO is never inside a frame
-    framing_ = true;
+    framing_ = protocol_ >= 4;
   }
 
   void end() {
@@ -136,7 +147,7 @@ class Pickler {
     const std::string key = "str:" + std::string(s);
     if (get(key)) return;
     uint8_t b[9];
-    if (s.size() <= 0xff) {
+    if (s.size() <= 0xff && protocol_ >= 4) {
       b[0] = SHORT_BINUNICODE;
       b[1] = static_cast<uint8_t>(s.size());
       write(b, 2);
@@ -169,9 +180,15 @@ class Pickler {
     boundary();
     const std::string key = "global:" + std::string(module) + ":" + std::string(name);
     if (get(key)) return;
-    save_str(module);
-    save_str(name);
-    op(STACK_GLOBAL);
+    if (protocol_ >= 4) {
+      save_str(module);
+      save_str(name);
+      op(STACK_GLOBAL);
+    } else {
+      const std::string text = std::string(module) + "\n" + std::string(name) + "\n";
+      op(GLOBAL);
+      write(text.data(), text.size());
+    }
     memoize(key);
   }
 
@@ -303,6 +320,97 @@ class Pickler {
     op(BUILD);
   }
 
+  // OrderedDict(): its __reduce__ is (OrderedDict, (), state, None, items); the items and state follow.
+  void save_empty_ordered_dict() {
+    boundary();
+    save_global("collections", "OrderedDict");
+    save_tuple(0, [] {});
+    op(REDUCE);
+    memoize();
+  }
+
+  // A dict's items, as _batch_setitems writes them: batches of 1000, a lone item without MARK.
+  // item(i) saves the i-th key and value.
+  template <typename F>
+  void save_setitems(size_t n, F&& item) {
+    for (size_t b = 0; b < n; b += kBatchSize) {
+      const size_t m = std::min(kBatchSize, n - b);
+      if (m == 1) {
+        item(b);
+        op(SETITEM);
+        continue;
+      }
+      op(MARK);
+      for (size_t i = b; i < b + m; ++i) item(i);
+      op(SETITEMS);
+    }
+  }
+
+  // Tensor.__reduce_ex__: (_rebuild_tensor_v2, (storage, storage_offset, size, stride, requires_grad,
+  // backward_hooks)); torch's persistent_id turns the storage into ('storage', type, key, 'cpu', numel).
+  void save_torch_tensor(const TorchTensorRef& t) {
+    boundary();
+    save_global("torch._utils", "_rebuild_tensor_v2");
+    save_tuple(6, [&] {
+      boundary();  // save_pers: the id tuple, then BINPERSID
+      save_tuple(5, [&] {
+        save_str("storage");
+        save_global("torch", t.storage_type);
+        save_str(t.storage_key);
+        save_str("cpu");
+        save_int(static_cast<int64_t>(t.storage_numel));
+      });
+      op(BINPERSID);
+      save_int(t.storage_offset);
+      save_tuple(t.shape.size(), [&] {
+        for (int64_t d : t.shape) save_int(d);
+      });
+      save_tuple(t.stride.size(), [&] {
+        for (int64_t d : t.stride) save_int(d);
+      });
+      save_bool(false);  // requires_grad
+      save_empty_ordered_dict();  // backward_hooks
+    });
+    op(REDUCE);
+    memoize();
+  }
+
+  // A state dict {name: tensor}; module.state_dict() returns an OrderedDict whose `_metadata` attribute
+  // (per-module versions) is pickled as its state.
+  void save_state_dict(const std::vector<TorchTensorRef>& tensors, StateDictType type) {
+    boundary();
+    if (type == StateDictType::OrderedDict) {
+      save_empty_ordered_dict();
+    } else {
+      op(EMPTY_DICT);
+      memoize();
+    }
+    save_setitems(tensors.size(), [&](size_t i) {
+      save_str(tensors[i].name);
+      save_torch_tensor(tensors[i]);
+    });
+    if (type == StateDictType::OrderedDict) {
+      boundary();  // {'_metadata': OrderedDict([('', {'version': 1})])}
+      op(EMPTY_DICT);
+      memoize();
+      save_setitems(1, [&](size_t) {
+        save_str("_metadata");
+        save_empty_ordered_dict();
+        save_setitems(1, [&](size_t) {
+          save_str("");
+          boundary();
+          op(EMPTY_DICT);
+          memoize();
+          save_setitems(1, [&](size_t) {
+            save_str("version");
+            save_int(1);
+          });
+        });
+      });
+      op(BUILD);
+    }
+  }
+
  private:
   static void put_le(uint8_t* p, uint64_t v, size_t n) {
     for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
@@ -371,7 +479,16 @@ class Pickler {
   }
 
   void memoize() {
-    op(MEMOIZE);
+    if (protocol_ >= 4) {
+      op(MEMOIZE);
+    } else if (memo_size_ <= 0xff) {
+      const uint8_t b[2] = {BINPUT, static_cast<uint8_t>(memo_size_)};
+      write(b, 2);
+    } else {
+      uint8_t b[5] = {LONG_BINPUT};
+      put_le(b + 1, memo_size_, 4);
+      write(b, 5);
+    }
     ++memo_size_;
   }
   void memoize(const std::string& key) {
@@ -397,6 +514,7 @@ class Pickler {
 
   ByteSink& out_;
   bool generate_;
+  uint8_t protocol_;
   std::vector<uint8_t> buf_;  // bytes not yet handed to out_ (at most the current frame + a little)
   bool framing_ = false;
   ptrdiff_t frame_start_ = -1;  // offset of the open frame's header in buf_, -1 = no open frame
@@ -512,6 +630,13 @@ uint64_t pickled_size_quantized_weight(const NpArray& weight, const NpArray& sca
   p.save_quantized_weight(weight, scales);
   p.end();
   return sink.count + p.skipped_bytes();
+}
+
+void pickle_torch_state_dict(ByteSink& out, const std::vector<TorchTensorRef>& tensors, StateDictType type) {
+  Pickler p(out, Pickler::Mode::Write, kTorchProtocol);
+  p.begin();
+  p.save_state_dict(tensors, type);
+  p.end();
 }
 
 std::vector<uint8_t> pickle_dumps_int(int64_t n) {

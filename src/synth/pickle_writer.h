@@ -2,7 +2,8 @@
 // CPython's C pickler does with `pickle.dump(obj, f, protocol=4)` (Python 3.11, numpy 1.x,
 // ml_dtypes bfloat16), for exactly the two object graphs those files hold:
 //   * a plain numpy ndarray (float32 / int8 / bfloat16), and
-//   * a `__main__.QuantizedWeight8bit` with state {'weight': int8 ndarray, 'scales': bf16 ndarray}.
+//   * a `__main__.QuantizedWeight8bit` with state {'weight': int8 ndarray, 'scales': bf16 ndarray};
+// and, in protocol 2, the data.pkl of a torch.save archive of a state dict (synth/torch_zip_writer.h).
 // Stream layout, memo and framing rules: shared/docs/GROK1.md §8. Payloads are streamed from a
 // callback, so a multi-GB tensor is never held in memory.
 #pragma once
@@ -90,6 +91,25 @@ void pickle_quantized_weight(ByteSink& out, const NpArray& weight, const NpArray
 // Exact size in bytes of the pickles above, without generating payloads.
 uint64_t pickled_size_ndarray(const NpArray& a);
 uint64_t pickled_size_quantized_weight(const NpArray& weight, const NpArray& scales);
+
+// One tensor of a torch state dict as torch.save pickles it: a view of storage `storage_key`.
+struct TorchTensorRef {
+  std::string name;
+  std::string storage_type = "BFloat16Storage";  // the class torch.<storage_type>
+  std::string storage_key;                       // "0", "1", … : the archive entry data/<key>
+  uint64_t storage_numel = 0;                    // elements of the whole storage
+  int64_t storage_offset = 0;                    // elements
+  std::vector<int64_t> shape, stride;            // stride in elements
+};
+
+// A plain dict (what transformers' sharding writes) or what module.state_dict() returns: an OrderedDict
+// with a `_metadata` attribute.
+enum class StateDictType : uint8_t { Dict, OrderedDict };
+
+// torch.save's data.pkl: pickle.dump(state_dict, f, protocol=2) with torch's persistent_id
+// ('storage', torch.<Type>Storage, key, 'cpu', numel) for every tensor's storage; byte for byte what
+// torch 1.13 writes (tests/torch_bin_test.cpp compares them where python3-torch is installed).
+void pickle_torch_state_dict(ByteSink& out, const std::vector<TorchTensorRef>& tensors, StateDictType type);
 
 // pickle.dumps(n, protocol=4): exposes the BININT1/BININT2/BININT/LONG1 choice to tests.
 std::vector<uint8_t> pickle_dumps_int(int64_t n);
