@@ -475,7 +475,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"full", "incremental"}))
       ->capture_default_str();
   logits->add_option("--kernels", la.kernels, kKernelsHelp)
-      ->check(CLI::IsMember({"fast", "avx2", "portable", "reference"}))
+      ->check(CLI::IsMember({"fast", "avx512vnni", "avx2", "portable", "reference"}))
       ->capture_default_str();
 
   std::string info_model;
@@ -564,7 +564,7 @@ int main(int argc, char** argv) {
   bench->add_option("-b,--batch-size", ba.opt.batch, "tokens per forward pass in pp")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, kMaxProductRows));
   bench->add_option("--kernels", ba.kernels, kKernelsHelp)
-      ->check(CLI::IsMember({"fast", "avx2", "portable", "reference"}))->capture_default_str();
+      ->check(CLI::IsMember({"fast", "avx512vnni", "avx2", "portable", "reference"}))->capture_default_str();
   bench->add_flag("--no-probes", [&](int64_t) { ba.opt.probes = false; }, "skip the bandwidth and FMA probes");
   bench->add_option("-d,--depth", ba.opt.depth, "tokens already in the context when each test starts")
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
