@@ -28,7 +28,6 @@ namespace {
 constexpr int64_t kQ8Bytes = 34;  // f16 d + 32 int8
 constexpr int64_t kQ4Bytes = 18;  // f16 d + 16 bytes of nibbles
 constexpr int64_t kPackRows = 8;  // rows from which the repacked (prefill) path pays off
-constexpr int64_t kPrefetchBytes = 1024;  // decode reads each weight row once: prefetch this far ahead
 
 template <GgmlType T>
 constexpr int64_t block_bytes() { return T == GgmlType::Q8_0 ? kQ8Bytes : kQ4Bytes; }
@@ -53,9 +52,10 @@ inline __m256i block_u8(const uint8_t* b) {
     return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)),
                             _mm256_set1_epi8(static_cast<char>(0x80)));
   } else {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
-    const __m128i m = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+    // Both halves hold the 16 bytes; the upper one shifted right by 4 (vpsrlvw): low nibbles then high.
+    const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
+    return _mm256_and_si256(_mm256_srlv_epi16(q, _mm256_set_epi64x(0x0004000400040004, 0x0004000400040004, 0, 0)),
+                            _mm256_set1_epi8(0x0f));
   }
 }
 
@@ -118,9 +118,7 @@ void rows8(const MatmulArgs& a, const ActBlock* act, int64_t o, int64_t n_valid)
   for (int64_t k = 0; k < nb; ++k) {
     __m256i u[8];
     for (int j = 0; j < 8; ++j) {
-      const uint8_t* b = row[j] + k * B;
-      _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchBytes), _MM_HINT_T0);
-      u[j] = block_u8<T>(b);
+      u[j] = block_u8<T>(row[j] + k * B);  // (software prefetch measured slower: the 8 streams suffice)
     }
     // The 8 rows' f16 scales: gather 4 bytes at each block start, keep the low 16 bits.
     const __m256i dw32 = _mm256_i32gather_epi32(reinterpret_cast<const int*>(row[0] + k * B), offs, 1);
