@@ -114,7 +114,6 @@ std::vector<TestMatrix> all_formats() {
   v.push_back(xai_int8(96, 53, 1, 1));
   v.push_back(xai_int8(96, 53, 8, 2));
   v.push_back(xai_int8(600, 37, 8, 3));  // longer than one packed panel of the tiled path
-  v.push_back(xai_int8(512, 21, 8, 4));  // 8 scale blocks of 64 inputs: avx512vnni-q8's 8-bit path
   v.push_back(f32_matrix(75, 41, Layout::InOut, 4));
   v.push_back(f32_matrix(75, 41, Layout::OutIn, 5));
   for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
@@ -133,7 +132,6 @@ std::vector<const Kernels*> fast_tables() {
   std::vector<const Kernels*> v = {&portable_kernels()};
   if (const Kernels* k = avx2_kernels()) v.push_back(k);
   if (const Kernels* k = avx512_vnni_kernels()) v.push_back(k);
-  if (const Kernels* k = avx512_vnni_q8_kernels()) v.push_back(k);
   return v;
 }
 

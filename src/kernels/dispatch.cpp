@@ -12,7 +12,6 @@ const Kernels* kernels_by_name(const char* name) {
   if (!std::strcmp(name, "portable")) return &portable_kernels();
   if (!std::strcmp(name, "avx2")) return avx2_kernels();
   if (!std::strcmp(name, "avx512vnni")) return avx512_vnni_kernels();
-  if (!std::strcmp(name, "avx512vnni-q8")) return avx512_vnni_q8_kernels();
   if (!std::strcmp(name, "fast")) return &fast_kernels();
   return nullptr;
 }

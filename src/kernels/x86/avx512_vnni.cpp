@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
@@ -195,31 +194,6 @@ void pack8(const Matrix& w, int64_t o, int64_t n_valid, uint8_t* panel, float* d
   }
 }
 
-// The same panel from xAI int8 [in, out] weights (outputs o … o+7; those past n_valid are zero): four
-// input rows of 8 bytes interleave into 8 lanes of 4 inputs each; dw[k] = the 8 columns' bf16 scales of
-// the scale block holding input block k.
-void pack8_xai(const Matrix& w, int64_t o, int64_t n_valid, uint8_t* panel, float* dw) {
-  const int64_t nb = w.n_in / 32, block_len = w.n_in / w.scale_blocks;
-  const __m128i bias = _mm_set1_epi8(static_cast<char>(0x80));
-  for (int64_t k = 0; k < nb; ++k) {
-    for (int g = 0; g < 8; ++g) {
-      __m128i r[4];
-      for (int t = 0; t < 4; ++t) {
-        const uint8_t* src = w.data + static_cast<size_t>(32 * k + 4 * g + t) * w.stride() + o;
-        int64_t v = 0;
-        std::memcpy(&v, src, static_cast<size_t>(n_valid));  // never past the view's last column
-        r[t] = _mm_cvtsi64_si128(v);
-      }
-      const __m128i a = _mm_unpacklo_epi8(r[0], r[1]), b = _mm_unpacklo_epi8(r[2], r[3]);
-      __m128i* dst = reinterpret_cast<__m128i*>(panel + k * 256 + 32 * g);
-      _mm_storeu_si128(dst, _mm_xor_si128(_mm_unpacklo_epi16(a, b), bias));      // outputs 0-3
-      _mm_storeu_si128(dst + 1, _mm_xor_si128(_mm_unpackhi_epi16(a, b), bias));  // outputs 4-7
-    }
-    const uint8_t* srow = w.scales + 2 * static_cast<size_t>((32 * k / block_len) * w.scale_row() + o);
-    for (int j = 0; j < 8; ++j) dw[k * 8 + j] = j < n_valid ? load_bf16(srow + 2 * j) : 0.f;
-  }
-}
-
 // NR activation rows (r0 …; act points at row r0's blocks) against one panel: 8 outputs per vector.
 template <int NR>
 void panel_tile(const MatmulArgs& a, const uint8_t* panel, const float* dw, const ActBlock* act, int64_t r0,
@@ -262,12 +236,7 @@ void many_rows(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
     prepare_acts<T>(a.xq + static_cast<size_t>(rb * nb) * kQ8Bytes, re - rb, nb, act);  // act[0] = row rb
     for (int64_t o = o0; o < o1; o += 8) {
       const int64_t n_valid = std::min<int64_t>(8, o1 - o);
-      if constexpr (T == GgmlType::Q8_0) {
-        if (a.w->format == WeightFormat::XaiInt8) pack8_xai(*a.w, o, n_valid, panel, dw);
-        else pack8<T>(*a.w, o, n_valid, panel, dw);
-      } else {
-        pack8<T>(*a.w, o, n_valid, panel, dw);
-      }
+      pack8<T>(*a.w, o, n_valid, panel, dw);
       int64_t r = rb;
       const auto at = [&](int64_t row) { return act + (row - rb) * nb; };
       for (; r + kTileRows <= re; r += kTileRows) panel_tile<kTileRows>(a, panel, dw, at(r), r, o, n_valid);
@@ -306,46 +275,7 @@ void vnni_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   avx2_kernels()->matmul(a, o0, o1, scratch);
 }
 
-// xAI int8 [in, out] weights against q8_0 activations (the avx512vnni-q8 table): signed int8 like q8_0,
-// so the same bias (128) and panels; every row count takes the panel path, so a row's result never
-// depends on its batch. Inputs and scale blocks must split into whole 32-blocks, else f32 activations.
-bool xai_q8(const Matrix& w) {
-  return w.format == WeightFormat::XaiInt8 && w.layout == Layout::InOut && w.n_in % 32 == 0 &&
-         (w.n_in / w.scale_blocks) % 32 == 0;
-}
-
-ActFormat q8act_format(const Matrix& w) { return xai_q8(w) ? ActFormat::Q8_0 : avx2_kernels()->act_format(w); }
-
-void q8act_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
-  const int64_t budget = static_cast<int64_t>(kKernelScratchFloats * sizeof(float));
-  if (xai_q8(*a.w) && many_rows_scratch(a.w->n_in / 32) <= budget) return many_rows<GgmlType::Q8_0>(a, o0, o1, scratch);
-  if (xai_q8(*a.w)) {  // too wide for a panel in scratch (no Grok-1 matrix is): dequantise the activations
-    std::vector<float> x(static_cast<size_t>(a.n_rows * a.w->n_in));
-    for (int64_t r = 0; r < a.n_rows; ++r)
-      dequantize_row(GgmlType::Q8_0, a.xq + static_cast<size_t>(r * (a.w->n_in / 32)) * kQ8Bytes,
-                     x.data() + r * a.w->n_in, a.w->n_in);
-    MatmulArgs f = a;
-    f.x = x.data();
-    f.xq = nullptr;
-    return avx2_kernels()->matmul(f, o0, o1, scratch);
-  }
-  vnni_matmul(a, o0, o1, scratch);
-}
-
 }  // namespace
-
-const Kernels* avx512_vnni_q8_kernels() {
-  const Kernels* base = avx512_vnni_kernels();
-  if (!base) return nullptr;
-  static const Kernels k = [base] {
-    Kernels f = *base;
-    f.name = "avx512vnni-q8";
-    f.act_format = q8act_format;
-    f.matmul = q8act_matmul;
-    return f;
-  }();
-  return &k;
-}
 
 const Kernels* avx512_vnni_kernels() {
   static const bool ok = avx2_kernels() != nullptr && __builtin_cpu_supports("avx512f") &&
@@ -368,6 +298,5 @@ const Kernels* avx512_vnni_kernels() {
 #else
 namespace groak {
 const Kernels* avx512_vnni_kernels() { return nullptr; }
-const Kernels* avx512_vnni_q8_kernels() { return nullptr; }
 }  // namespace groak
 #endif
