@@ -170,11 +170,13 @@ const Kernels& kernels_named(const std::string& name) {
 
 int run_logits(const LogitsArgs& a, Job& job) {
   std::vector<int32_t> tokens;  // rank 0 reads them; other ranks (mpirun) only need their share of the model
-  if (job.leader())
-    tokens = !a.tokens.empty() ? parse_token_list(a.tokens, "--tokens")
-                               : parse_token_list(read_file_text(a.tokens_file), "--tokens-file");
   auto t0 = std::chrono::steady_clock::now();
-  Model m = job.load([&] { return load_with_progress(a.model); });
+  Model m = job.load([&] {
+    if (job.leader())
+      tokens = !a.tokens.empty() ? parse_token_list(a.tokens, "--tokens")
+                                 : parse_token_list(read_file_text(a.tokens_file), "--tokens-file");
+    return load_with_progress(a.model);
+  });
   if (!job.leader()) return job.follow(m, a.threads, kernels_named(a.kernels));
   const double load_s = seconds_since(t0);
   const int64_t V = m.config.vocab_size, T = static_cast<int64_t>(tokens.size());
@@ -380,14 +382,16 @@ struct GenerateArgs {
 };
 
 int run_generate(GenerateArgs& a, Job& job) {
-  std::string text;
-  if (!job.leader())
-    ;  // rank 0 owns the prompt, the tokenizer and the output (mpirun)
-  else if (!a.prompt_file.empty())
-    text = a.prompt_file == "-" ? read_stdin() : read_file_text(a.prompt_file);
-  else
-    text = a.prompt;
-  Model m = job.load([&] { return load_with_progress(a.model); });
+  std::string text;  // rank 0 owns the prompt, the tokenizer and the output (mpirun)
+  Model m = job.load([&] {
+    if (!job.leader())
+      ;
+    else if (!a.prompt_file.empty())
+      text = a.prompt_file == "-" ? read_stdin() : read_file_text(a.prompt_file);
+    else
+      text = a.prompt;
+    return load_with_progress(a.model);
+  });
   if (!job.leader()) return job.follow(m, a.threads, fast_kernels());
   Tokenizer tok = open_tokenizer(a.tokenizer, a.model);
   std::vector<int32_t> prompt;
@@ -430,9 +434,11 @@ struct BenchArgs {
 };
 
 int run_bench_cli(BenchArgs& a, Job& job) {
-  a.opt.kernels = &kernels_named(a.kernels);
   a.opt.cache_type = cache_type_named(a.cache_type);
-  Model m = job.load([&] { return load_with_progress(a.model); });
+  Model m = job.load([&] {
+    a.opt.kernels = &kernels_named(a.kernels);
+    return load_with_progress(a.model);
+  });
   if (!job.leader()) return job.follow(m, a.opt.threads, *a.opt.kernels);
   if (a.opt.threads == 0) a.opt.threads = job.default_threads();
   std::fprintf(stderr, "bench: %s, warming up (the first pass reads the weights into memory)\n", m.format.c_str());
@@ -607,18 +613,30 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
   }
+  int parse_rc = -1;  // under mpirun: set when parsing ended the command (help, version, usage error)
+  std::string parse_error;
   try {
     app.parse(argc, argv);
     if (*gen && ga.prompt.empty() && ga.prompt_file.empty())
       throw CLI::RequiredError("generate needs --prompt TEXT or --prompt-file F ('-' for stdin)");
     if (*logits && la.tokens.empty() && la.tokens_file.empty())
       throw CLI::RequiredError("logits needs --tokens or --tokens-file");
-  } catch (const CLI::ParseError& e) {  // help, version or a usage error (under mpirun rank 0 prints it)
-    if (!job->leader()) return e.get_exit_code() == 0 ? 0 : kExitUsage;
-    return app.exit(e) == 0 ? 0 : kExitUsage;
+  } catch (const CLI::ParseError& e) {  // help, version or a usage error
+    if (job->size() == 1) return app.exit(e) == 0 ? 0 : kExitUsage;
+    if (job->leader()) app.exit(e);  // under mpirun rank 0 prints it
+    parse_rc = e.get_exit_code() == 0 ? 0 : kExitUsage;
+    if (parse_rc != 0) parse_error = e.what();
+  }
+  if (job->size() > 1) {  // every rank parsed its own command line (files checked on its own machine): agree
+    const std::string failed = job->agree(parse_error);
+    if (!failed.empty()) {
+      if (job->leader() && parse_error.empty()) std::fprintf(stderr, "groak: %s\n", failed.c_str());
+      return kExitUsage;
+    }
+    if (parse_rc >= 0) return parse_rc;
   }
   if (job->size() > 1 && !(*logits || *gen || *bench))
-    return job->report("only logits, generate and bench run as several ranks; run this command without mpirun", true,
+    return job->report(GroupError("only logits, generate and bench run as several ranks; run this command without mpirun"),
                        kExitUsage);
 
   try {
@@ -645,12 +663,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ValidationError& e) {
     if (job->leader()) std::fprintf(stderr, "groak: %s\n", e.what());
     return kExitUsage;
-  } catch (const GroupError& e) {  // every rank has it; rank 0 reports it
-    return job->report(e.what(), true, kExitError);
-  } catch (const std::bad_alloc&) {
-    return job->report("out of memory", false, kExitError);
-  } catch (const std::exception& e) {  // groak::Error, or a library's own (filesystem, json …): still a clear exit
-    return job->report(e.what(), false, kExitError);
+  } catch (const std::exception& e) {  // groak::Error, out of memory, a library's own (filesystem, json …): a clear exit
+    return job->report(e, kExitError);
   }
   return 0;
 }

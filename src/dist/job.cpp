@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdio>
@@ -202,6 +203,8 @@ int Job::default_threads() const {
   return std::max(1, ThreadPool::hardware_threads() / std::max(1, impl_->local_ranks));
 }
 
+std::string Job::agree(const std::string& error) { return impl_->comm ? impl_->comm->agree(error) : error; }
+
 Model Job::load(const std::function<Model()>& load) {
   if (!impl_->comm) return load();
   Communicator& comm = *impl_->comm;
@@ -234,7 +237,7 @@ int Job::follow(const Model& model, int threads, const Kernels& kernels) {
     Context ctx(threads ? threads : default_threads(), &kernels, model.group);
     groak::follow(model, ctx);
   } catch (const std::exception& e) {
-    report(e.what(), false, 1);
+    report(e, 1);
   }
   finish();
   return 0;
@@ -259,18 +262,18 @@ void Job::finish(bool print) {
     for (const std::string& l : lines) std::fprintf(stderr, "[groak] %s\n", l.c_str());
 }
 
-int Job::report(const std::string& message, bool group_wide, int code) {
+int Job::report(const std::exception& e, int code) {
+  const std::string message = dynamic_cast<const std::bad_alloc*>(&e) ? "out of memory" : e.what();
+  const bool group_wide = dynamic_cast<const GroupError*>(&e) != nullptr;
   if (!impl_->comm || (group_wide && leader())) {
     std::fprintf(stderr, "groak: error: %s\n", message.c_str());
     return code;
   }
   if (group_wide) return code;  // rank 0 says it
-  if (leader() && impl_->following) {  // the others follow: finish() releases them
-    std::fprintf(stderr, "groak: error on %s: %s\n", impl_->comm->where().c_str(), message.c_str());
-    return code;
-  }
-  // Only this rank knows, and the others may wait for it in a collective call: say where, end the job.
   std::fprintf(stderr, "groak: error on %s: %s\n", impl_->comm->where().c_str(), message.c_str());
+  // Rank 0 between passes: finish() releases the followers. Otherwise the others may be waiting for
+  // this rank in a collective call: end the job.
+  if (leader() && impl_->following && !dynamic_cast<const PassFailed*>(&e)) return code;
   std::fflush(stderr);
 #if GROAK_WITH_MPI
   MPI_Abort(MPI_COMM_WORLD, code);

@@ -36,7 +36,10 @@ class Job {
   // host divided among the ranks that share it.
   int default_threads() const;
 
-  // Every rank runs `load` and keeps its share of the result (model/shard.h), joined to the group;
+  // Collective (several ranks): "" when no rank has an error, else one message naming each failed rank
+  // and host. One process: `error` itself.
+  std::string agree(const std::string& error);
+  // Every rank runs `load` (rank 0 may also do its own preparations in it: they fail like a load) and keeps its share of the result (model/shard.h), joined to the group;
   // rank 0 prints what each rank holds. Any rank's failure becomes a GroupError on every rank.
   Model load(const std::function<Model()>& load);
   // Ranks > 0, after load(): mirror rank 0's sessions until it is done, then finish(). Returns the exit
@@ -45,9 +48,10 @@ class Job {
   // After the command (its sessions closed): rank 0 releases the followers; then every rank sends its
   // peak memory and communication counts, which rank 0 prints when `print`.
   void finish(bool print = true);
-  // An error that reached main(): printed once (by rank 0, or with rank and host when only this rank
-  // knows it, which then ends the job). Returns the exit code to use.
-  int report(const std::string& message, bool group_wide, int code);
+  // An error that reached main(): printed once, by rank 0 when every rank has it (GroupError), else with
+  // this rank and host; when the others cannot go on without this rank (a follower's error, a failed
+  // pass, anything before the group formed), the job is aborted. Returns the exit code to use.
+  int report(const std::exception& e, int code);
 
  private:
   struct Impl;

@@ -1,5 +1,6 @@
 #include "runtime/follow.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>

@@ -14,8 +14,16 @@
 #include "model/batch.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
+#include "util/error.h"
 
 namespace groak {
+
+// A forward pass that failed on this rank after the other ranks started it (they wait in a reduction):
+// the group cannot go on, so the job must end (dist/job.h aborts it).
+class PassFailed : public Error {
+ public:
+  using Error::Error;
+};
 
 // Rank 0's side (called by Session; no-ops unless comm has several ranks and this is rank 0).
 void announce_open(Communicator& comm, int64_t id, int64_t context, int64_t batch, KvType type);

@@ -64,7 +64,12 @@ Session::~Session() {
 void Session::forward(const Batch& batch, float* logits) {
   if (const std::string why = check_batch(model_, batch, cache_, ws_); !why.empty()) throw Error(why);
   announce_step(ctx_->comm(), reinterpret_cast<int64_t>(this), batch, cache_);
-  grok_forward(*ctx_, model_, batch, cache_, ws_, logits);
+  try {
+    grok_forward(*ctx_, model_, batch, cache_, ws_, logits);  // throws only bad_alloc (packing a weight slice)
+  } catch (const std::exception& e) {
+    if (ctx_->comm().size() == 1) throw;
+    throw PassFailed(std::string("a forward pass failed (") + e.what() + "); the other ranks cannot continue without it");
+  }
 }
 
 void Session::eval(std::span<const int32_t> tokens, std::vector<float>& logits, LogitRows rows) {
