@@ -4,7 +4,6 @@
 // the groak CLI under `mpirun -np 2 --oversubscribe` on this machine and skip without mpirun.
 #include <barrier>
 #include <cstring>
-#include <regex>
 #include <thread>
 
 #include "model/loader.h"
@@ -217,11 +216,15 @@ namespace {
 std::string mpirun() { return std::string(MPIEXEC).empty() ? "mpirun" : MPIEXEC; }
 
 // mpirun -np R on this machine as root (CI), ranks unbound (groak has its own threads); a time limit so
-// that a hang fails instead of blocking the suite. Followed by the program to run.
+// that a hang fails instead of blocking the suite. Under ASan, Open MPI keeps its plugins loaded and the
+// slow unwinder names them, so that tests/lsan_mpi.supp can tell Open MPI's own leaks from groak's.
+// Followed by the program to run.
 std::string mpirun_prefix(int R) {
   return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none "
-         "LSAN_OPTIONS=suppressions=" + std::string(GROAK_SOURCE_DIR) + "/tests/lsan_mpi.supp timeout 300 " +
-         mpirun() + " -np " + std::to_string(R) + " --oversubscribe --bind-to none ";
+         "OMPI_MCA_mca_base_component_disable_dlclose=1 PMIX_MCA_mca_base_component_disable_dlclose=1 "
+         "ASAN_OPTIONS=${ASAN_OPTIONS}:fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=" +
+         std::string(GROAK_SOURCE_DIR) + "/tests/lsan_mpi.supp timeout 300 " + mpirun() + " -np " + std::to_string(R) +
+         " --oversubscribe --bind-to none ";
 }
 std::string mpirun_groak(int R, const std::string& args) { return mpirun_prefix(R) + GROAK_BIN + " " + args; }
 
@@ -230,10 +233,11 @@ std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+// The number after "label " in text; -1 when absent.
 long long number_after(const std::string& text, const std::string& label) {
-  std::smatch m;
-  if (!std::regex_search(text, m, std::regex(label + " ([0-9]+)"))) return -1;
-  return std::stoll(m[1]);
+  const size_t at = text.find(label + " ");
+  if (at == std::string::npos) return -1;
+  return std::atoll(text.c_str() + at + label.size() + 1);
 }
 
 }  // namespace

@@ -31,11 +31,6 @@ bool launched_by_mpirun() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") || std::getenv("PMI_RANK");
 }
 
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : fallback;
-}
-
 std::string mb(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.0f MB", static_cast<double>(bytes) / 1e6);
@@ -178,7 +173,8 @@ Job::Job(int* argc, char*** argv) : impl_(std::make_unique<Impl>()) {
   auto comm = std::make_shared<MpiCommunicator>();
   if (comm->size() > 1) impl_->comm = comm;
 #else
-  if (env_int("OMPI_COMM_WORLD_SIZE", 1) > 1 || env_int("PMI_SIZE", 1) > 1)
+  auto ranks = [](const char* name) { const char* v = std::getenv(name); return v ? std::atoi(v) : 1; };
+  if (ranks("OMPI_COMM_WORLD_SIZE") > 1 || ranks("PMI_SIZE") > 1)
     throw Error("this groak was built without MPI, so it cannot run as several ranks: install OpenMPI "
                 "(scripts/setup.sh: openmpi-bin, libopenmpi-dev), rebuild, or run without mpirun");
 #endif
@@ -186,7 +182,7 @@ Job::Job(int* argc, char*** argv) : impl_(std::make_unique<Impl>()) {
 
 Job::~Job() {
   try {
-    finish(false);
+    finish(Summary::Quiet);
   } catch (const std::exception&) {
   }
 #if GROAK_WITH_MPI
@@ -243,7 +239,7 @@ int Job::follow(const Model& model, int threads, const Kernels& kernels) {
   return 0;
 }
 
-void Job::finish(bool print) {
+void Job::finish(Summary summary) {
   if (impl_->finished || !impl_->comm) return;
   impl_->finished = true;
   Communicator& comm = *impl_->comm;
@@ -258,7 +254,7 @@ void Job::finish(bool print) {
                 static_cast<long long>(s.gather_floats), s.reduce_seconds, static_cast<long long>(s.broadcasts),
                 static_cast<long long>(s.broadcast_bytes));
   const std::vector<std::string> lines = comm.gather_text(comm.where() + ": " + line);
-  if (print)
+  if (summary == Summary::Print)
     for (const std::string& l : lines) std::fprintf(stderr, "[groak] %s\n", l.c_str());
 }
 

@@ -46,8 +46,9 @@ class Job {
   // code; an error here is printed with this rank and host and aborts the job.
   int follow(const Model& model, int threads, const Kernels& kernels);
   // After the command (its sessions closed): rank 0 releases the followers; then every rank sends its
-  // peak memory and communication counts, which rank 0 prints when `print`.
-  void finish(bool print = true);
+  // peak memory and communication counts, which rank 0 prints (Summary::Print).
+  enum class Summary { Print, Quiet };
+  void finish(Summary summary = Summary::Print);
   // An error that reached main(): printed once, by rank 0 when every rank has it (GroupError), else with
   // this rank and host; when the others cannot go on without this rank (a follower's error, a failed
   // pass, anything before the group formed), the job is aborted. Returns the exit code to use.

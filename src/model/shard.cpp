@@ -85,7 +85,7 @@ class Sharder {
   Sharder(int rank, int ranks, ShardStorage& store) : rank_(rank), ranks_(ranks), store_(store) {}
 
   // Output units [r·n/R, (r+1)·n/R) of m.
-  Matrix out(const Matrix& m, const std::string& what) {
+  Matrix out(const Matrix& m) {
     const int64_t n = m.n_out / ranks_;
     return place(m.slice_out(n * rank_, n));
   }
@@ -182,21 +182,21 @@ ShardReport shard_model(Model& m, int rank, int ranks) {
   Sharder s(rank, ranks, *store);
   Weights& w = m.weights;
   const bool tied = w.lm_head.data == w.in_out_embed.data;
-  w.in_out_embed = s.out(w.in_out_embed, "in_out_embed");
-  w.lm_head = tied ? w.in_out_embed : s.out(w.lm_head, "lm_head");
+  w.in_out_embed = s.out(w.in_out_embed);
+  w.lm_head = tied ? w.in_out_embed : s.out(w.lm_head);
   w.vocab_begin = c.vocab_size / ranks * rank;
   s.replicated(w.rms_norm);
   for (size_t l = 0; l < w.layers.size(); ++l) {
     LayerWeights& L = w.layers[l];
     const std::string at = "layer " + std::to_string(l) + " ";
-    L.query = s.out(L.query, at + "query");
-    L.key = s.out(L.key, at + "key");
-    L.value = s.out(L.value, at + "value");
+    L.query = s.out(L.query);
+    L.key = s.out(L.key);
+    L.value = s.out(L.value);
     L.linear = s.in(L.linear, at + "attention linear");
     for (const auto* v : {&L.rms_norm, &L.rms_norm_1, &L.rms_norm_2, &L.rms_norm_3}) s.replicated(*v);
     s.replicated(L.router);
-    for (auto& e : L.moe_linear.list) e = s.out(e, at + "moe linear");
-    for (auto& e : L.moe_linear_v.list) e = s.out(e, at + "moe linear_v");
+    for (auto& e : L.moe_linear.list) e = s.out(e);
+    for (auto& e : L.moe_linear_v.list) e = s.out(e);
     for (auto& e : L.moe_linear_1.list) e = s.in(e, at + "moe linear_1");
   }
   c.num_q_heads /= ranks;
