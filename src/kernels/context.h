@@ -24,7 +24,7 @@ struct CommStats {
 
 // The processes that share one model (tensor parallelism: each holds a slice of every layer). The model
 // calls it at its reduction points; the runtime uses it to make the other ranks follow rank 0.
-// This base class is one process: every call is a no-op. dist/mpi_comm.h implements it over MPI.
+// This base class is one process: every call is a no-op. dist/job.cpp implements it over MPI.
 class Communicator {
  public:
   virtual ~Communicator() = default;
