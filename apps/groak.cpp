@@ -22,6 +22,7 @@
 #include "runtime/session.h"
 #include "synth/synth.h"
 #include "convert/convert.h"
+#include "dist/job.h"
 #include "io/gguf.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -167,17 +168,23 @@ const Kernels& kernels_named(const std::string& name) {
   return *k;
 }
 
-int run_logits(const LogitsArgs& a) {
-  std::vector<int32_t> tokens = !a.tokens.empty() ? parse_token_list(a.tokens, "--tokens")
-                                                  : parse_token_list(read_file_text(a.tokens_file), "--tokens-file");
+int run_logits(const LogitsArgs& a, Job& job) {
+  std::vector<int32_t> tokens;  // rank 0 reads them; other ranks (mpirun) only need their share of the model
   auto t0 = std::chrono::steady_clock::now();
-  Model m = load_with_progress(a.model);
+  Model m = job.load([&] {
+    if (job.leader())
+      tokens = !a.tokens.empty() ? parse_token_list(a.tokens, "--tokens")
+                                 : parse_token_list(read_file_text(a.tokens_file), "--tokens-file");
+    return load_with_progress(a.model);
+  });
+  if (!job.leader()) return job.follow(m, a.threads, kernels_named(a.kernels));
   const double load_s = seconds_since(t0);
   const int64_t V = m.config.vocab_size, T = static_cast<int64_t>(tokens.size());
   if (T > m.config.sequence_len)
     throw Error(std::to_string(T) + " tokens exceed the model's context (sequence_len " +
                 std::to_string(m.config.sequence_len) + "); pass at most " + std::to_string(m.config.sequence_len));
-  Session s(m, T, kernels_named(a.kernels), a.threads, kDefaultBatch, cache_type_named(a.cache_type));
+  Session s(m, T, kernels_named(a.kernels), a.threads ? a.threads : job.default_threads(), kDefaultBatch,
+            cache_type_named(a.cache_type));
   std::vector<float> all(static_cast<size_t>(T * V)), row;
   t0 = std::chrono::steady_clock::now();
   if (a.mode == "full") {
@@ -374,13 +381,18 @@ struct GenerateArgs {
   GenerateOptions opt;
 };
 
-int run_generate(GenerateArgs& a) {
-  std::string text;
-  if (!a.prompt_file.empty())
-    text = a.prompt_file == "-" ? read_stdin() : read_file_text(a.prompt_file);
-  else
-    text = a.prompt;
-  Model m = load_with_progress(a.model);
+int run_generate(GenerateArgs& a, Job& job) {
+  std::string text;  // rank 0 owns the prompt, the tokenizer and the output (mpirun)
+  Model m = job.load([&] {
+    if (!job.leader())
+      ;
+    else if (!a.prompt_file.empty())
+      text = a.prompt_file == "-" ? read_stdin() : read_file_text(a.prompt_file);
+    else
+      text = a.prompt;
+    return load_with_progress(a.model);
+  });
+  if (!job.leader()) return job.follow(m, a.threads, fast_kernels());
   Tokenizer tok = open_tokenizer(a.tokenizer, a.model);
   std::vector<int32_t> prompt;
   if (a.bos) prompt.push_back(tok.bos_id());
@@ -389,7 +401,8 @@ int run_generate(GenerateArgs& a) {
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the model's context is " +
                 std::to_string(m.config.sequence_len) + " (sequence_len); shorten the prompt");
   const int64_t ctx = a.ctx ? a.ctx : m.config.sequence_len;
-  Session session(m, ctx, fast_kernels(), a.threads, kDefaultBatch, cache_type_named(a.cache_type));
+  Session session(m, ctx, fast_kernels(), a.threads ? a.threads : job.default_threads(), kDefaultBatch,
+                  cache_type_named(a.cache_type));
   std::signal(SIGINT, on_sigint);
   GenerateStats st = generate(session, tok, prompt, a.opt, [](const std::string& t) {
     std::fwrite(t.data(), 1, t.size(), stdout);
@@ -420,10 +433,14 @@ struct BenchArgs {
   BenchOptions opt;
 };
 
-int run_bench_cli(BenchArgs& a) {
-  a.opt.kernels = &kernels_named(a.kernels);
+int run_bench_cli(BenchArgs& a, Job& job) {
   a.opt.cache_type = cache_type_named(a.cache_type);
-  Model m = load_with_progress(a.model);
+  Model m = job.load([&] {
+    a.opt.kernels = &kernels_named(a.kernels);
+    return load_with_progress(a.model);
+  });
+  if (!job.leader()) return job.follow(m, a.opt.threads, *a.opt.kernels);
+  if (a.opt.threads == 0) a.opt.threads = job.default_threads();
   std::fprintf(stderr, "bench: %s, warming up (the first pass reads the weights into memory)\n", m.format.c_str());
   BenchResult r = run_bench(m, a.opt);
   uint64_t size = 0;
@@ -452,12 +469,24 @@ int run_bench_cli(BenchArgs& a) {
       std::printf(" = %.0f %% of the %.1f GMAC/s f32 FMA peak measured in this run", 100 * gmacs / r.fma_gmacs, r.fma_gmacs);
     std::printf("\n");
   }
+  if (job.size() > 1)
+    std::printf("tensor parallel: %d ranks, %.0f all-reduces per decoded token; rank 0's time in all-reduces and gathers "
+                "(waiting for the other ranks included): pp %.0f %%, tg %.0f %%\n",
+                job.size(), r.tg_all_reduces_per_token, 100 * r.pp_comm_share, 100 * r.tg_comm_share);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // One process, or a rank of a tensor-parallel group under mpirun (docs/distributed.md).
+  std::unique_ptr<Job> job;
+  try {
+    job = std::make_unique<Job>(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "groak: error: %s\n", e.what());
+    return kExitError;
+  }
   CLI::App app{"groak: runs and explains xAI's Grok-1 (314B mixture-of-experts) on the CPU"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "groak 0.1");
@@ -584,34 +613,47 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
   }
+  int parse_rc = -1;  // under mpirun: set when parsing ended the command (help, version, usage error)
+  std::string parse_error;
   try {
     app.parse(argc, argv);
     if (*gen && ga.prompt.empty() && ga.prompt_file.empty())
       throw CLI::RequiredError("generate needs --prompt TEXT or --prompt-file F ('-' for stdin)");
     if (*logits && la.tokens.empty() && la.tokens_file.empty())
       throw CLI::RequiredError("logits needs --tokens or --tokens-file");
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
+  } catch (const CLI::ParseError& e) {  // help, version or a usage error
+    if (job->size() == 1) return app.exit(e) == 0 ? 0 : kExitUsage;
+    if (job->leader()) app.exit(e);  // under mpirun rank 0 prints it
+    parse_rc = e.get_exit_code() == 0 ? 0 : kExitUsage;
+    if (parse_rc != 0) parse_error = e.what();
   }
+  if (job->size() > 1) {  // every rank parsed its own command line (files checked on its own machine): agree
+    const std::string failed = job->agree(parse_error);
+    if (!failed.empty()) {
+      if (job->leader() && parse_error.empty()) std::fprintf(stderr, "groak: %s\n", failed.c_str());
+      return kExitUsage;
+    }
+    if (parse_rc >= 0) return parse_rc;
+  }
+  if (job->size() > 1 && !(*logits || *gen || *bench))
+    return job->report(GroupError("only logits, generate and bench run as several ranks; run this command without mpirun"),
+                       kExitUsage);
 
   try {
-    if (*logits) return run_logits(la);
+    auto finished = [&](int rc) {
+      job->finish();
+      return rc;
+    };
+    if (*logits) return finished(run_logits(la, *job));
     if (*info) return run_info(info_model);
     if (*synth) return run_synth(preset, seed, synth_out);
     if (*tokenize) return run_tokenize(tok_path, pieces);
     if (*detokenize) return run_detokenize(tok_path);
-    if (*gen) return run_generate(ga);
+    if (*gen) return finished(run_generate(ga, *job));
     if (*conv) return run_convert(ca);
     if (*bench) {
       if (ba.opt.prompt == 0 && ba.opt.gen == 0) throw CLI::ValidationError("bench: -p and -n are both 0; nothing to measure");
-      return run_bench_cli(ba);
+      return finished(run_bench_cli(ba, *job));
     }
     if (*train) {
       train_tokenizer(corpus, tok_vocab, tok_out);
@@ -619,17 +661,10 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const CLI::ValidationError& e) {
-    std::fprintf(stderr, "groak: %s\n", e.what());
+    if (job->leader()) std::fprintf(stderr, "groak: %s\n", e.what());
     return kExitUsage;
-  } catch (const Error& e) {
-    std::fprintf(stderr, "groak: error: %s\n", e.what());
-    return kExitError;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "groak: error: out of memory\n");
-    return kExitError;
-  } catch (const std::exception& e) {  // a library's own exception (filesystem, json …): still a clear exit
-    std::fprintf(stderr, "groak: error: %s\n", e.what());
-    return kExitError;
+  } catch (const std::exception& e) {  // groak::Error, out of memory, a library's own (filesystem, json …): a clear exit
+    return job->report(e, kExitError);
   }
   return 0;
 }

@@ -8,6 +8,7 @@ PKGS=(
   libcli11-dev nlohmann-json3-dev        # CLI parsing, config.json
   libsentencepiece-dev sentencepiece     # tokenizer (library + trainer)
   libcpp-httplib-dev                     # server
+  openmpi-bin libopenmpi-dev             # tensor parallelism over several machines (mpirun)
   clang libclang-rt-14-dev               # libFuzzer targets (scripts/fuzz.sh)
   xz-utils                               # the shared fixture's GGUF is xz-compressed
   python3-numpy                          # only for cross-checks against ../shared/tools (skipped if absent)

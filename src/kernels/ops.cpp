@@ -14,8 +14,9 @@ constexpr size_t kMinParallelBytes = 64 * 1024;
 
 void parallel_for(Context& ctx, int64_t n, const std::function<void(int64_t, int)>& fn) { ctx.pool().run(n, fn); }
 
-void matmul(Context& ctx, const Matrix& w, const float* x, float* y, int64_t n_rows) {
+void matmul(Context& ctx, const Matrix& view, const float* x, float* y, int64_t n_rows) {
   assert(n_rows > 0 && n_rows <= kMaxProductRows);
+  const Matrix& w = view.resolve();
   const Kernels& k = ctx.kernels();
   MatmulArgs a;
   a.w = &w;

@@ -9,7 +9,7 @@ size_t element_bytes(const Matrix& m) { return m.format == WeightFormat::F32 ? 4
 }  // namespace
 
 Matrix Matrix::slice_out(int64_t o0, int64_t n) const {
-  assert(o0 >= 0 && n > 0 && o0 + n <= n_out);
+  assert(o0 >= 0 && n > 0 && o0 + n <= n_out && !packed);
   Matrix v = *this;
   v.row_stride = static_cast<int64_t>(stride());
   v.n_out = n;
@@ -27,7 +27,7 @@ Matrix Matrix::slice_out(int64_t o0, int64_t n) const {
 }
 
 Matrix Matrix::slice_in(int64_t i0, int64_t n) const {
-  assert(i0 >= 0 && n > 0 && i0 + n <= n_in);
+  assert(i0 >= 0 && n > 0 && i0 + n <= n_in && !packed);
   Matrix v = *this;
   v.row_stride = static_cast<int64_t>(stride());
   v.n_in = n;

@@ -25,6 +25,16 @@ enum class Layout : uint8_t {
   OutIn,  // [n_out][n_in]: row o = output unit o (GGUF, torch, the tied embedding table)
 };
 
+struct Matrix;
+
+// A matrix that a process packs into its own memory the first time it is used: a tensor-parallel rank's
+// strided slice of a file the other ranks share (model/shard.h says why). get() is thread-safe.
+class PackedOnUse {
+ public:
+  virtual ~PackedOnUse() = default;
+  virtual const Matrix& get() const = 0;
+};
+
 // A view of a weight matrix (or of a slice of one: slice_out/slice_in give views, never copies).
 struct Matrix {
   WeightFormat format = WeightFormat::F32;
@@ -37,6 +47,10 @@ struct Matrix {
   int64_t row_stride = 0;           // bytes from one stored row to the next (InOut: input rows, OutIn:
                                     // output rows); 0 = rows packed back to back
   int64_t scale_stride = 0;         // XaiInt8: bf16 elements from one scale row to the next; 0 = n_out
+  const PackedOnUse* packed = nullptr;  // set: multiply packed->get() (same shape and format), not this view
+
+  // The matrix a product reads: this view, or its packed copy.
+  const Matrix& resolve() const { return packed ? packed->get() : *this; }
 
   // Bytes of one stored element row as packed (no stride): n_out elements for InOut, n_in for OutIn.
   size_t packed_row_bytes() const {

@@ -3,7 +3,9 @@
 // router, moe/{linear,linear_v,linear_1}. Activations are f32; int8 weights are dequantised exactly
 // inside the kernels. Shapes: T tokens in this batch (any mix of sequences), d = emb_size,
 // hd = key_size, f = ffn_size, E = num_experts, S = positions a token sees (its position + 1).
-// Threads, SIMD and (later) ranks live behind ops.h; nothing here depends on them.
+// Threads and SIMD live behind ops.h, other processes behind ctx.comm() (tensor parallelism: with R
+// ranks each holds 1/R of the heads, of every expert's width and of the vocabulary rows, the config
+// gives the local sizes, and the reductions below add up the shares; in one process they do nothing).
 #include "model/grok.h"
 
 #include <algorithm>
@@ -144,11 +146,20 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   }
 
   // in_out_embed: h = E[token] · embedding_multiplier_scale.  h: [T, d] residual stream.
+  // The table holds rows [vocab_begin, vocab_begin + n_out); a token outside them is zero here and
+  // arrives with the reduction from the share that holds it.
   float* h = ws.h;
+  const Matrix& E = w.in_out_embed;
   parallel_for(ctx, T, [&](int64_t t, int) {
-    k.get_row(w.in_out_embed, batch.tokens[static_cast<size_t>(t)].token, h + t * d);
+    const int64_t row = batch.tokens[static_cast<size_t>(t)].token - w.vocab_begin;
+    if (row < 0 || row >= E.n_out) {
+      std::fill(h + t * d, h + (t + 1) * d, 0.f);
+      return;
+    }
+    k.get_row(E, row, h + t * d);
     for (int64_t i = 0; i < d; ++i) h[t * d + i] *= static_cast<float>(c.embedding_multiplier_scale);
   });
+  ctx.comm().all_reduce_sum(h, T * d);
 
   float *a = ws.a, *b = ws.b;  // [T, d] scratch
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -156,11 +167,13 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
     // h = h + rms_norm_1(attention(rms_norm(h)))
     rms_norm_rows(ctx, h, L.rms_norm, a, T, d, eps);
     attention(ctx, c, L, kv, l, batch, start, a, ws, b);
+    ctx.comm().all_reduce_sum(b, T * d);  // + the other heads' share of the output projection
     rms_norm_rows(ctx, b, L.rms_norm_1, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
     // h = h + rms_norm_3(moe(rms_norm_2(h)))
     rms_norm_rows(ctx, h, L.rms_norm_2, a, T, d, eps);
     moe(ctx, c, L, a, T, ws, b);
+    ctx.comm().all_reduce_sum(b, T * d);  // + the other shares of every expert's width
     rms_norm_rows(ctx, b, L.rms_norm_3, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
   }
@@ -172,8 +185,10 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   for (int64_t t = 0; t < T; ++t)
     if (batch.tokens[static_cast<size_t>(t)].logits) k.rms_norm(h + t * d, w.rms_norm.data(), a + (n++) * d, d, eps);
   if (n == 0) return;
-  matmul(ctx, w.lm_head, a, logits, n);  // [n, vocab]
-  for (int64_t i = 0; i < n * c.vocab_size; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);
+  const int64_t rows = w.lm_head.n_out;  // vocab, or this share's rows of it
+  matmul(ctx, w.lm_head, a, logits, n);  // [n, rows]
+  for (int64_t i = 0; i < n * rows; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);
+  ctx.comm().gather_columns(logits, n, rows);  // [n, vocab] where the sampling happens
 }
 
 std::string check_batch(const Model& model, const Batch& batch, const KVCache& kv, const Workspace& ws) {

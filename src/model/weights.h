@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/context.h"
 #include "kernels/tensor.h"
 #include "model/config.h"
 
@@ -29,8 +30,9 @@ struct LayerWeights {
 };
 
 struct Weights {
-  Matrix in_out_embed;          // one row per token: OutIn, n_in = d, n_out = vocab
+  Matrix in_out_embed;          // one row per token: OutIn, n_in = d, n_out = vocab (a rank's share: vocab / R)
   Matrix lm_head;               // output projection, OutIn [vocab rows of d]; Grok-1 ties it to in_out_embed
+  int64_t vocab_begin = 0;      // token id of in_out_embed's and lm_head's first row (0 unless sharded)
   std::vector<float> rms_norm;  // final norm [d]
   std::vector<LayerWeights> layers;  // numeric layer order
 };
@@ -52,6 +54,10 @@ struct Model {
   std::vector<TensorRecord> tensors;    // file order
   std::vector<std::string> warnings;    // settings of the file that groak overrides, for the user
   std::shared_ptr<const void> storage;  // owns the mappings
+  // Tensor parallelism (model/shard.h): this process holds share `shard_rank` of `shard_count`, and its
+  // config holds the local sizes (heads, expert width). `group` joins the shares; null in one process.
+  int shard_rank = 0, shard_count = 1;
+  std::shared_ptr<Communicator> group;
 
   uint64_t parameter_count() const;
   uint64_t weight_bytes_per_token() const;  // bytes read to decode one token (attention, top-k experts, LM head)

@@ -39,7 +39,7 @@ double macs_per_token(const Model& model) {
 
 BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   const Config& c = model.config;
-  Context ctx(opt.threads, opt.kernels);
+  Context ctx(opt.threads, opt.kernels, model.group);
   BenchResult res;
   res.threads = ctx.threads();
   res.kernels = ctx.kernels().name;
@@ -62,30 +62,47 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   if (opt.depth > 0) s.eval(past, logits, LogitRows::LastOnly);
   auto rewind = [&] { s.rewind(opt.depth); };
 
-  auto run_pp = [&] {
-    rewind();
+  // Seconds of each test and of its communication (tensor parallelism), over the measured repetitions.
+  struct Totals { double seconds = 0, comm = 0; int64_t all_reduces = 0; } pp_total, tg_total;
+  auto timed = [&](Totals& total, const auto& body) {
+    const CommStats c0 = ctx.comm().stats();
     const auto t0 = std::chrono::steady_clock::now();
-    s.eval(prompt, logits, LogitRows::LastOnly);
-    return static_cast<double>(opt.prompt) / since(t0);
+    body();
+    const double sec = since(t0);
+    const CommStats c1 = ctx.comm().stats();
+    total.seconds += sec;
+    total.comm += c1.reduce_seconds - c0.reduce_seconds;
+    total.all_reduces += c1.all_reduces - c0.all_reduces;
+    return sec;
   };
-  auto run_tg = [&] {
+  auto run_pp = [&](Totals& total) {
+    rewind();
+    return static_cast<double>(opt.prompt) / timed(total, [&] { s.eval(prompt, logits, LogitRows::LastOnly); });
+  };
+  auto run_tg = [&](Totals& total) {
     rewind();
     int32_t tok = pick(rng);
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < opt.gen; ++i) s.eval(std::span<const int32_t>(&tok, 1), logits, LogitRows::LastOnly);
-    return static_cast<double>(opt.gen) / since(t0);
+    return static_cast<double>(opt.gen) / timed(total, [&] {
+      for (int64_t i = 0; i < opt.gen; ++i) s.eval(std::span<const int32_t>(&tok, 1), logits, LogitRows::LastOnly);
+    });
   };
 
   // One warm-up of each test: pages of the mapped weights come into memory, caches and pools settle.
-  if (opt.prompt > 0) run_pp();
-  if (opt.gen > 0) run_tg();
+  Totals warm;
+  if (opt.prompt > 0) run_pp(warm);
+  if (opt.gen > 0) run_tg(warm);
   std::vector<double> pp, tg;
   for (int r = 0; r < opt.reps; ++r) {
-    if (opt.prompt > 0) pp.push_back(run_pp());
-    if (opt.gen > 0) tg.push_back(run_tg());
+    if (opt.prompt > 0) pp.push_back(run_pp(pp_total));
+    if (opt.gen > 0) tg.push_back(run_tg(tg_total));
   }
   res.pp = stat_of(pp);
   res.tg = stat_of(tg);
+  if (pp_total.seconds > 0) res.pp_comm_share = pp_total.comm / pp_total.seconds;
+  if (tg_total.seconds > 0) {
+    res.tg_comm_share = tg_total.comm / tg_total.seconds;
+    res.tg_all_reduces_per_token = static_cast<double>(tg_total.all_reduces) / static_cast<double>(opt.gen * opt.reps);
+  }
   if (opt.probes) {
     res.read_gbs = probe_read_bandwidth(ctx.pool());
     res.fma_gmacs = probe_fma_gmacs(ctx.pool());

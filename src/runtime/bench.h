@@ -33,6 +33,9 @@ struct BenchResult {
   double macs_per_prompt_token = 0; // multiply-adds of the matrix products per prompt token
   double read_gbs = 0;              // probe: read bandwidth of this machine, all threads
   double fma_gmacs = 0;             // probe: peak f32 multiply-adds per second, all threads
+  // Tensor parallelism (rank 0's view): share of the test's time spent in all-reduces and gathers
+  // (waiting for slower ranks included), and all-reduces per decoded token.
+  double pp_comm_share = 0, tg_comm_share = 0, tg_all_reduces_per_token = 0;
 };
 
 BenchResult run_bench(const Model& model, const BenchOptions& opt);

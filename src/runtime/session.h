@@ -13,6 +13,7 @@
 #include "model/grok.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
+#include "runtime/follow.h"
 
 namespace groak {
 
@@ -25,9 +26,14 @@ class Session {
   // threads: 0 = every core. The session owns its engine context.
   Session(const Model& model, int64_t context = 0, const Kernels& kernels = fast_kernels(), int threads = 0,
           int64_t batch = kDefaultBatch, KvType cache_type = KvType::F32);
-  // Runs in a context owned by the caller (shared by several sessions, one at a time).
+  // Runs in a context owned by the caller (shared by several sessions, one at a time). A sharded model
+  // (model.group set) needs a context on that communicator.
   Session(const Model& model, Context& ctx, int64_t context = 0, int64_t batch = kDefaultBatch,
           KvType cache_type = KvType::F32);
+  // On rank 0 of a sharded model, the other ranks make and drop a session alongside (runtime/follow.h).
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   // Runs tokens (a prompt, or one decode token) and returns logits: [T, vocab] for LogitRows::All,
   // [vocab] for LogitRows::LastOnly.
@@ -40,6 +46,11 @@ class Session {
   void reset() { cache_.set_length(0, 0); }
   // Forgets every position from n on (n ≤ position()); the next token goes to position n.
   void rewind(int64_t n) { cache_.set_length(0, std::min(n, position())); }
+  // One forward pass of a batch that follows the rule of batch.h against this session's cache; writes
+  // [batch.n_logits(), vocab] logits. Throws groak::Error naming what is wrong with the batch.
+  void forward(const Batch& batch, float* logits);
+  // Sets sequence seq's cache length (a follower rank mirrors rank 0's cache before each pass).
+  void set_length(int64_t seq, int64_t n) { cache_.set_length(seq, n); }
   const Model& model() const { return model_; }
   Context& ctx() { return *ctx_; }
 
@@ -47,6 +58,7 @@ class Session {
   const Model& model_;
   std::unique_ptr<Context> owned_;
   Context* ctx_;
+  void open();  // tells the other ranks (rank 0 of a sharded model)
   KVCache cache_;
   Workspace ws_;
   Batch batch_;

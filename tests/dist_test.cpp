@@ -1,0 +1,321 @@
+// Tensor parallelism (model/shard.h, runtime/follow.h, dist/job.h): a model split over R ranks gives the
+// golden logits of one process, with exactly the reductions docs/distributed.md counts. The first tests
+// run the ranks as threads of this process (a shared-memory communicator: no MPI needed); the others run
+// the groak CLI under `mpirun -np 2 --oversubscribe` on this machine and skip without mpirun.
+#include <barrier>
+#include <cstring>
+#include <thread>
+
+#include "model/loader.h"
+#include "model/shard.h"
+#include "runtime/follow.h"
+#include "runtime/session.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace groak::test {
+
+namespace {
+
+constexpr double kGoldenTolerance = 2e-5;  // the bar of golden_test.cpp: max|Δ| / max|golden|
+
+// R ranks as threads: every call meets the others at a barrier and reads their slots.
+class ThreadGroup {
+ public:
+  explicit ThreadGroup(int n) : n_(n), barrier_(n), slots_(static_cast<size_t>(n)) {}
+
+  class Member final : public Communicator {
+   public:
+    Member(ThreadGroup& g, int rank) : g_(g), rank_(rank) {}
+    int rank() const override { return rank_; }
+    int size() const override { return g_.n_; }
+    void all_reduce_sum(float* x, int64_t n) override {
+      put(x, n * 4);
+      std::vector<float> sum(static_cast<size_t>(n), 0.f);
+      for (int r = 0; r < g_.n_; ++r) {  // rank order on every rank: the same bits everywhere
+        const float* p = reinterpret_cast<const float*>(g_.slots_[static_cast<size_t>(r)].data());
+        for (int64_t i = 0; i < n; ++i) sum[static_cast<size_t>(i)] += p[i];
+      }
+      g_.barrier_.arrive_and_wait();
+      std::memcpy(x, sum.data(), static_cast<size_t>(n) * 4);
+      ++stats_.all_reduces;
+      stats_.all_reduce_floats += n;
+    }
+    void gather_columns(float* x, int64_t rows, int64_t cols) override {
+      put(x, rows * cols * 4);
+      if (rank_ == 0)
+        for (int r = 0; r < g_.n_; ++r)
+          for (int64_t i = 0; i < rows; ++i)
+            std::memcpy(x + (i * g_.n_ + r) * cols, g_.slots_[static_cast<size_t>(r)].data() + i * cols * 4,
+                        static_cast<size_t>(cols) * 4);
+      g_.barrier_.arrive_and_wait();
+      ++stats_.gathers;
+      stats_.gather_floats += rows * cols;
+    }
+    void broadcast(void* data, size_t bytes) override {
+      put(data, static_cast<int64_t>(rank_ == 0 ? bytes : 0));
+      if (rank_ != 0) std::memcpy(data, g_.slots_[0].data(), bytes);
+      g_.barrier_.arrive_and_wait();
+      ++stats_.broadcasts;
+    }
+    std::vector<std::string> gather_text(const std::string& text) override {
+      put(text.data(), static_cast<int64_t>(text.size()));
+      std::vector<std::string> all;
+      for (int r = 0; rank_ == 0 && r < g_.n_; ++r)
+        all.emplace_back(g_.slots_[static_cast<size_t>(r)].begin(), g_.slots_[static_cast<size_t>(r)].end());
+      g_.barrier_.arrive_and_wait();
+      return all;
+    }
+    CommStats stats() const override { return stats_; }
+
+   private:
+    // Publishes this rank's bytes and waits until every rank has.
+    void put(const void* p, int64_t bytes) {
+      auto& slot = g_.slots_[static_cast<size_t>(rank_)];
+      slot.assign(static_cast<const char*>(p), static_cast<const char*>(p) + bytes);
+      g_.barrier_.arrive_and_wait();
+    }
+    ThreadGroup& g_;
+    int rank_;
+    CommStats stats_;
+  };
+
+ private:
+  int n_;
+  std::barrier<> barrier_;
+  std::vector<std::vector<char>> slots_;
+};
+
+// tiny-a split over R thread-ranks: rank 0 runs `lead` with its share, the others follow.
+void run_sharded(int R, const std::function<void(const Model&, Context&)>& lead) {
+  ThreadGroup group(R);
+  std::vector<Model> shares;
+  for (int r = 0; r < R; ++r) {
+    shares.push_back(load_model(fixture_dir()));
+    shard_model(shares.back(), r, R);
+    shares.back().group = std::make_shared<ThreadGroup::Member>(group, r);
+  }
+  std::vector<std::thread> followers;
+  for (int r = 1; r < R; ++r)
+    followers.emplace_back([&, r] {
+      Context ctx(1, nullptr, shares[static_cast<size_t>(r)].group);
+      follow(shares[static_cast<size_t>(r)], ctx);
+    });
+  {
+    Context ctx(1, nullptr, shares[0].group);
+    lead(shares[0], ctx);
+    release_followers(ctx.comm());
+  }
+  for (auto& t : followers) t.join();
+}
+
+}  // namespace
+
+TEST(Shard, TwoThreadRanksGiveTheGoldenLogitsWithTheCountedReductions) {
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/logits.f32");
+  const auto tokens = read_tokens(fixture_dir() + "/tokens.txt");
+  const auto golden = read_f32(fixture_dir() + "/logits.f32");
+  const Config c = load_model(fixture_dir()).config;
+  const int64_t T = static_cast<int64_t>(tokens.size()), V = c.vocab_size, L = c.num_layers, d = c.emb_size;
+  std::vector<float> full, inc, row;
+  CommStats full_stats, inc_stats;
+  run_sharded(2, [&](const Model& m, Context& ctx) {
+    EXPECT_EQ(m.config.num_kv_heads, c.num_kv_heads / 2);
+    EXPECT_EQ(m.config.ffn_size(), c.ffn_size() / 2);
+    {
+      Session s(m, ctx, T);
+      s.eval(tokens, full, LogitRows::All);
+    }
+    full_stats = ctx.comm().stats();
+    Session s(m, ctx, T);
+    for (int64_t t = 0; t < T; ++t) {
+      s.eval(std::span<const int32_t>(&tokens[static_cast<size_t>(t)], 1), row, LogitRows::LastOnly);
+      inc.insert(inc.end(), row.begin(), row.end());
+    }
+    inc_stats = ctx.comm().stats();
+  });
+  for (const auto& [name, logits] : {std::pair{"full", &full}, std::pair{"incremental", &inc}}) {
+    const double err = max_rel_err(*logits, golden);
+    std::printf("[2 thread-ranks, %s] tiny-a max rel err %.3g (bar %.0e)\n", name, err, kGoldenTolerance);
+    EXPECT_LT(err, kGoldenTolerance) << name;
+    EXPECT_EQ(argmax_rows(*logits, V), argmax_rows(golden, V)) << name;
+  }
+  // Per pass: the embedding, then attention and MoE of every layer: 1 + 2L all-reduces of [T, d]; one
+  // gather of this rank's V/2 logit columns per token that wants logits.
+  EXPECT_EQ(full_stats.all_reduces, 1 + 2 * L);
+  EXPECT_EQ(full_stats.all_reduce_floats, (1 + 2 * L) * T * d);
+  EXPECT_EQ(full_stats.gathers, 1);
+  EXPECT_EQ(full_stats.gather_floats, T * V / 2);
+  EXPECT_EQ(inc_stats.all_reduces - full_stats.all_reduces, T * (1 + 2 * L));
+  EXPECT_EQ(inc_stats.all_reduce_floats - full_stats.all_reduce_floats, T * (1 + 2 * L) * d);
+  EXPECT_EQ(inc_stats.gathers - full_stats.gathers, T);
+}
+
+TEST(Shard, FollowersMirrorRewindsAndSessions) {
+  // Rank 0 rewinds its cache and runs two sessions; the followers' caches follow the lengths it sends.
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/ckpt-0");
+  const auto tokens = read_tokens(fixture_dir() + "/tokens.txt");
+  Model one = load_model(fixture_dir());
+  std::vector<float> want, got, other;
+  Session ref(one, 16);
+  ref.eval(std::span<const int32_t>(tokens.data(), 6), want, LogitRows::All);
+  run_sharded(2, [&](const Model& m, Context& ctx) {
+    Session a(m, ctx, 16), b(m, ctx, 16);
+    a.eval(std::span<const int32_t>(tokens.data(), 9), got, LogitRows::All);
+    b.eval(std::span<const int32_t>(tokens.data() + 3, 2), other, LogitRows::All);
+    a.rewind(2);  // forget positions 2… and run them again
+    std::vector<float> head(got.begin(), got.begin() + 2 * m.config.vocab_size);
+    a.eval(std::span<const int32_t>(tokens.data() + 2, 4), got, LogitRows::All);
+    got.insert(got.begin(), head.begin(), head.end());
+  });
+  EXPECT_LT(max_rel_err(got, want), 1e-5);
+  EXPECT_EQ(argmax_rows(got, one.config.vocab_size), argmax_rows(want, one.config.vocab_size));
+}
+
+TEST(Shard, RanksThatDoNotDivideTheKvHeadsAreRefused) {
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/ckpt-0");
+  Model m = load_model(fixture_dir());  // 2 kv heads
+  error_of([&] { shard_model(m, 0, 3); }, {"3 ranks do not divide num_kv_heads (2)", "run with 1, 2 ranks"});
+  error_of([&] { shard_model(m, 3, 2); }, {"rank 3 of 2"});
+}
+
+TEST(Shard, ContiguousSlicesStayViewsStridedOnesArePacked) {
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/ckpt-0");
+  Model m = load_model(fixture_dir());
+  const ShardReport rep = shard_model(m, 1, 2);
+  const Weights& w = m.weights;
+  // xAI [in, out]: cut by output (query, linear, linear_v) is strided; by input (attention linear,
+  // linear_1) and the table's vocabulary rows are contiguous.
+  EXPECT_NE(w.layers[0].query.packed, nullptr);
+  EXPECT_NE(w.layers[0].moe_linear.expert(3).packed, nullptr);
+  EXPECT_EQ(w.layers[0].linear.packed, nullptr);
+  EXPECT_EQ(w.layers[0].moe_linear_1.expert(3).packed, nullptr);
+  EXPECT_EQ(w.in_out_embed.packed, nullptr);
+  EXPECT_EQ(w.vocab_begin, m.config.vocab_size / 2);
+  EXPECT_GT(rep.packed_bytes, 0u);
+  EXPECT_GE(rep.packed_page_bytes, rep.packed_bytes);
+  // A packed copy holds the same numbers as its view: row 5 of expert 3's linear, element by element.
+  const Matrix& view = w.layers[0].moe_linear.expert(3);
+  const Matrix& packed = view.resolve();
+  EXPECT_EQ(packed.row_stride, 0);
+  EXPECT_EQ(std::memcmp(packed.data + 5 * packed.stride(), view.data + 5 * view.stride(), view.packed_row_bytes()), 0);
+}
+
+// ---- the CLI under mpirun ---------------------------------------------------------------------------
+
+namespace {
+
+#define GROAK_REQUIRE_MPIRUN()                                                                                 \
+  do {                                                                                                         \
+    if (!GROAK_WITH_MPI) GTEST_SKIP() << "groak was built without MPI (scripts/setup.sh installs libopenmpi-dev); skipped"; \
+    if (run_command("command -v " + mpirun() + " >/dev/null") != 0)                                           \
+      GTEST_SKIP() << "needs mpirun (scripts/setup.sh installs openmpi-bin); skipped";                          \
+  } while (0)
+
+std::string mpirun() { return std::string(MPIEXEC).empty() ? "mpirun" : MPIEXEC; }
+
+// mpirun -np R on this machine as root (CI), ranks unbound (groak has its own threads); a time limit so
+// that a hang fails instead of blocking the suite. Under ASan, Open MPI keeps its plugins loaded and the
+// slow unwinder names them, so that tests/lsan_mpi.supp can tell Open MPI's own leaks from groak's.
+// Followed by the program to run.
+std::string mpirun_prefix(int R) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none "
+         "OMPI_MCA_mca_base_component_disable_dlclose=1 PMIX_MCA_mca_base_component_disable_dlclose=1 "
+         "ASAN_OPTIONS=${ASAN_OPTIONS}:fast_unwind_on_malloc=0 LSAN_OPTIONS=suppressions=" +
+         std::string(GROAK_SOURCE_DIR) + "/tests/lsan_mpi.supp timeout 300 " + mpirun() + " -np " + std::to_string(R) +
+         " --oversubscribe --bind-to none ";
+}
+std::string mpirun_groak(int R, const std::string& args) { return mpirun_prefix(R) + GROAK_BIN + " " + args; }
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The number after "label " in text; -1 when absent.
+long long number_after(const std::string& text, const std::string& label) {
+  const size_t at = text.find(label + " ");
+  if (at == std::string::npos) return -1;
+  return std::atoll(text.c_str() + at + label.size() + 1);
+}
+
+}  // namespace
+
+TEST(Mpi, TwoRanksGiveTheGoldenLogitsAndCountTheirReductions) {
+  GROAK_REQUIRE_MPIRUN();
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/logits.f32");
+  const auto golden = read_f32(fixture_dir() + "/logits.f32");
+  const Config c = load_model(fixture_dir()).config;
+  const int64_t T = static_cast<int64_t>(read_tokens(fixture_dir() + "/tokens.txt").size());
+  const int64_t L = c.num_layers, V = c.vocab_size;
+  TempDir tmp;
+  for (const std::string mode : {"full", "incremental"}) {
+    std::string out;
+    ASSERT_EQ(run_command(mpirun_groak(2, "logits -t 1 --model " + fixture_dir() + " --tokens-file " + fixture_dir() +
+                                              "/tokens.txt --mode " + mode + " --out " + tmp / "l.f32"), &out), 0) << out;
+    const auto logits = read_f32(tmp / "l.f32");
+    const double err = max_rel_err(logits, golden);
+    std::printf("[mpirun -np 2, %s] tiny-a max rel err %.3g (bar %.0e)\n", mode.c_str(), err, kGoldenTolerance);
+    EXPECT_LT(err, kGoldenTolerance) << out;
+    EXPECT_EQ(argmax_rows(logits, V), argmax_rows(golden, V));
+    // Rank 0's counts: 1 + 2L all-reduces per pass (a pass per token in incremental mode), one gather of
+    // its V/2 logit columns per token.
+    const int64_t passes = mode == "full" ? 1 : T;
+    const std::string r0 = out.substr(out.find("rank 0 ("));
+    EXPECT_EQ(number_after(r0, "all-reduces"), passes * (1 + 2 * L)) << out;
+    EXPECT_EQ(number_after(r0, "gathers"), passes) << out;
+    EXPECT_NE(out.find("gathers " + std::to_string(passes) + " (" + std::to_string(T * V / 2) + " floats)"),
+              std::string::npos) << out;
+    EXPECT_NE(out.find("rank 1 ("), std::string::npos) << "rank 1 reports its memory and counts\n" << out;
+  }
+}
+
+TEST(Mpi, GreedyGenerateGivesTheTextOfOneProcess) {
+  GROAK_REQUIRE_MPIRUN();
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/ckpt-0");
+  TempDir tmp;
+  train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 512, tmp / "tok.model");
+  const std::string args = "generate -t 1 --model " + fixture_dir() + " --tokenizer " + tmp / "tok.model" +
+                           " -p 'The quick brown fox' -n 24 --temp 0 --ignore-eos";
+  std::string log;
+  ASSERT_EQ(run_command("{ " + std::string(GROAK_BIN) + " " + args + " > " + tmp / "one.txt; }", &log), 0) << log;
+  ASSERT_EQ(run_command("{ " + mpirun_groak(2, args) + " > " + tmp / "two.txt; }", &log), 0) << log;
+  const std::string one = read_text(tmp / "one.txt"), two = read_text(tmp / "two.txt");
+  EXPECT_GT(one.size(), 10u);
+  EXPECT_EQ(two, one) << "stdout of rank 0 (the other ranks print nothing)";
+}
+
+TEST(Mpi, RanksThatDoNotDivideTheKvHeadsGetOneClearError) {
+  GROAK_REQUIRE_MPIRUN();
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/ckpt-0");
+  TempDir tmp;
+  std::string out;
+  EXPECT_EQ(run_command(mpirun_groak(3, "logits -t 1 --model " + fixture_dir() + " --tokens 1,2,3 --out " + tmp / "l.f32"),
+                        &out), 1) << out;
+  const std::string needle = "3 ranks do not divide num_kv_heads (2)";
+  const size_t at = out.find(needle);
+  ASSERT_NE(at, std::string::npos) << out;
+  EXPECT_EQ(out.find(needle, at + 1), std::string::npos) << "reported once, by rank 0:\n" << out;
+  EXPECT_NE(out.find("rank 0 ("), std::string::npos) << "names the ranks and hosts:\n" << out;
+  EXPECT_NE(out.find("rank 2 ("), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(tmp / "l.f32"));
+}
+
+TEST(Mpi, ARankThatDiesEndsTheJob) {
+  GROAK_REQUIRE_MPIRUN();
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/ckpt-0");
+  // Rank 1 is killed a second into a long bench; the job must end (not hang) with a failure that says so.
+  const std::string script = std::string(GROAK_BIN) + " bench -t 1 --no-probes -p 0 -n 4000 -r 1000 --model " + fixture_dir();
+  std::string out;
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = run_command(mpirun_prefix(2) + "sh -c '[ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && (sleep 1; kill -9 $$) & exec " +
+                                 script + "'", &out);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_NE(rc, 124) << "the job hung until the time limit:\n" << out;
+  EXPECT_LT(seconds, 120) << out;
+  EXPECT_NE(out.find("signal 9"), std::string::npos) << "mpirun names the killed rank:\n" << out;
+}
+
+}  // namespace groak::test
