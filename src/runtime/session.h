@@ -41,6 +41,9 @@ class Session {
   // Forgets every position from n on (n ≤ position()); the next token goes to position n.
   void rewind(int64_t n) { cache_.set_length(0, std::min(n, position())); }
   const Model& model() const { return model_; }
+  // The first layer whose output held NaN/Inf in any evaluation so far; -1 if none.
+  int64_t first_nonfinite_layer() const { return ws_.first_nonfinite_layer; }
+  size_t scratch_bytes() const { return ws_.bytes(); }  // fixed by the batch and context, not the prompt
   Context& ctx() { return *ctx_; }
 
  private:
