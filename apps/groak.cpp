@@ -774,9 +774,9 @@ int main(int argc, char** argv) {
   gen->add_option("--top-k", sp.top_k, "keep the k most probable tokens; 0 = off")->capture_default_str()
       ->check(number_in(0, 1 << 30, "a whole number from 0 (off) to 2^30"));
   gen->add_option("--top-p", sp.top_p, "nucleus: smallest set with mass above p (official semantics); 1 = off")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()->check(number_in(0, 1, "between 0 and 1 (1 = off)"));
   gen->add_option("--min-p", sp.min_p, "drop tokens below min_p x the top probability; 0 = off")->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0, 1, "between 0 (off) and 1"));
   gen->add_option("--repeat-penalty", sp.repeat_penalty, "penalty for recently seen tokens; 1 = off")
       ->capture_default_str()->check(number_in(1e-6, 1e6, "between 1e-6 and 1e6 (1 = off)"));
   gen->add_option("--repeat-last-n", sp.repeat_last_n, "how many recent tokens the penalty looks at; -1 = all")
