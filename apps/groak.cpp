@@ -662,6 +662,7 @@ int run_bench_cli(BenchArgs& a) {
       std::printf(" = %.0f %% of the %.1f GMAC/s f32 FMA peak measured in this run", 100 * gmacs / r.fma_gmacs, r.fma_gmacs);
     std::printf("\n");
   }
+  check_stdout();
   return 0;
 }
 

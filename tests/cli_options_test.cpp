@@ -3,6 +3,7 @@
 #include <cmath>
 #include <regex>
 
+#include "io/gguf.h"
 #include "test_util.h"
 
 namespace groak::test {
@@ -113,6 +114,38 @@ TEST_F(CliModel, GenerateReportsStdoutWriteErrors) {
     EXPECT_EQ(run_command("{ " + gen("-p 'The model' -n 4 --ignore-eos") + redirect + "; }", &out), 1) << redirect << out;
     EXPECT_NE(out.find("writing to standard output failed"), std::string::npos) << out;
   }
+}
+
+// NaN in a weight: `info` names the tensor, loading warns about a damaged norm, and generation stops with
+// an error naming the layer instead of printing garbage with exit 0.
+TEST_F(CliModel, NonFiniteWeightsAreNamed) {
+  const std::string f32 = *dir_ / "nan.gguf";
+  std::string out;
+  ASSERT_EQ(run_command(groak() + " convert --model " + model() + " --type f32 --out " + f32, &out), 0) << out;
+  auto poison = [&](const char* tensor, uint64_t element) {
+    uint64_t at = 0;
+    {
+      GgufFile g = GgufFile::open(f32);
+      at = g.tensor(tensor).file_offset + element * 4;
+    }
+    const float nan = std::nanf("");
+    std::fstream f(f32, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(reinterpret_cast<const char*>(&nan), 4);
+  };
+  poison("blk.1.attn_v.weight", 7);
+  ASSERT_EQ(run_command(groak() + " info --model " + f32, &out), 0) << out;
+  EXPECT_NE(out.find("NaN/Inf found"), std::string::npos) << out;
+  EXPECT_NE(out.find("layer 1 value: 1 NaN/Inf"), std::string::npos) << out;
+  EXPECT_EQ(run_command(groak() + " generate --model " + f32 + " -p 'The model' -n 2 --tokenizer " + model() +
+                            "/tokenizer.model", &out), 1) << out;
+  EXPECT_NE(out.find("non-finite logits"), std::string::npos) << out;
+  EXPECT_NE(out.find("layer 1"), std::string::npos) << out;
+  // A norm is scanned at every load: a warning before anything runs.
+  poison("blk.0.ffn_norm.weight", 0);
+  EXPECT_EQ(run_command(groak() + " logits --model " + f32 + " --tokens 1 --out " + (*dir_ / "nan.f32"), &out), 0) << out;
+  EXPECT_NE(out.find("warning"), std::string::npos) << out;
+  EXPECT_NE(out.find("layer 0 rms_norm_2: 1 NaN/Inf"), std::string::npos) << out;
 }
 
 // A temperature so small that logits overflow is greedy, not NaN weights picking the least likely token.
