@@ -60,7 +60,7 @@ CLI::Validator number_in(double lo, double hi, const std::string& allowed) {
         if (used == 0 || used != v.size() || !(x >= lo && x <= hi)) return "must be " + allowed + "; got '" + v + "'";
         return {};
       },
-      allowed);
+      "");  // the option's help says what is allowed; the message above says it on error
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {

@@ -171,8 +171,6 @@ TEST_F(GenerateTinyA, NoTokenLimitRunsToTheEndOfTheContext) {
 
 // A tokenizer with fewer pieces than the vocabulary is refused before anything runs.
 TEST_F(GenerateTinyA, TokenizerSmallerThanTheVocabularyIsRefused) {
-  GROAK_REQUIRE_SHARED(shared_dir() + "/grok-1/tokenizer.model");
-  Config c = model_->config;
   train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 400, tmp_ / "small.model");
   const Tokenizer small = Tokenizer::load(tmp_ / "small.model");
   Session s(*model_);
