@@ -122,6 +122,8 @@ int main(int argc, char** argv) {
       deep += '\0';  // BINGET 0
       deep += "a.";
       write(out / "fuzz_xai_pickle" / "deep_nesting", std::vector<uint8_t>(deep.begin(), deep.end()));
+      const std::string deeper = "\x80\x04N" + std::string(200000, '\x85') + ".";  // issue 9's 200 KB case
+      write(out / "fuzz_xai_pickle" / "deeper_than_the_cap", std::vector<uint8_t>(deeper.begin(), deeper.end()));
     }
 
     // torch.save archives: a plain dict in torch's zip layout, an OrderedDict with every size in ZIP64 fields
