@@ -350,6 +350,18 @@ Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& mo
   return Tokenizer::load(found);
 }
 
+// Files an output may never replace: the model's own and the tokenizer the command reads (given or found).
+std::vector<std::string> input_files(const Model& m, const std::string& tokenizer_arg, const std::string& model_path) {
+  std::vector<std::string> in = m.files;
+  if (!tokenizer_arg.empty()) {
+    in.push_back(tokenizer_arg);
+  } else if (!is_gguf_file(model_path)) {
+    const std::string found = find_tokenizer(model_path, nullptr);
+    if (!found.empty()) in.push_back(found);
+  }
+  return in;
+}
+
 int run_tokenize(const std::string& tok_path, bool pieces) {
   Tokenizer tok = Tokenizer::load(tok_path);
   std::vector<int32_t> ids = tok.encode(read_stdin());
@@ -416,8 +428,7 @@ int run_convert(const ConvertArgs& a) {
   InterruptHandler interrupts;
   auto t0 = std::chrono::steady_clock::now();
   Model m = load_with_progress(a.model);
-  opt.inputs = m.files;
-  if (!a.tokenizer.empty()) opt.inputs.push_back(a.tokenizer);
+  opt.inputs = input_files(m, a.tokenizer, a.model);
   std::optional<VocabSpec> vocab;
   if (a.tokenizer.empty() && is_gguf_file(a.model)) {
     vocab = gguf_vocab(GgufFile::open(a.model));
@@ -571,7 +582,7 @@ int run_perplexity(const PerplexityArgs& a) {
   std::string save_path;
   std::ofstream save;
   if (!a.kld_base.empty() && !a.kld) {
-    std::vector<std::string> inputs = m.files;
+    std::vector<std::string> inputs = input_files(m, a.tokenizer, a.model);
     if (!a.file.empty() && a.file != "-") inputs.push_back(a.file);
     save_path = checked_output_path(a.kld_base, inputs);
     save.open(save_path + ".tmp", std::ios::binary | std::ios::trunc);

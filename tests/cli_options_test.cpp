@@ -121,6 +121,18 @@ TEST_F(CliModel, EchoEscapesSeedAndGrammar) {
   EXPECT_EQ(std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>()), again);
 }
 
+// The tokenizer a command finds beside the model is one of its inputs too.
+TEST_F(CliModel, ConvertNeverOverwritesTheTokenizerItFound) {
+  const std::string tok = model() + "/tokenizer.model";
+  std::ifstream in(tok, std::ios::binary);
+  const std::string before((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string out;
+  EXPECT_EQ(run_command(groak() + " convert --model " + model() + " --type f32 --out " + tok, &out), 1) << out;
+  EXPECT_NE(out.find("one of this command's inputs"), std::string::npos) << out;
+  std::ifstream again(tok, std::ios::binary);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>()), before);
+}
+
 // generate's stdout failing (a full disk, a closed stdout) is an error, not exit 0 with the text lost.
 TEST_F(CliModel, GenerateReportsStdoutWriteErrors) {
   for (const std::string redirect : {" > /dev/full", " >&-"}) {
