@@ -2,7 +2,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -14,16 +16,20 @@
 
 #include <atomic>
 #include <optional>
+#include <random>
 #include <csignal>
 
+#include "model/check.h"
 #include "model/loader.h"
 #include "runtime/bench.h"
 #include "runtime/generate.h"
+#include "runtime/perplexity.h"
 #include "runtime/session.h"
 #include "synth/synth.h"
 #include "convert/convert.h"
 #include "dist/job.h"
 #include "io/gguf.h"
+#include "io/output_file.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_model.h"
@@ -36,9 +42,27 @@ namespace {
 
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
 constexpr const char* kModelHelp =
     "model: xAI checkpoint (the folder holding ckpt-0/, or ckpt-0/ itself), a .gguf file (any part of a split "
     "set) or a Hugging Face folder (config.json + safetensors or torch.save pytorch_model*.bin, single or sharded)";
+
+// A number option's check with a message a person can read ("between 0 and 1e6", not 309 digits).
+CLI::Validator number_in(double lo, double hi, const std::string& allowed) {
+  return CLI::Validator(
+      [lo, hi, allowed](std::string& v) -> std::string {
+        size_t used = 0;
+        double x = 0;
+        try {
+          x = std::stod(v, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != v.size() || !(x >= lo && x <= hi)) return "must be " + allowed + "; got '" + v + "'";
+        return {};
+      },
+      "");  // the option's help says what is allowed; the message above says it on error
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -81,9 +105,56 @@ class ProgressBar {
   bool shown_ = false;
 };
 
+// ---- Ctrl-C and SIGTERM ----------------------------------------------------------------------------
+// The first signal sets a flag that long jobs poll at safe points (a prompt chunk, a decoded token, a
+// written block, a loaded file): they stop, remove partial output and exit 130. A second one exits at once.
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_interrupt(int) {
+  if (g_interrupted.exchange(true)) std::_Exit(kExitInterrupted);
+}
+
+// Installed for the whole of a command that writes files or runs the model (before loading).
+class InterruptHandler {
+ public:
+  InterruptHandler() {
+    old_int_ = std::signal(SIGINT, on_interrupt);
+    old_term_ = std::signal(SIGTERM, on_interrupt);
+  }
+  ~InterruptHandler() {
+    std::signal(SIGINT, old_int_);
+    std::signal(SIGTERM, old_term_);
+  }
+  InterruptHandler(const InterruptHandler&) = delete;
+  InterruptHandler& operator=(const InterruptHandler&) = delete;
+
+ private:
+  void (*old_int_)(int);
+  void (*old_term_)(int);
+};
+
+// Thrown at a safe point after Ctrl-C; main() says so and exits 130 (the unwinding removes .tmp files).
+struct Interrupted : Error {
+  Interrupted() : Error("interrupted") {}
+};
+void check_interrupt() {
+  if (g_interrupted.load()) throw Interrupted();
+}
+
+// Standard output failing (a full disk, a closed pipe) is an error of the command, not a silent success.
+void check_stdout() {
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    throw Error(std::string("writing to standard output failed (") + std::strerror(errno) +
+                "); is the disk full or the reading end of the pipe closed?");
+}
+void write_stdout(const std::string& text) {
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) check_stdout();
+}
+
 Model load_with_progress(const std::string& path) {
   ProgressBar bar("loading", uint64_t{1} << 30);
   Model m = load_model(path, [&](size_t files_done, size_t files_total, uint64_t done, uint64_t total) {
+    check_interrupt();
     bar.update(done, total, "(" + std::to_string(files_done) + "/" + std::to_string(files_total) + " files)");
   });
   bar.finish();
@@ -109,12 +180,23 @@ std::vector<int32_t> parse_token_list(const std::string& text, const std::string
     ids.push_back(static_cast<int32_t>(v));
     item.clear();
   };
+  bool after_comma = true;  // "1,,2", ",1" and "1," have an empty item: a typo, not a list
   for (char ch : text) {
-    if (ch == ',' || std::isspace(static_cast<unsigned char>(ch)))
+    if (ch == ',') {
+      if (item.empty() && after_comma)
+        throw CLI::ValidationError(origin, "empty item in the token list (two commas, or one at an end); write e.g. 1,2,3");
       flush();
-    else
+      after_comma = true;
+    } else if (std::isspace(static_cast<unsigned char>(ch))) {
+      if (!item.empty()) after_comma = false;
+      flush();
+    } else {
       item += ch;
+      after_comma = false;
+    }
   }
+  if (item.empty() && after_comma && !ids.empty())
+    throw CLI::ValidationError(origin, "empty item in the token list (a comma at the end); write e.g. 1,2,3");
   flush();
   if (ids.empty()) throw CLI::ValidationError(origin, "no token ids given");
   return ids;
@@ -126,25 +208,6 @@ std::string read_file_text(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-// Writes via a temporary name so that a failed run never leaves a truncated file behind.
-void write_file_atomic(const std::string& path, const void* data, size_t bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path + ": cannot create the output file");
-    out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
-    out.flush();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw Error(path + ": write failed (disk full?)");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error(path + ": cannot rename the output into place (" + ec.message() + ")");
 }
 
 // ---- groak logits ---------------------------------------------------------------------------------
@@ -170,6 +233,7 @@ const Kernels& kernels_named(const std::string& name) {
 
 int run_logits(const LogitsArgs& a, Job& job) {
   std::vector<int32_t> tokens;  // rank 0 reads them; other ranks (mpirun) only need their share of the model
+  InterruptHandler interrupts;  // before loading: Ctrl-C ends a long load or evaluation cleanly
   auto t0 = std::chrono::steady_clock::now();
   Model m = job.load([&] {
     if (job.leader())
@@ -179,6 +243,7 @@ int run_logits(const LogitsArgs& a, Job& job) {
   });
   if (!job.leader()) return job.follow(m, a.threads, kernels_named(a.kernels));
   const double load_s = seconds_since(t0);
+  checked_output_path(a.out, m.files);  // before the work: never overwrite the model with its logits
   const int64_t V = m.config.vocab_size, T = static_cast<int64_t>(tokens.size());
   if (T > m.config.sequence_len)
     throw Error(std::to_string(T) + " tokens exceed the model's context (sequence_len " +
@@ -191,12 +256,14 @@ int run_logits(const LogitsArgs& a, Job& job) {
     s.eval(tokens, all, LogitRows::All);
   } else {  // incremental: one token at a time through the KV cache
     for (int64_t t = 0; t < T; ++t) {
+      check_interrupt();
       s.eval(std::span<const int32_t>(tokens.data() + t, 1), row, LogitRows::LastOnly);
       std::copy(row.begin(), row.end(), all.begin() + t * V);
     }
   }
   const double eval_s = seconds_since(t0);
-  write_file_atomic(a.out, all.data(), all.size() * sizeof(float));
+  check_interrupt();
+  write_file_atomic(a.out, all.data(), all.size() * sizeof(float), m.files);
   std::fprintf(stderr, "logits: %lld tokens (%s) -> %s [%lld, %lld] f32; load %.2f s, eval %.2f s\n",
                static_cast<long long>(T), a.mode.c_str(), a.out.c_str(), static_cast<long long>(T),
                static_cast<long long>(V), load_s, eval_s);
@@ -204,7 +271,10 @@ int run_logits(const LogitsArgs& a, Job& job) {
 }
 
 // ---- groak info -------------------------------------------------------------------------------------
-int run_info(const std::string& path) {
+// Models up to this size get every weight scanned for NaN/Inf by `info` (a second or so); larger ones on request.
+constexpr uint64_t kAutoCheckBytes = uint64_t{4} << 30;
+
+int run_info(const std::string& path, bool check_weights) {
   auto t0 = std::chrono::steady_clock::now();
   Model m = load_with_progress(path);
   const double load_s = seconds_since(t0);
@@ -230,15 +300,28 @@ int run_info(const std::string& path) {
               static_cast<long long>(m.config.num_selected_experts), static_cast<long long>(m.config.num_experts));
   std::printf("KV cache bytes per token:   %llu (f32 K and V, %lld layers)\n",
               static_cast<unsigned long long>(m.kv_bytes_per_token()), static_cast<long long>(m.config.num_layers));
+  if (check_weights || total <= kAutoCheckBytes) {
+    const std::vector<std::string> bad = nonfinite_weights(m, /*all=*/true);
+    std::printf("weights checked:            %s\n", bad.empty() ? "all finite" : "NaN/Inf found (see stderr)");
+    for (const std::string& b : bad) std::fprintf(stderr, "groak: warning: %s\n", b.c_str());
+  } else {
+    std::printf("weights checked:            norms and routers only (--check-weights reads every weight)\n");
+  }
+  check_stdout();
   return 0;
 }
 
 // ---- groak synth -------------------------------------------------------------------------------------
-int run_synth(const std::string& preset, uint64_t seed, const std::string& out) {
+int run_synth(const std::string& preset, uint64_t seed, const std::string& out, bool force) {
   Config cfg = synth_preset(preset);
+  InterruptHandler interrupts;
+  prepare_synth_folder(out, force);
   auto t0 = std::chrono::steady_clock::now();
   ProgressBar bar("synth", uint64_t{1} << 28);
-  write_synthetic_checkpoint(cfg, preset, seed, out, [&](uint64_t done, uint64_t total) { bar.update(done, total); });
+  write_synthetic_checkpoint(cfg, preset, seed, out, [&](uint64_t done, uint64_t total) {
+    check_interrupt();
+    bar.update(done, total);
+  });
   bar.finish();
   std::fprintf(stderr, "synth: wrote preset '%s' (seed %llu, random weights) to %s in %.1f s\n", preset.c_str(),
                static_cast<unsigned long long>(seed), out.c_str(), seconds_since(t0));
@@ -274,17 +357,30 @@ Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& mo
   return Tokenizer::load(found);
 }
 
+// Files an output may never replace: the model's own and the tokenizer the command reads (given or found).
+std::vector<std::string> input_files(const Model& m, const std::string& tokenizer_arg, const std::string& model_path) {
+  std::vector<std::string> in = m.files;
+  if (!tokenizer_arg.empty()) {
+    in.push_back(tokenizer_arg);
+  } else if (!is_gguf_file(model_path)) {
+    const std::string found = find_tokenizer(model_path, nullptr);
+    if (!found.empty()) in.push_back(found);
+  }
+  return in;
+}
+
 int run_tokenize(const std::string& tok_path, bool pieces) {
   Tokenizer tok = Tokenizer::load(tok_path);
   std::vector<int32_t> ids = tok.encode(read_stdin());
   std::string line;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (pieces)
-      std::printf("%d\t%s\n", ids[i], tok.piece(ids[i]).c_str());
+      write_stdout(std::to_string(ids[i]) + "\t" + tok.piece(ids[i]) + "\n");
     else
       line += (i ? " " : "") + std::to_string(ids[i]);
   }
-  if (!pieces) std::printf("%s\n", line.c_str());
+  if (!pieces) write_stdout(line + "\n");
+  check_stdout();
   return 0;
 }
 
@@ -299,9 +395,8 @@ int run_detokenize(const std::string& tok_path) {
       throw Error("token id " + std::to_string(ids[i]) + " (at index " + std::to_string(i) +
                   ") is outside the tokenizer's vocabulary [0, " + std::to_string(tok.vocab_size()) + ")");
   }
-  std::string text = tok.decode(ids);
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::printf("\n");
+  write_stdout(tok.decode(ids) + "\n");
+  check_stdout();
   return 0;
 }
 
@@ -328,15 +423,19 @@ uint64_t parse_size(const std::string& s) {
 
 struct ConvertArgs {
   std::string model, out, type = "q8_0", split, tokenizer;
+  bool allow_requantize = false;
 };
 
 int run_convert(const ConvertArgs& a) {
   ConvertOptions opt;
   opt.type = parse_convert_type(a.type);
   opt.out = a.out;
+  opt.allow_requantize = a.allow_requantize;
   if (!a.split.empty()) opt.split_max_bytes = parse_size(a.split);
+  InterruptHandler interrupts;
   auto t0 = std::chrono::steady_clock::now();
   Model m = load_with_progress(a.model);
+  opt.inputs = input_files(m, a.tokenizer, a.model);
   std::optional<VocabSpec> vocab;
   if (a.tokenizer.empty() && is_gguf_file(a.model)) {
     vocab = gguf_vocab(GgufFile::open(a.model));
@@ -353,7 +452,10 @@ int run_convert(const ConvertArgs& a) {
                 std::to_string(m.config.vocab_size) + "; pass the tokenizer that belongs to this model (--tokenizer)");
   opt.vocab = vocab ? &*vocab : nullptr;
   ProgressBar bar("convert", uint64_t{1} << 28);
-  ConvertReport rep = convert_model(m, opt, [&](uint64_t done, uint64_t total) { bar.update(done, total); });
+  ConvertReport rep = convert_model(m, opt, [&](uint64_t done, uint64_t total) {
+    check_interrupt();
+    bar.update(done, total);
+  });
   bar.finish();
   for (const auto& f : rep.fallbacks) std::fprintf(stderr, "groak: note: %s\n", f.c_str());
   if (rep.exact_int8_blocks + rep.requantized_blocks > 0)
@@ -366,30 +468,62 @@ int run_convert(const ConvertArgs& a) {
 }
 
 // ---- groak generate ------------------------------------------------------------------------------------
-std::atomic<bool> g_interrupted{false};  // set by SIGINT; generation stops cleanly at the next token
-
-extern "C" void on_sigint(int) {
-  if (g_interrupted.exchange(true)) std::_Exit(130);  // a second Ctrl-C quits at once
-}
 
 struct GenerateArgs {
   std::string model, tokenizer, prompt, prompt_file;
-  bool bos = false;
+  bool bos = false, escape = false, echo = false;
+  int64_t seed = 42;  // -1 = random
   int64_t ctx = 0;
   int threads = 0;
   std::string cache_type = "f32";
   GenerateOptions opt;
 };
 
+// llama.cpp's -e: \n \t \r \\ \" \' in the prompt become the characters; any other backslash stays.
+std::string process_escapes(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\' || i + 1 == s.size()) {
+      out += s[i];
+      continue;
+    }
+    switch (s[i + 1]) {
+      case 'n': out += '\n'; break;
+      case 't': out += '\t'; break;
+      case 'r': out += '\r'; break;
+      case '\\': out += '\\'; break;
+      case '"': out += '"'; break;
+      case '\'': out += '\''; break;
+      default: out += s[i]; continue;  // keep the backslash; the next character is copied next time round
+    }
+    ++i;
+  }
+  return out;
+}
+
+std::string count_of(int64_t n, const char* noun) {  // "1 token", "2 tokens"
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 int run_generate(GenerateArgs& a, Job& job) {
   std::string text;  // rank 0 owns the prompt, the tokenizer and the output (mpirun)
+  InterruptHandler interrupts;
   Model m = job.load([&] {
-    if (!job.leader())
-      ;
-    else if (!a.prompt_file.empty())
+    if (!job.leader()) return load_with_progress(a.model);
+    if (!a.prompt_file.empty())
       text = a.prompt_file == "-" ? read_stdin() : read_file_text(a.prompt_file);
     else
       text = a.prompt;
+    if (a.escape) text = process_escapes(text);
+    if (a.seed < 0) {  // -1: a random seed, said aloud so the run can be repeated
+      a.opt.sampling.seed = std::random_device{}() ^ (static_cast<uint64_t>(std::random_device{}()) << 32);
+      a.opt.sampling.seed &= ~(uint64_t{1} << 63);  // printable and accepted back by --seed
+      std::fprintf(stderr, "[groak] seed: %llu (random; pass --seed %llu to repeat this text)\n",
+                   static_cast<unsigned long long>(a.opt.sampling.seed),
+                   static_cast<unsigned long long>(a.opt.sampling.seed));
+    } else {
+      a.opt.sampling.seed = static_cast<uint64_t>(a.seed);
+    }
     return load_with_progress(a.model);
   });
   if (!job.leader()) return job.follow(m, a.threads, fast_kernels());
@@ -403,28 +537,115 @@ int run_generate(GenerateArgs& a, Job& job) {
   const int64_t ctx = a.ctx ? a.ctx : m.config.sequence_len;
   Session session(m, ctx, fast_kernels(), a.threads ? a.threads : job.default_threads(), kDefaultBatch,
                   cache_type_named(a.cache_type));
-  std::signal(SIGINT, on_sigint);
+  if (a.echo) write_stdout(text);
   GenerateStats st = generate(session, tok, prompt, a.opt, [](const std::string& t) {
-    std::fwrite(t.data(), 1, t.size(), stdout);
-    std::fflush(stdout);
+    write_stdout(t);
+    check_stdout();
   }, &g_interrupted);
-  std::signal(SIGINT, SIG_DFL);
-  std::printf("\n");
-  std::fflush(stdout);
+  write_stdout("\n");
+  check_stdout();
   // The first generated token comes from the prefill; the decode rate counts the ones after it.
   const double decode_tps = st.decode_seconds > 0 && st.generated_tokens > 1
                                 ? static_cast<double>(st.generated_tokens - 1) / st.decode_seconds
                                 : 0;
   std::fprintf(stderr,
                "\n[groak] stopped: %s%s\n"
-               "[groak] prompt: %lld tokens, %.2f s (%.1f tok/s)\n"
-               "[groak] generated: %lld tokens, %.2f s (%.1f tok/s); time to first token %.2f s\n",
+               "[groak] prompt: %s, %.2f s (%.1f tok/s)\n"
+               "[groak] generated: %s, %.2f s (%.1f tok/s); time to first token %.2f s\n",
                stop_reason_text(st.reason),
-               st.reason == StopReason::ContextFull ? (" (" + std::to_string(session.context()) + " tokens)").c_str() : "",
-               static_cast<long long>(st.prompt_tokens), st.prefill_seconds,
+               st.reason == StopReason::ContextFull ? (" (" + count_of(session.context(), "token") + ")").c_str() : "",
+               count_of(st.prompt_tokens, "token").c_str(), st.prefill_seconds,
                st.prefill_seconds > 0 ? static_cast<double>(st.prompt_tokens) / st.prefill_seconds : 0.0,
-               static_cast<long long>(st.generated_tokens), st.decode_seconds, decode_tps, st.first_token_seconds);
-  return st.reason == StopReason::Cancelled ? 130 : 0;
+               count_of(st.generated_tokens, "token").c_str(), st.decode_seconds, decode_tps, st.first_token_seconds);
+  return st.reason == StopReason::Cancelled ? kExitInterrupted : 0;
+}
+
+// ---- groak perplexity ----------------------------------------------------------------------------------
+struct PerplexityArgs {
+  std::string model, tokenizer, file, kld_base, kernels = "fast", cache_type = "f32";
+  int64_t ctx = 512, chunks = 0, batch = kDefaultBatch;
+  bool kld = false;
+  int threads = 0;
+};
+
+int run_perplexity(const PerplexityArgs& a) {
+  InterruptHandler interrupts;
+  Model m = load_with_progress(a.model);
+  std::vector<int32_t> tokens;
+  std::optional<KldBaseHeader> base;
+  std::ifstream base_in;
+  if (a.kld) {  // compare against a saved model: its windows' tokens come from the file
+    base_in.open(a.kld_base, std::ios::binary);
+    if (!base_in) throw Error(a.kld_base + ": cannot read the KL base file (" + std::strerror(errno) + ")");
+    base = read_kld_header(base_in, a.kld_base);
+    if (static_cast<int64_t>(base->vocab) != m.config.vocab_size)
+      throw Error(a.kld_base + ": made by a model with a vocabulary of " + std::to_string(base->vocab) +
+                  " tokens, this one has " + std::to_string(m.config.vocab_size) + "; compare models of one vocabulary");
+    tokens = base->tokens;
+  } else {
+    const std::string text = a.file == "-" ? read_stdin() : read_file_text(a.file);
+    tokens = open_tokenizer(a.tokenizer, a.model).encode(text);
+  }
+  const int64_t ctx = base ? static_cast<int64_t>(base->ctx) : a.ctx;
+  if (base && a.ctx != 512 && a.ctx != ctx)
+    std::fprintf(stderr, "groak: note: --ctx %lld ignored: the KL base file was made with --ctx %lld\n",
+                 static_cast<long long>(a.ctx), static_cast<long long>(ctx));
+  Session session(m, ctx, kernels_named(a.kernels), a.threads, a.batch, cache_type_named(a.cache_type));
+  // The base file is an output: never one of the inputs, written as .tmp and renamed once complete.
+  std::string save_path;
+  std::ofstream save;
+  if (!a.kld_base.empty() && !a.kld) {
+    std::vector<std::string> inputs = input_files(m, a.tokenizer, a.model);
+    if (!a.file.empty() && a.file != "-") inputs.push_back(a.file);
+    save_path = checked_output_path(a.kld_base, inputs);
+    save.open(save_path + ".tmp", std::ios::binary | std::ios::trunc);
+    if (!save) throw Error(a.kld_base + ": cannot create " + save_path + ".tmp (" + std::strerror(errno) + ")");
+  }
+  struct RemoveTmp {  // an error or Ctrl-C leaves no partial base file
+    std::string path;
+    ~RemoveTmp() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove(path, ec);
+    }
+  } remove_tmp{save_path.empty() ? "" : save_path + ".tmp"};
+
+  const int64_t n_chunks = std::min<int64_t>(static_cast<int64_t>(tokens.size()) / ctx,
+                                             a.chunks > 0 ? a.chunks : INT64_MAX);
+  std::fprintf(stderr, "perplexity: %zu tokens, %lld chunks of %lld (the second half of each is scored)\n",
+               tokens.size(), static_cast<long long>(n_chunks), static_cast<long long>(ctx));
+  const auto t0 = std::chrono::steady_clock::now();
+  PerplexityReport r = perplexity(session, tokens, a.chunks, save.is_open() ? &save : nullptr, base ? &base_in : nullptr,
+                                  [&](const PerplexityReport& p) {
+                                    char item[64];
+                                    std::snprintf(item, sizeof item, "[%lld]%.4f,", static_cast<long long>(p.chunks),
+                                                  p.chunk_ppl.back());
+                                    write_stdout(item);
+                                    check_stdout();
+                                  }, &g_interrupted);
+  write_stdout("\n");
+  if (r.cancelled) throw Interrupted();
+  char line[256];
+  std::snprintf(line, sizeof line, "Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
+  write_stdout(line);
+  if (r.kld) {
+    std::snprintf(line, sizeof line, "Mean KLD: %.6f +/- %.6f\nMaximum KLD: %.6f\nSame top: %.3f%% +/- %.3f%%\n",
+                  r.kld->mean, r.kld->err, r.kld->max, 100 * r.kld->same_top, 100 * r.kld->same_top_err);
+    write_stdout(line);
+  }
+  check_stdout();
+  if (save.is_open()) {
+    save.close();
+    if (!save) throw Error(a.kld_base + ": writing failed (disk full?)");
+    std::error_code ec;
+    fs::rename(save_path + ".tmp", save_path, ec);
+    if (ec) throw Error(a.kld_base + ": cannot rename the finished file into place (" + ec.message() + ")");
+    remove_tmp.path.clear();
+    std::fprintf(stderr, "perplexity: saved the log-probabilities of %lld tokens to %s (compare another model with "
+                         "--kl-divergence-base %s --kl-divergence)\n",
+                 static_cast<long long>(r.scored), a.kld_base.c_str(), a.kld_base.c_str());
+  }
+  std::fprintf(stderr, "perplexity: %lld tokens scored in %.2f s\n", static_cast<long long>(r.scored), seconds_since(t0));
+  return 0;
 }
 
 // ---- groak bench ---------------------------------------------------------------------------------------
@@ -473,12 +694,15 @@ int run_bench_cli(BenchArgs& a, Job& job) {
     std::printf("tensor parallel: %d ranks, %.0f all-reduces per decoded token; rank 0's time in all-reduces and gathers "
                 "(waiting for the other ranks included): pp %.0f %%, tg %.0f %%\n",
                 job.size(), r.tg_all_reduces_per_token, 100 * r.pp_comm_share, 100 * r.tg_comm_share);
+  check_stdout();
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed pipe becomes a write error that each command reports, not a silent death by SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   // One process, or a rank of a tensor-parallel group under mpirun (docs/distributed.md).
   std::unique_ptr<Job> job;
   try {
@@ -498,7 +722,9 @@ int main(int argc, char** argv) {
   auto* tokf_opt = logits->add_option("--tokens-file", la.tokens_file, "file of token ids separated by spaces")
                        ->check(CLI::ExistingFile);
   tok_opt->excludes(tokf_opt);
-  logits->add_option("--out", la.out, "output file")->required();
+  logits->add_option("--out", la.out, "output file (written as FILE.tmp, renamed when complete; never one of the "
+                                     "inputs, a device or a FIFO; a symbolic link is followed and its target replaced)")
+      ->required();
   logits->add_option("--mode", la.mode, "full: one forward pass over all tokens; incremental: one token at a time "
                                         "through the KV cache")
       ->check(CLI::IsMember({"full", "incremental"}))
@@ -508,17 +734,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   std::string info_model;
+  bool info_check = false;
   auto* info = app.add_subcommand("info", "Show the configuration, the tensors and the memory arithmetic of a model");
   info->add_option("--model", info_model, kModelHelp)->required();
+  info->add_flag("--check-weights", info_check, "scan every weight for NaN/Inf, naming each damaged tensor (reads the "
+                                                "whole model; automatic up to 4 GiB)");
 
   std::string preset, synth_out;
   uint64_t seed = 0;
+  bool synth_force = false;
   auto* synth = app.add_subcommand("synth", "Write a synthetic Grok-architecture checkpoint (random weights, xAI's raw format)");
   std::string presets_help = "preset:";
   for (const auto& n : synth_preset_names()) presets_help += " " + n;
   synth->add_option("--preset", preset, presets_help)->required()->check(CLI::IsMember(synth_preset_names()));
   synth->add_option("--seed", seed, "random seed")->capture_default_str();
-  synth->add_option("--out", synth_out, "output folder (gets ckpt-0/ and config.json)")->required();
+  synth->add_option("--out", synth_out, "output folder (gets ckpt-0/ and config.json); must be new or empty")->required();
+  synth->add_flag("--force", synth_force, "write into a non-empty folder: its ckpt-0/ and config.json are removed "
+                                          "first, other files (a tokenizer) stay");
 
   std::string tok_path;
   bool pieces = false;
@@ -540,7 +772,11 @@ int main(int argc, char** argv) {
   ConvertArgs ca;
   auto* conv = app.add_subcommand("convert", "Convert a model (xAI raw, GGUF, Hugging Face) into a GGUF file for llama.cpp");
   conv->add_option("--model", ca.model, kModelHelp)->required();
-  conv->add_option("--out", ca.out, "output .gguf file (written as FILE.tmp, renamed when complete)")->required();
+  conv->add_option("--out", ca.out, "output .gguf file (written as FILE.tmp, renamed when complete; never one of the "
+                                    "inputs, a device or a FIFO; a symbolic link is followed and its target replaced)")
+      ->required();
+  conv->add_flag("--allow-requantize", ca.allow_requantize,
+                 "allow quantizing weights that are already quantized (e.g. a q8_0 GGUF to q4_k: rounded twice)");
   conv->add_option("--type", ca.type, std::string("type of the weight matrices: ") + convert_type_names())
       ->capture_default_str();
   conv->add_option("--split-max-size", ca.split, "split the output into files of at most this size (e.g. 2G)");
@@ -557,27 +793,45 @@ int main(int argc, char** argv) {
   auto* p_opt = gen->add_option("-p,--prompt", ga.prompt, "prompt text");
   auto* pf_opt = gen->add_option("-f,--prompt-file", ga.prompt_file, "read the prompt from a file ('-' = stdin)");
   p_opt->excludes(pf_opt);
-  gen->add_option("-n,--n-predict", ga.opt.max_tokens, "tokens to generate at most")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  gen->add_option("-n,--n-predict", ga.opt.max_tokens, "tokens to generate at most; -1 = until EOS or the end of the context")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            long long n = 0;
+            size_t used = 0;
+            try {
+              n = std::stoll(v, &used);
+            } catch (const std::exception&) {
+              used = 0;
+            }
+            if (used != v.size() || used == 0 || (n < 1 && n != -1))
+              return "-n must be a positive number of tokens, or -1 for no limit (until EOS or the end of the "
+                     "context); got '" + v + "'";
+            return {};
+          },
+          "N >= 1 or -1"));
   gen->add_option("--temp,--temperature", sp.temperature, "sampling temperature; 0 = greedy")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, 1e6, "between 0 (greedy) and 1e6"));
   gen->add_option("--top-k", sp.top_k, "keep the k most probable tokens; 0 = off")->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(number_in(0, 1 << 30, "a whole number from 0 (off) to 2^30"));
   gen->add_option("--top-p", sp.top_p, "nucleus: smallest set with mass above p (official semantics); 1 = off")
-      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str()->check(number_in(0, 1, "between 0 and 1 (1 = off)"));
   gen->add_option("--min-p", sp.min_p, "drop tokens below min_p x the top probability; 0 = off")->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(number_in(0, 1, "between 0 (off) and 1"));
   gen->add_option("--repeat-penalty", sp.repeat_penalty, "penalty for recently seen tokens; 1 = off")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(number_in(1e-6, 1e6, "between 1e-6 and 1e6 (1 = off)"));
   gen->add_option("--repeat-last-n", sp.repeat_last_n, "how many recent tokens the penalty looks at; -1 = all")
       ->capture_default_str()->check(CLI::Range(-1, 1 << 30));
-  gen->add_option("-s,--seed", sp.seed, "random seed: the same seed and settings give the same text")
-      ->capture_default_str();
+  gen->add_option("-s,--seed", ga.seed, "random seed: the same seed and settings give the same text; -1 = a random "
+                                      "seed (printed, so the text can be reproduced)")
+      ->capture_default_str()->check(number_in(-1, 9e18, "-1 (random) or a whole number from 0 to 9e18"));
+  gen->add_flag("-e,--escape", ga.escape, "process escapes in the prompt: \\n \\t \\\\ \\\" \\' (as llama.cpp's -e)");
+  gen->add_flag("--echo", ga.echo, "print the prompt before the continuation (off: stdout holds only the new text)");
   gen->add_flag("--bos", ga.bos, "prepend the BOS token (the official runner does not)");
   gen->add_option("--stop", ga.opt.stop, "stop before this text (repeatable)");
   gen->add_flag("--ignore-eos", ga.opt.ignore_eos, "keep generating past the end-of-sequence token");
-  gen->add_option("-c,--ctx", ga.ctx, "context size in tokens (default: the model's sequence_len)")
-      ->check(CLI::PositiveNumber);
+  gen->add_option("-c,--ctx,--ctx-size", ga.ctx, "context size in tokens (default: the model's sequence_len)")
+      ->check(number_in(1, 1 << 24, "a positive number of tokens (at most the model's sequence_len)"));
 
   BenchArgs ba;
   auto* bench = app.add_subcommand("bench", "Measure prompt (pp) and generation (tg) speed, llama-bench style, "
@@ -597,9 +851,32 @@ int main(int argc, char** argv) {
   bench->add_flag("--no-probes", [&](int64_t) { ba.opt.probes = false; }, "skip the bandwidth and FMA probes");
   bench->add_option("-d,--depth", ba.opt.depth, "tokens already in the context when each test starts")
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  PerplexityArgs pa;
+  auto* ppl = app.add_subcommand("perplexity", "Perplexity of a text (llama-perplexity's method: windows of --ctx "
+                                               "tokens, the second half of each scored), and KL divergence to a saved "
+                                               "model");
+  ppl->add_option("--model", pa.model, kModelHelp)->required();
+  ppl->add_option("-f,--file", pa.file, "the text to score ('-' = stdin); not needed with --kl-divergence (the base "
+                                        "file holds its tokens)");
+  ppl->add_option("--tokenizer", pa.tokenizer, "SentencePiece tokenizer.model (default: the model's own)")
+      ->check(CLI::ExistingFile);
+  ppl->add_option("-c,--ctx,--ctx-size", pa.ctx, "tokens per window")->capture_default_str()
+      ->check(number_in(4, 1 << 24, "at least 4 tokens (at most the model's sequence_len)"));
+  ppl->add_option("--chunks", pa.chunks, "score at most this many windows (0 = all the text holds)")
+      ->capture_default_str()->check(number_in(0, 1 << 30, "a whole number, 0 = all"));
+  ppl->add_option("--kl-divergence-base", pa.kld_base, "without --kl-divergence: save this model's log-probabilities "
+                                                       "to FILE; with it: compare against FILE");
+  ppl->add_flag("--kl-divergence", pa.kld, "compare with the model saved in --kl-divergence-base: prints Mean KLD "
+                                           "and Same top");
+  ppl->add_option("-b,--batch-size", pa.batch, "tokens per forward pass")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, kMaxProductRows));
+  ppl->add_option("--kernels", pa.kernels, kKernelsHelp)
+      ->check(CLI::IsMember({"fast", "avx2", "portable", "reference"}))->capture_default_str();
+  ppl->add_option("-t,--threads", pa.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
   logits->add_option("-t,--threads", la.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
   gen->add_option("-t,--threads", ga.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
-  for (auto [cmd, value] : {std::pair{logits, &la.cache_type}, std::pair{gen, &ga.cache_type}, std::pair{bench, &ba.cache_type}})
+  for (auto [cmd, value] : {std::pair{logits, &la.cache_type}, std::pair{gen, &ga.cache_type}, std::pair{bench, &ba.cache_type},
+                            std::pair{ppl, &pa.cache_type}})
     cmd->add_option("--cache-type", *value, kCacheTypeHelp)->check(CLI::IsMember({"f32", "f16", "bf16"}))->capture_default_str();
 
   // An unknown command gets named (CLI11 would only say that a subcommand is required).
@@ -621,6 +898,17 @@ int main(int argc, char** argv) {
       throw CLI::RequiredError("generate needs --prompt TEXT or --prompt-file F ('-' for stdin)");
     if (*logits && la.tokens.empty() && la.tokens_file.empty())
       throw CLI::RequiredError("logits needs --tokens or --tokens-file");
+    if (*ppl && pa.kld && pa.kld_base.empty())
+      throw CLI::RequiredError("--kl-divergence needs --kl-divergence-base FILE (made by a run without --kl-divergence)");
+    if (*ppl && !pa.kld && pa.file.empty())
+      throw CLI::RequiredError("perplexity needs --file TEXT ('-' for stdin)");
+    if (*conv) {
+      try {
+        parse_convert_type(ca.type);
+      } catch (const Error& e) {
+        throw CLI::ValidationError("--type", e.what());
+      }
+    }
   } catch (const CLI::ParseError& e) {  // help, version or a usage error
     if (job->size() == 1) return app.exit(e) == 0 ? 0 : kExitUsage;
     if (job->leader()) app.exit(e);  // under mpirun rank 0 prints it
@@ -645,12 +933,13 @@ int main(int argc, char** argv) {
       return rc;
     };
     if (*logits) return finished(run_logits(la, *job));
-    if (*info) return run_info(info_model);
-    if (*synth) return run_synth(preset, seed, synth_out);
+    if (*info) return run_info(info_model, info_check);
+    if (*synth) return run_synth(preset, seed, synth_out, synth_force);
     if (*tokenize) return run_tokenize(tok_path, pieces);
     if (*detokenize) return run_detokenize(tok_path);
     if (*gen) return finished(run_generate(ga, *job));
     if (*conv) return run_convert(ca);
+    if (*ppl) return run_perplexity(pa);
     if (*bench) {
       if (ba.opt.prompt == 0 && ba.opt.gen == 0) throw CLI::ValidationError("bench: -p and -n are both 0; nothing to measure");
       return finished(run_bench_cli(ba, *job));
@@ -660,6 +949,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "train-tokenizer: %d pieces -> %s\n", tok_vocab, tok_out.c_str());
       return 0;
     }
+  } catch (const Interrupted&) {
+    std::fprintf(stderr, "groak: interrupted (Ctrl-C); partial output removed\n");
+    return kExitInterrupted;
   } catch (const CLI::ValidationError& e) {
     if (job->leader()) std::fprintf(stderr, "groak: %s\n", e.what());
     return kExitUsage;

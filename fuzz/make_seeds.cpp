@@ -117,6 +117,14 @@ int main(int argc, char** argv) {
       groak::pickle::pickle_quantized_weight(s, array(NpDType::I8, {2, 4, 3}), array(NpDType::BF16, {2, 1, 3}));
       write(out / "fuzz_xai_pickle" / "quantized_weight", s.bytes);
     }
+    {  // deep nesting near the depth cap, and a list inside itself, for the fuzzer to mutate from
+      std::string deep = "\x80\x04N" + std::string(99, '\x85') + "]\x94h";
+      deep += '\0';  // BINGET 0
+      deep += "a.";
+      write(out / "fuzz_xai_pickle" / "deep_nesting", std::vector<uint8_t>(deep.begin(), deep.end()));
+      const std::string deeper = "\x80\x04N" + std::string(200000, '\x85') + ".";  // issue 9's 200 KB case
+      write(out / "fuzz_xai_pickle" / "deeper_than_the_cap", std::vector<uint8_t>(deeper.begin(), deeper.end()));
+    }
 
     // torch.save archives: a plain dict in torch's zip layout, an OrderedDict with every size in ZIP64 fields
     // (views sharing a storage, an int64 buffer, an empty tensor), and one stripped to bare zip records.

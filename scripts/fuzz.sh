@@ -65,6 +65,9 @@ for t in $targets; do
   args=(-max_total_time="$duration" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$build/artifacts/$t-")
   [ -f "$dict" ] && args+=(-dict="$dict")
+  # Pickles reach their depth and count caps only past libFuzzer's default -max_len (about 4 KB): 200 KB
+  # holds 200,000 nested TUPLE1s. -len_control=0: use that length from the start, not after hours.
+  case $t in fuzz_xai_pickle|fuzz_torch_zip) args+=(-max_len=262144 -len_control=0) ;; esac
   # New inputs go to the first folder; the seeds are read only.
   rc=0
   "$build/$t" "${args[@]}" "$corpus" "$seeds/$t" >"$log" 2>&1 || rc=$?

@@ -1,7 +1,14 @@
 // Generation end to end: greedy = the argmax chain of the logits, reproducibility, stop conditions,
 // and the CLI's error paths.
-#include <atomic>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cmath>
+
+#include "model/grok.h"
 #include "model/loader.h"
 #include "runtime/generate.h"
 #include "test_util.h"
@@ -120,6 +127,72 @@ TEST_F(GenerateTinyA, CancelStopsCleanly) {
   EXPECT_EQ(st.generated_tokens, 0);
 }
 
+// Ctrl-C during a long prompt: the prefill stops at the next chunk boundary (here the first, of 4 tokens),
+// nothing is generated, and the positions before the boundary stay in the cache.
+TEST_F(GenerateTinyA, CancelDuringPromptStopsAtTheChunkBoundary) {
+  std::atomic<bool> cancel{true};
+  Session s(*model_, 0, fast_kernels(), 0, /*batch=*/4);
+  std::string text;
+  GenerateStats st = generate(s, *tok_, prompt_, greedy(5), [&](const std::string& t) { text += t; }, &cancel);
+  EXPECT_EQ(st.reason, StopReason::Cancelled);
+  EXPECT_EQ(st.generated_tokens, 0);
+  EXPECT_EQ(s.position(), 4) << "the prefill went past the first chunk of a 24-token prompt";
+  EXPECT_TRUE(text.empty());
+}
+
+// Chunked prefill gives the same continuation as one pass.
+TEST_F(GenerateTinyA, ChunkedPrefillMatchesOnePass) {
+  std::string one, chunked;
+  Session a(*model_, 0, fast_kernels(), 0, /*batch=*/512), b(*model_, 0, fast_kernels(), 0, /*batch=*/5);
+  const auto sa = generate(a, *tok_, prompt_, greedy(6), [&](const std::string& t) { one += t; });
+  const auto sb = generate(b, *tok_, prompt_, greedy(6), [&](const std::string& t) { chunked += t; });
+  EXPECT_EQ(sa.tokens, sb.tokens);
+  EXPECT_EQ(one, chunked);
+}
+
+// An 8K-token prompt does not allocate by its length: the scratch is fixed by the batch (and the context's
+// one row of attention scores per thread), here for Grok-1's own shapes.
+TEST(GenerateScratch, LongPromptScratchIsBoundedByTheBatch) {
+  Config grok1;  // the defaults are Grok-1's
+  const Workspace w512(grok1, /*max_tokens=*/512, /*capacity=*/8192, /*threads=*/16);
+  const Workspace w64(grok1, 64, 8192, 16);
+  std::printf("Grok-1 scratch: batch 512 %.0f MB, batch 64 %.0f MB\n", w512.bytes() / 1e6, w64.bytes() / 1e6);
+  EXPECT_LT(w512.bytes(), size_t{512} << 20) << "more than 512 MiB of scratch for 512-token chunks";
+  EXPECT_LT(w64.bytes() * 4, w512.bytes()) << "scratch should scale with the batch, not the prompt";
+}
+
+// -n -1: until EOS or the end of the context.
+TEST_F(GenerateTinyA, NoTokenLimitRunsToTheEndOfTheContext) {
+  std::string text;
+  GenerateStats st = run(greedy(-1), &text, 30);
+  EXPECT_EQ(st.reason, StopReason::ContextFull);
+  EXPECT_EQ(st.generated_tokens, 30 - 24 + 1);  // 6 evaluated + the last one sampled from the final logits
+}
+
+// A tokenizer with fewer pieces than the vocabulary is refused before anything runs.
+TEST_F(GenerateTinyA, TokenizerSmallerThanTheVocabularyIsRefused) {
+  train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 400, tmp_ / "small.model");
+  const Tokenizer small = Tokenizer::load(tmp_ / "small.model");
+  Session s(*model_);
+  error_of([&] { generate(s, small, prompt_, greedy(3), [](const std::string&) {}); },
+           {"the tokenizer has 400 pieces", "vocabulary is 512"});
+}
+
+// NaN in one layer's weights: generation stops with an error naming the layer, not empty text and exit 0.
+TEST(GenerateNumbers, NonFiniteLogitsNameTheLayer) {
+  GROAK_REQUIRE_SHARED(fixture_dir() + "/ckpt-0");
+  TempDir tmp;
+  fs::copy(fixture_dir(), tmp / "m", fs::copy_options::recursive);
+  Model m = load_model(tmp / "m");
+  // Layer 1's rms_norm_2 (an f32 copy the model owns): one NaN poisons that layer's MoE input.
+  m.weights.layers[1].rms_norm_2[3] = std::nanf("");
+  train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 512, tmp / "tok.model");
+  const Tokenizer tok = Tokenizer::load(tmp / "tok.model");
+  Session s(m);
+  error_of([&] { generate(s, tok, {5, 17, 42}, greedy(3), [](const std::string&) {}); },
+           {"non-finite logits", "layer 1", "--check-weights"});
+}
+
 TEST(GenerateCli, SeedReproducibleAndErrorsAreClear) {
   TempDir tmp;
   std::string out, out2;
@@ -163,19 +236,45 @@ TEST(GenerateCli, SeedReproducibleAndErrorsAreClear) {
 
 namespace groak::test {
 
-// Ctrl-C during generation ends cleanly: exit status 130, the summary still printed.
+// Ctrl-C during generation ends cleanly: exit status 130, the summary still printed. Deterministic: the
+// signal is sent only once generated text has arrived on the pipe (so the handler is installed and the
+// decode loop running), and with -n -1 --ignore-eos nothing but the signal can end the run early.
 TEST(GenerateCli, InterruptEndsCleanly) {
   TempDir tmp;
   std::string out;
-  const std::string g = GROAK_BIN, model = tmp / "m";
+  const std::string g = GROAK_BIN, model = tmp / "m", err = tmp / "stderr";
   ASSERT_EQ(run_command(g + " synth --preset demo --seed 1 --out " + model, &out), 0) << out;
   ASSERT_EQ(run_command(g + " train-tokenizer --corpus " + std::string(GROAK_SOURCE_DIR) +
                         "/data/corpus.txt --vocab 2048 --out " + model + "/tokenizer.model", &out), 0) << out;
-  const int rc = run_command("( timeout --preserve-status -s INT 2 " + g + " generate --model " + model +
-                             " -p 'Experts' -n 100000 --ignore-eos > /dev/null )", &out);
-  EXPECT_EQ(rc, 130) << out;
-  EXPECT_NE(out.find("stopped: interrupted"), std::string::npos) << out;
-  EXPECT_NE(out.find("generated:"), std::string::npos) << out;
+  int pipe_fd[2];
+  ASSERT_EQ(::pipe(pipe_fd), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipe_fd[1], 1);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(e, 2);
+    ::close(pipe_fd[0]);
+    ::execl(g.c_str(), g.c_str(), "generate", "--model", model.c_str(), "-p", "Experts", "-n", "-1", "--ignore-eos",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(pipe_fd[1]);
+  std::string text;
+  char buf[256];
+  ssize_t n = ::read(pipe_fd[0], buf, sizeof buf);  // blocks until the first generated text
+  if (n > 0) text.append(buf, static_cast<size_t>(n));
+  ::kill(pid, SIGINT);
+  while ((n = ::read(pipe_fd[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  ::close(pipe_fd[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::ifstream in(err);
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(text.empty()) << "no text before the signal:\n" << log;
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by the signal instead of stopping cleanly:\n" << log;
+  EXPECT_EQ(WEXITSTATUS(status), 130) << log;
+  EXPECT_NE(log.find("stopped: interrupted"), std::string::npos) << log;
+  EXPECT_NE(log.find("generated:"), std::string::npos) << log;
 }
 
 }  // namespace groak::test

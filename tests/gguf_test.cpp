@@ -329,13 +329,14 @@ TEST(GgufBad, MagicVersionAndTruncatedHeader) {
 
 TEST(GgufBad, CountsLargerThanTheFile) {
   std::vector<uint8_t> b = sample().build();
-  const uint64_t huge = uint64_t{1} << 60;
+  // Below the sane limits (those have their own test), so the bytes left are what refuses them.
+  const uint64_t keys = 60000, tensors = 1000000;
   std::vector<uint8_t> c = b;
-  std::memcpy(c.data() + 16, &huge, 8);  // n_kv
-  EXPECT_ERROR_HAS(error_of(c), "metadata count");
+  std::memcpy(c.data() + 16, &keys, 8);  // n_kv
+  EXPECT_ERROR_HAS(error_of(c), "metadata count 60000 cannot fit");
   c = b;
-  std::memcpy(c.data() + 8, &huge, 8);  // n_tensors
-  EXPECT_ERROR_HAS(error_of(c), "tensor count");
+  std::memcpy(c.data() + 8, &tensors, 8);  // n_tensors
+  EXPECT_ERROR_HAS(error_of(c), "tensor count 1000000 cannot fit");
 }
 
 TEST(GgufBad, StringAndArrayLengthsLargerThanTheFile) {
@@ -366,6 +367,54 @@ TEST(GgufBad, StringAndArrayLengthsLargerThanTheFile) {
     std::memcpy(b.data() + 24, &huge, 8);
     EXPECT_ERROR_HAS(error_of(b), "metadata key #0 has length");
   }
+}
+
+// Counts are bounded by what a model can have, not only by the file size: a sparse 200 GB file "holds"
+// 10^10 keys, and reserving them used to end as "out of memory" (issue 9).
+TEST(GgufBad, CountsBoundedBySaneLimitsEvenInAHugeSparseFile) {
+  const std::string path = (std::filesystem::temp_directory_path() / "groak-sparse-test.gguf").string();
+  auto sparse_error = [&](std::vector<uint8_t> header) {
+    write_file(path, header);
+    std::filesystem::resize_file(path, uint64_t{200} << 30);  // sparse: no blocks are written
+    std::string msg;
+    try {
+      GgufFile::open(path);
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    std::filesystem::remove(path);
+    return msg;
+  };
+  std::vector<uint8_t> b = sample().build();
+  const uint64_t keys = 10'000'000'000ull, tensors = 100'000'000ull;
+  std::vector<uint8_t> c(b.begin(), b.begin() + 24);
+  std::memcpy(c.data() + 16, &keys, 8);  // n_kv
+  std::string msg = sparse_error(c);
+  EXPECT_ERROR_HAS(msg, "10000000000 metadata keys");
+  EXPECT_ERROR_HAS(msg, "the header is damaged");
+  c.assign(b.begin(), b.begin() + 24);
+  std::memcpy(c.data() + 8, &tensors, 8);  // n_tensors
+  msg = sparse_error(c);
+  EXPECT_ERROR_HAS(msg, "100000000 tensors");
+  EXPECT_ERROR_HAS(msg, "the header is damaged");
+  // An array of 2^40 u8 elements: the sparse file has the bytes, no vocabulary is that long.
+  std::vector<uint8_t> arr(4 + 8);
+  const uint32_t u8 = static_cast<uint32_t>(GgufType::U8);
+  const uint64_t len = uint64_t{1} << 40;
+  std::memcpy(arr.data(), &u8, 4);
+  std::memcpy(arr.data() + 4, &len, 8);
+  msg = sparse_error(GgufBuilder().raw_kv("big", static_cast<uint32_t>(GgufType::Array), arr).build());
+  EXPECT_ERROR_HAS(msg, "array \"big\" claims 1099511627776 elements");
+  EXPECT_ERROR_HAS(msg, "the header is damaged");
+}
+
+// Names are shown with control bytes escaped, so a damaged name cannot garble the terminal.
+TEST(GgufBad, ControlBytesInNamesAreEscaped) {
+  const std::string key = std::string("bad\x01key\0x", 9);
+  const std::string msg = error_of(GgufBuilder().raw_kv(key, 13, {0, 0, 0, 0}).build());
+  EXPECT_ERROR_HAS(msg, "bad\\x01key\\x00x");
+  EXPECT_EQ(msg.find('\x01'), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\0'), std::string::npos) << "a NUL in the message";
 }
 
 TEST(GgufBad, MetadataStructure) {

@@ -285,7 +285,7 @@ TEST(Safetensors, FramingErrors) {
 
   auto absurd = good;
   absurd[5] = 0x01;  // 2^40 + ...
-  parse_error(absurd, {"above the 100 MB limit"});
+  parse_error(absurd, {"above the 16 MB a real model"});
 
   auto not_json = image("{\"w\": {\"dtype\": \"F32\",, }}", {});
   parse_error(not_json, {"x.safetensors", "invalid JSON", "parse error"});

@@ -65,6 +65,21 @@ TEST(Sampling, Temperature) {
   expect_dist(dist(kRamp, p), softmax_over({0, 2, 4, 6, 8}, {0, 1, 2, 3, 4}), "temperature 0.5");
 }
 
+// A temperature so small that z / T overflows f32 (1e-40 is even subnormal) is the argmax, the limit as T
+// goes to 0, never NaN probabilities that make the sampler pick the least likely token (issue 9).
+TEST(Sampling, TinyTemperatureIsGreedyNotNaN) {
+  SamplingParams p = plain();
+  for (float t : {1e-40f, 1e-30f}) {
+    p.temperature = t;
+    const std::vector<float> d = dist({1, 5, 3, -2}, p);
+    expect_dist(d, {0, 1, 0, 0}, "tiny temperature");
+    for (float x : d) EXPECT_FALSE(std::isnan(x));
+    groak::Sampler s(p, 4);
+    const std::vector<float> logits = {-1, 3, 2, 0.5f};
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(s.sample(logits.data(), {}), 1) << t;
+  }
+}
+
 TEST(Sampling, GreedyIsArgmaxLowestIdOnTies) {
   SamplingParams p = plain();
   p.temperature = 0.0f;

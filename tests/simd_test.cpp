@@ -114,6 +114,8 @@ std::vector<TestMatrix> all_formats() {
   v.push_back(xai_int8(96, 53, 1, 1));
   v.push_back(xai_int8(96, 53, 8, 2));
   v.push_back(xai_int8(600, 37, 8, 3));  // longer than one packed panel of the tiled path
+  v.push_back(xai_int8(75, 29, 1, 6));   // n_in odd: the input tail after the last whole vector
+  v.push_back(f32_matrix(9, 4, Layout::OutIn, 7));  // n_in = one vector + 1
   v.push_back(f32_matrix(75, 41, Layout::InOut, 4));
   v.push_back(f32_matrix(75, 41, Layout::OutIn, 5));
   for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})

@@ -12,6 +12,7 @@
 
 #include "io/gguf_writer.h"
 #include "io/mapped_file.h"
+#include "io/output_file.h"
 #include "kernels/kernels.h"
 #include "model/name_map.h"
 #include "util/error.h"
@@ -212,8 +213,10 @@ void write_metadata(GgufWriter& w, const Model& m, const ConvertOptions& opt) {
 }  // namespace
 
 GgmlType parse_convert_type(const std::string& s) {
+  std::string lower = s;  // Q8_0 as llama.cpp's tools spell it
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   for (const auto& n : kTypes)
-    if (s == n.name) return n.type;
+    if (lower == n.name) return n.type;
   throw Error("unknown --type '" + s + "'; use one of " + convert_type_names());
 }
 
@@ -228,6 +231,13 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
   std::vector<OutTensor> tensors;
   auto add_matrix = [&](const std::string& name, std::vector<Matrix> ms, std::vector<int64_t> ne, bool keep_f32) {
     GgmlType t = keep_f32 ? GgmlType::F32 : storable(opt.type, ne[0], name, rep);
+    // Quantizing an already block-quantized weight rounds it twice (llama.cpp asks for the same flag).
+    auto block_quantized = [](GgmlType g) { return block_size(g) > 1; };
+    const bool quantized_src = ms[0].format == WeightFormat::Ggml && block_quantized(ms[0].ggml);
+    if (quantized_src && block_quantized(t) && !opt.allow_requantize)
+      throw Error("tensor '" + name + "' is already quantized (" + type_name(ms[0].ggml) + "); quantizing it to " +
+                  type_name(t) + " rounds it a second time; convert from the original weights, or pass "
+                  "--allow-requantize");
     tensors.push_back({name, std::move(ne), t, std::move(ms), nullptr});
   };
   auto add_norm = [&](const std::string& name, const std::vector<float>& v) {
@@ -257,9 +267,11 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
   for (const auto& t : tensors) total += t.bytes();
   SplitWriter split(opt, tensors);
   constexpr int64_t kTileRows = 256;  // output rows converted at a time
+  std::vector<std::string> out_paths;  // every part checked before anything is written
+  for (size_t p = 0; p < split.count(); ++p) out_paths.push_back(checked_output_path(split.path(p), opt.inputs));
   std::vector<std::unique_ptr<GgufWriter>> parts;  // renamed into place together, once all are complete
   for (size_t p = 0; p < split.count(); ++p) {
-    parts.push_back(std::make_unique<GgufWriter>(split.path(p)));
+    parts.push_back(std::make_unique<GgufWriter>(out_paths[p]));
     GgufWriter& out = *parts.back();
     if (p == 0) {
       write_metadata(out, model, opt);

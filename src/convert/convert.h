@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "kernels/quant.h"
 #include "model/weights.h"
@@ -17,6 +18,8 @@ struct ConvertOptions {
   uint64_t split_max_bytes = 0;     // 0 = one file
   const VocabSpec* vocab = nullptr; // tokenizer metadata to embed (may be null: none)
   std::string name = "grok";        // general.name
+  std::vector<std::string> inputs;  // files the output must never replace (the model's, the tokenizer)
+  bool allow_requantize = false;    // a quantized source may be quantized again (lossy twice)
 };
 
 struct ConvertReport {

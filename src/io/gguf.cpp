@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "util/error.h"
+#include "util/text.h"
 
 namespace groak {
 
@@ -26,6 +27,11 @@ constexpr uint32_t kMaxVersion = 3;
 constexpr uint32_t kDefaultAlignment = 32;  // GGUF_DEFAULT_ALIGNMENT
 constexpr uint32_t kMaxAlignment = 1u << 30;
 constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
+// Counts far above any real model (Grok-1 has 770 tensors and ~40 keys; vocabularies are under a million
+// pieces): a header claiming more is damaged, even when a sparse file is big enough to "hold" them.
+constexpr uint64_t kMaxTensors = 1u << 20;
+constexpr uint64_t kMaxKeys = 1u << 16;
+constexpr uint64_t kMaxArrayLength = 1u << 26;
 // Smallest possible encodings, to bound counts by the bytes left before reserving anything.
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, one-byte value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // empty name, n_dims, one ne, type, offset
@@ -46,12 +52,7 @@ size_t elem_size(GgufType t) {
 
 bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::F64); }
 
-std::string quoted(std::string_view s) {
-  constexpr size_t kMax = 60;
-  std::string r = "\"";
-  for (char c : s.substr(0, kMax)) r += (static_cast<unsigned char>(c) < 0x20) ? '?' : c;
-  return r + (s.size() > kMax ? "…\"" : "\"");
-}
+std::string quoted(std::string_view s) { return "\"" + printable(s, 60) + "\""; }
 
 std::string shape_of(const std::vector<int64_t>& ne) {
   std::string s = "[";
@@ -157,7 +158,7 @@ class Parser {
     throw Error(p_.path + ": byte " + std::to_string(at_) + ": " + what + kDamaged);
   }
   [[noreturn]] void fail_tensor(const GgufTensor& t, const std::string& what, const char* hint = kDamaged) const {
-    throw Error(p_.path + ": tensor '" + t.name + "' " + shape_of(t.ne) + " " + type_name(t.type) + ": " + what + hint);
+    throw Error(p_.path + ": tensor '" + printable(t.name) + "' " + shape_of(t.ne) + " " + type_name(t.type) + ": " + what + hint);
   }
 
   size_t left() const { return n_ - pos_; }
@@ -213,6 +214,12 @@ class Parser {
   void metadata() {
     n_tensors_ = read<uint64_t>("tensor count");
     const uint64_t n_kv = read<uint64_t>("metadata count");
+    if (n_tensors_ > kMaxTensors)
+      fail("the header claims " + std::to_string(n_tensors_) + " tensors (no model has more than " +
+           std::to_string(kMaxTensors) + "): the header is damaged");
+    if (n_kv > kMaxKeys)
+      fail("the header claims " + std::to_string(n_kv) + " metadata keys (no model has more than " +
+           std::to_string(kMaxKeys) + "): the header is damaged");
     if (n_kv > left() / kMinKvBytes) {
       fail("metadata count " + std::to_string(n_kv) + " cannot fit in the " + std::to_string(left()) + " bytes left");
     }
@@ -263,6 +270,9 @@ class Parser {
         if (!valid_type(et)) fail("array " + quoted(key) + " has element type " + std::to_string(et) + ", which GGUF does not define");
         v.elem_type = static_cast<GgufType>(et);
         v.count = read<uint64_t>("length of array " + quoted(key));
+        if (v.count > kMaxArrayLength)
+          fail("array " + quoted(key) + " claims " + std::to_string(v.count) + " elements (more than " +
+               std::to_string(kMaxArrayLength) + " is not a real model's): the header is damaged");
         if (v.elem_type == GgufType::String) {
           if (v.count > left() / 8) {
             fail("array " + quoted(key) + " claims " + std::to_string(v.count) + " strings, more than the " +
@@ -290,8 +300,8 @@ class Parser {
     for (uint64_t k = 0; k < n_tensors_; ++k) {
       GgufTensor t;
       t.name = std::string(read_string("name of tensor #" + std::to_string(k)));
-      const std::string what = "tensor '" + t.name + "'";
-      if (!names.insert(t.name).second) fail("duplicate tensor name '" + t.name + "'");
+      const std::string what = "tensor '" + printable(t.name) + "'";
+      if (!names.insert(t.name).second) fail("duplicate tensor name '" + printable(t.name) + "'");
       const uint32_t n_dims = read<uint32_t>("dimension count of " + what);
       if (n_dims < 1 || n_dims > kMaxDims) {
         fail(what + " has " + std::to_string(n_dims) + " dimensions; GGUF tensors have 1 to " + std::to_string(kMaxDims));

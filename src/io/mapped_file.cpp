@@ -21,7 +21,14 @@ void release_pages(const void* p, size_t n) {
 }
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // The type first: open() on a FIFO blocks until a writer comes, i.e. forever. O_NONBLOCK covers a file
+  // swapped for a FIFO in between (it does not change reads of a regular file).
+  struct stat pre {};
+  if (::stat(path.c_str(), &pre) == 0 && !S_ISREG(pre.st_mode))
+    throw Error(path + ": not a regular file (" +
+                (S_ISDIR(pre.st_mode) ? "a folder" : S_ISFIFO(pre.st_mode) ? "a FIFO" : "a device or socket") +
+                "); pass the model file itself");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
   struct stat st {};
   if (::fstat(fd, &st) != 0) {

@@ -1,5 +1,6 @@
 #include "io/pickle_vm.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -21,6 +22,22 @@ enum Op : uint8_t {
   NEWFALSE = 0x89, LONG1 = 0x8a, SHORT_BINUNICODE = 0x8c, BINBYTES8 = 0x8e, STACK_GLOBAL = 0x93,
   MEMOIZE = 0x94, FRAME = 0x95,
 };
+
+// Pickle opcodes that exist but are refused (names as in Python's pickletools), for messages.
+const char* other_opcode_name(uint8_t op) {
+  switch (op) {
+    case 'I': return "INT"; case 'L': return "LONG"; case 'F': return "FLOAT"; case 'G': return "BINFLOAT";
+    case 'S': return "STRING"; case 'T': return "BINSTRING"; case 'U': return "SHORT_BINSTRING";
+    case 'V': return "UNICODE"; case 'P': return "PERSID"; case 'i': return "INST"; case 'o': return "OBJ";
+    case 'l': return "LIST"; case 'd': return "DICT"; case 'g': return "GET"; case 'p': return "PUT";
+    case '0': return "POP"; case '1': return "POP_MARK"; case '2': return "DUP"; case 0x82: return "EXT1";
+    case 0x83: return "EXT2"; case 0x84: return "EXT4"; case 0x8b: return "LONG4"; case 0x8d: return "BINUNICODE8";
+    case 0x8f: return "EMPTY_SET"; case 0x90: return "ADDITEMS"; case 0x91: return "FROZENSET";
+    case 0x92: return "NEWOBJ_EX"; case 0x96: return "BYTEARRAY8"; case 0x97: return "NEXT_BUFFER";
+    case 0x98: return "READONLY_BUFFER";
+    default: return nullptr;
+  }
+}
 
 constexpr uint64_t kMinProtocol = 2, kMaxProtocol = 5;
 constexpr uint64_t kMaxLong1Bytes = 8;  // LONG1 integers must fit int64
@@ -168,8 +185,16 @@ PickleValue* PickleMachine::make_bytes(uint64_t k) {
   return v;
 }
 
+void PickleMachine::deepen(PickleValue* container, const std::vector<PickleValue*>& items) {
+  for (const PickleValue* it : items) container->depth = std::max(container->depth, it->depth + 1);
+  if (container->depth > limits_.max_depth)
+    fail(std::string(container->type_name()) + " nested more than " + std::to_string(limits_.max_depth) +
+         " levels deep (real checkpoints nest a few)");
+}
+
 PickleValue* PickleMachine::make_tuple(std::vector<PickleValue*> items) {
   PickleValue* v = make(PickleValue::Kind::Tuple);
+  deepen(v, items);
   v->items = std::move(items);
   return v;
 }
@@ -180,6 +205,7 @@ void PickleMachine::add_items(PickleValue* c, PickleValue::Kind want, std::vecto
   if (want == PickleValue::Kind::Dict && items.size() % 2) fail(std::string(op) + " with an odd number of items");
   if (c->items.size() + items.size() > limits_.max_items)
     fail(std::string(c->type_name()) + " with more than " + std::to_string(limits_.max_items) + " items");
+  deepen(c, items);
   c->items.insert(c->items.end(), items.begin(), items.end());
 }
 
@@ -319,9 +345,16 @@ PickleValue* PickleMachine::run() {
         break;
       }
       default: {
+        // A flipped byte is far likelier than a hostile file: say "damaged" first, then what it would be.
         char hex[8];
         std::snprintf(hex, sizeof hex, "0x%02x", op);
-        refuse(std::string("opcode ") + hex + " is not allowed");
+        const char* name = other_opcode_name(op);
+        std::ostringstream o;
+        o << file_ << ": pickle byte " << op_pos_ << ": unexpected byte " << hex << " where an opcode should be; "
+          << damaged_hint_;
+        if (name)
+          o << ". If the file is intact, it uses the pickle opcode " << name << ", which is not allowed: " << refused_hint_;
+        throw Error(o.str());
       }
     }
   }

@@ -15,7 +15,8 @@
 namespace groak {
 
 // A value on the machine's stack. A format's reader derives its own object kinds (an ndarray, a tensor …)
-// from it; all values live as long as the machine (they may form cycles through the memo).
+// from it; all values live as long as the machine (they may form cycles through the memo) and are freed one
+// by one from the machine's list, never by recursion, so no nesting or cycle can overflow the stack.
 struct PickleValue {
   enum class Kind : uint8_t { None, Bool, Int, Str, Bytes, Tuple, List, Dict, Global, Object };
   explicit PickleValue(Kind k) : kind(k) {}
@@ -29,6 +30,7 @@ struct PickleValue {
   uint64_t off = 0, len = 0;            // Bytes: range in the buffer
   std::vector<PickleValue*> items;      // Tuple, List; Dict as key, value, key, value … (insertion order)
   bool built = false;                   // BUILD applied (the reader decides what that means)
+  uint32_t depth = 0;                   // containers around the deepest item (0 for a scalar)
 };
 
 // Caps that no real file comes near; they bound the work and memory a hostile file can cause.
@@ -37,6 +39,8 @@ struct PickleLimits {
   size_t max_memo = 1u << 16;  // memo index
   size_t max_ops = 1u << 20;   // opcodes executed
   size_t max_items = 4096;     // items of one list or dict
+  uint32_t max_depth = 100;    // nesting of tuples/lists/dicts (real files nest a few levels); bounds any
+                               // recursive walk a reader or a debugger might make over the values
 };
 
 class PickleMachine {
@@ -85,6 +89,7 @@ class PickleMachine {
   PickleValue* make_str(const uint8_t* p, uint64_t k);
   PickleValue* make_bytes(uint64_t k);
   PickleValue* make_tuple(std::vector<PickleValue*> items);
+  void deepen(PickleValue* container, const std::vector<PickleValue*>& items);  // fails past max_depth
   void add_items(PickleValue* container, PickleValue::Kind want, std::vector<PickleValue*> items, const char* op);
   std::string read_line();
 

@@ -6,6 +6,7 @@
 
 #include "io/json_text.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace groak {
 
@@ -66,7 +67,7 @@ void TensorView::require_float() const {
 void throw_tensor_error(const std::string& file, const std::string& tensor, const std::string& what,
                         const std::string& hint) {
   std::string m = file + ": ";
-  if (!tensor.empty()) m += "tensor '" + tensor + "': ";
+  if (!tensor.empty()) m += "tensor '" + printable(tensor) + "': ";
   throw Error(m + what + "; " + hint);
 }
 

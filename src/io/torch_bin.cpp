@@ -7,6 +7,7 @@
 #include "io/pickle_vm.h"
 #include "io/zip_reader.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace groak {
 
@@ -97,7 +98,7 @@ class TorchPickleReader final : public PickleMachine {
       const auto* t = dynamic_cast<const TensorValue*>(top->items[k + 1]);
       if (key->kind != PickleValue::Kind::Str) fail(std::string("a state dict key is a ") + key->type_name());
       if (!t) {
-        fail("state dict entry '" + key->s + "' is a " + top->items[k + 1]->type_name() +
+        fail("state dict entry '" + printable(key->s) + "' is a " + top->items[k + 1]->type_name() +
              ", not a tensor (groak reads flat {name: tensor} state dicts)");
       }
       out.push_back({key->s, t});
@@ -123,7 +124,7 @@ class TorchPickleReader final : public PickleMachine {
         }
       }
     }
-    refuse("global '" + module + "." + name + "' is not on the whitelist");
+    refuse("global '" + printable(module + "." + name) + "' is not on the whitelist");
   }
 
   PickleValue* reduce(PickleValue* fn, PickleValue* args) override {

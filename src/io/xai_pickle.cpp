@@ -4,6 +4,7 @@
 
 #include "io/pickle_vm.h"
 #include "util/error.h"
+#include "util/text.h"
 
 namespace groak {
 
@@ -77,7 +78,7 @@ class XaiReader final : public PickleMachine {
                                       module.rfind("jax", 0) == 0)) {
       g = Global::BFloat16;
     } else {
-      refuse("global '" + module + "." + name + "' is not on the whitelist");
+      refuse("global '" + printable(module + "." + name) + "' is not on the whitelist");
     }
     return make_global(static_cast<int64_t>(g), module, name);
   }

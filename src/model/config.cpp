@@ -1,6 +1,8 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <initializer_list>
+#include <utility>
 #include <cmath>
 #include <type_traits>
 #include <fstream>
@@ -35,10 +37,8 @@ void read_field(const nlohmann::json& j, const char* key, T& out, const std::str
 
 }  // namespace
 
-void Config::validate(const std::string& where) const {
-  auto fail = [&](const std::string& what) {
-    throw Error(where + ": invalid configuration: " + what + "; fix config.json (run.py field names)");
-  };
+void Config::validate(const std::string& where, const std::string& hint) const {
+  auto fail = [&](const std::string& what) { throw Error(where + ": invalid configuration: " + what + "; " + hint); };
   auto positive = [&](const char* name, int64_t v) {
     if (v <= 0) fail(std::string(name) + " must be positive, found " + std::to_string(v));
   };
@@ -52,6 +52,16 @@ void Config::validate(const std::string& where) const {
   positive("num_selected_experts", num_selected_experts);
   positive("sequence_len", sequence_len);
   if (!(widening_factor > 0)) fail("widening_factor must be positive");
+  // Sanity bounds first, so that ffn_size() (a double -> int64 conversion) and every product below are defined.
+  const int64_t kMax = int64_t{1} << 24;
+  for (auto [name, v] : {std::pair{"vocab_size", vocab_size}, {"emb_size", emb_size}, {"key_size", key_size},
+                         {"num_q_heads", num_q_heads}, {"num_kv_heads", num_kv_heads}, {"num_layers", num_layers},
+                         {"num_experts", num_experts}, {"sequence_len", sequence_len},
+                         {"ffn_size", ffn_size_override}})
+    if (v > kMax) fail(std::string(name) + " is " + std::to_string(v) + ", above the sane limit 2^24 = " + std::to_string(kMax));
+  if (!(widening_factor * static_cast<double>(emb_size) < static_cast<double>(kMax) * 3 / 2))
+    fail("widening_factor " + std::to_string(widening_factor) + " x emb_size " + std::to_string(emb_size) +
+         " gives an expert width above the sane limit 2^24");
   if (ffn_size() <= 0) fail("the expert width (ffn_size) is " + std::to_string(ffn_size()) + ", it must be positive");
   auto finite_positive = [&](const char* name, double v, bool allow_zero) {
     if (!std::isfinite(v) || v < 0 || (!allow_zero && v == 0))
@@ -73,11 +83,19 @@ void Config::validate(const std::string& where) const {
          std::to_string(num_experts) + ")");
   if (pad_token < 0 || pad_token >= vocab_size) fail("pad_token outside the vocabulary");
   if (eos_token < 0 || eos_token >= vocab_size) fail("eos_token outside the vocabulary");
-  // Sanity bounds so that products of dimensions cannot overflow 64 bits.
-  const int64_t kMax = int64_t{1} << 24;
-  for (int64_t v : {vocab_size, emb_size, key_size, num_q_heads, num_kv_heads, num_layers, num_experts,
-                    sequence_len, ffn_size()})
-    if (v > kMax) fail("a dimension exceeds 2^24 (" + std::to_string(v) + ")");
+  // The sizes the engine derives (weights of one tensor, the KV cache), in checked 64-bit arithmetic.
+  auto product = [&](const char* what, std::initializer_list<int64_t> factors) {
+    int64_t p = 1;
+    for (int64_t f : factors)
+      if (__builtin_mul_overflow(p, f, &p) || p > (int64_t{1} << 60))
+        fail(std::string(what) + " does not fit in 64 bits (above 2^60)");
+    return p;
+  };
+  product("the expert weights (num_experts x emb_size x ffn_size x 4 bytes)", {num_experts, emb_size, ffn_size(), 4});
+  product("the embedding table (vocab_size x emb_size x 4 bytes)", {vocab_size, emb_size, 4});
+  product("the query projection (emb_size x num_q_heads x key_size x 4 bytes)", {emb_size, num_q_heads, key_size, 4});
+  product("the KV cache (num_layers x sequence_len x 2 x num_kv_heads x key_size x 4 bytes)",
+          {num_layers, sequence_len, 2, num_kv_heads, key_size, 4});
 }
 
 std::string Config::describe() const {

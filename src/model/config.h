@@ -39,8 +39,10 @@ struct Config {
   int64_t q_size() const { return num_q_heads * key_size; }    // width of the query projection
   int64_t kv_size() const { return num_kv_heads * key_size; }  // width of each of key / value
 
-  // Throws groak::Error naming the first inconsistent field (where = file the config came from).
-  void validate(const std::string& where) const;
+  // Throws groak::Error naming the first inconsistent field (where = file the config came from, hint = what
+  // to do, e.g. fix config.json or re-convert a GGUF). Every derived size is checked to fit 64 bits.
+  void validate(const std::string& where,
+                const std::string& hint = "fix config.json (run.py field names)") const;
   std::string describe() const;  // multi-line "name value" table for `groak info`
 };
 

@@ -51,7 +51,7 @@ Config gguf_config(const GgufFile& g) {
     throw Error(g.path() + ": tensor token_embd.weight: shape should be [" + std::to_string(c.emb_size) +
                 ", vocab], found " + emb.shape_str());
   c.vocab_size = emb.ne[1];
-  c.validate(g.path());
+  c.validate(g.path(), "the GGUF metadata (grok.*) is damaged or not Grok-1's; re-convert the model");
   return c;
 }
 
@@ -129,6 +129,7 @@ Model load_gguf(const std::string& path, const LoadProgress& progress) {
   GgufBinder b(*g, m);
   m.weights = bind_weights(m.config, b);
   if (progress) progress(1, 1, 1, 1);
+  m.files = g->part_paths();
   m.storage = g;
   return m;
 }

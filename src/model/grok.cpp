@@ -130,6 +130,14 @@ std::vector<int64_t> top_k_experts(const float* probs, int64_t E, int64_t k) {
   return order;
 }
 
+namespace {
+bool all_finite(const float* x, int64_t n) {
+  float acc = 0;  // NaN or Inf anywhere makes x·0 NaN
+  for (int64_t i = 0; i < n; ++i) acc += x[i] * 0.0f;
+  return acc == 0;
+}
+}  // namespace
+
 void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache& kv, Workspace& ws, float* logits) {
   const Config& c = model.config;
   const Weights& w = model.weights;
@@ -176,6 +184,7 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
     ctx.comm().all_reduce_sum(b, T * d);  // + the other shares of every expert's width
     rms_norm_rows(ctx, b, L.rms_norm_3, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
+    if (ws.first_nonfinite_layer < 0 && !all_finite(h, T * d)) ws.first_nonfinite_layer = l;  // diagnostics only
   }
   for (const BatchToken& bt : batch.tokens) kv.set_length(bt.seq, std::max(kv.length(bt.seq), bt.pos + 1));
 
@@ -227,6 +236,7 @@ Workspace::Workspace(const Config& c, int64_t max_tokens, int64_t capacity, int 
                            T * f, T * f, T * d, threads * capacity};
   size_t total = 0;
   for (int64_t s : sizes) total += static_cast<size_t>((s + 15) / 16 * 16);  // 64-byte aligned pieces
+  bytes_ = total * sizeof(float);
   mem_.reset(static_cast<float*>(std::calloc(total, sizeof(float))));
   if (!mem_) throw std::bad_alloc();
   float* p = mem_.get();

@@ -36,10 +36,15 @@ class Workspace {
   float* up;      // [T, f] linear branch
   float* ye;      // [T, d] one expert's output
   float* scores;  // [threads, capacity] attention scores, one row per thread
+  // Diagnostics, not math: the first layer after which the residual stream held NaN/Inf (-1 = never), so
+  // that non-finite logits can be traced to a layer.
+  int64_t first_nonfinite_layer = -1;
+  size_t bytes() const { return bytes_; }  // the scratch memory, fixed at construction
 
  private:
   struct Free { void operator()(float* p) const { std::free(p); } };
   int64_t max_tokens_, capacity_;
+  size_t bytes_ = 0;
   std::unique_ptr<float, Free> mem_;
 };
 

@@ -75,7 +75,7 @@ Config hf_config(const std::string& path, std::vector<std::string>& warnings) {
   if (auto it = j.find("hidden_act"); it != j.end() && it->is_string() && *it != "gelu_new" && *it != "gelu_pytorch_tanh")
     warnings.push_back(path + ": hidden_act \"" + it->get<std::string>() +
                        "\" ignored: Grok-1 (model.py) uses the tanh GELU, which groak always computes");
-  c.validate(path);
+  c.validate(path, "fix config.json (Hugging Face field names)");
   return c;
 }
 
@@ -181,6 +181,9 @@ Model load_hf(const std::string& path, const LoadProgress& progress) {
   HfBinder b(*st, port, m);
   m.weights = bind_weights(m.config, b);
   if (progress) progress(1, 1, 1, 1);
+  for (const TensorFile& f : st->files()) m.files.push_back(f.path());
+  m.files.push_back(st->source());
+  m.files.push_back((fs::path(dir) / "config.json").string());
   m.storage = st;
   return m;
 }

@@ -6,6 +6,7 @@
 
 #include "io/gguf.h"
 #include "model/binder.h"
+#include "model/check.h"
 #include "model/name_map.h"
 #include "util/error.h"
 
@@ -216,6 +217,10 @@ Model load_xai(const std::string& path, const LoadProgress& progress) {
     for (const auto& r : m.tensors)
       if (r.name == name) ordered.push_back(r);
   m.tensors = std::move(ordered);
+  for (const MappedFile& f : ck->maps) m.files.push_back(f.path());
+  fs::path ckpt = fs::path(ck->ckpt_dir).lexically_normal();
+  if (!ckpt.has_filename()) ckpt = ckpt.parent_path();  // "…/ckpt-0/"
+  m.files.push_back((ckpt.parent_path() / "config.json").string());
   m.storage = ck;
   return m;
 }
@@ -223,7 +228,20 @@ Model load_xai(const std::string& path, const LoadProgress& progress) {
 }  // namespace
 
 
+namespace {
+Model load_any(const std::string& path, const LoadProgress& progress);
+}  // namespace
+
+// Every loader's result gets the cheap NaN/Inf scan (norms, routers) as warnings naming the tensor.
 Model load_model(const std::string& path, const LoadProgress& progress) {
+  Model m = load_any(path, progress);
+  for (const std::string& bad : nonfinite_weights(m, /*all=*/false))
+    m.warnings.push_back(m.location + ": " + bad + " (the model will produce NaN; the file is damaged)");
+  return m;
+}
+
+namespace {
+Model load_any(const std::string& path, const LoadProgress& progress) {
   std::error_code ec;
   const char* accepted = "pass --model an xAI checkpoint (the folder holding ckpt-0/, or ckpt-0/ itself), a .gguf "
                          "file (any part of a split set) or a Hugging Face folder (config.json + *.safetensors or "
@@ -241,6 +259,7 @@ Model load_model(const std::string& path, const LoadProgress& progress) {
   throw Error(path + ": no ckpt-0/ folder, no tensor00000_000 file and no model.safetensors or pytorch_model.bin "
               "here; " + accepted);
 }
+}  // namespace
 
 uint64_t Model::parameter_count() const {
   uint64_t n = 0;

@@ -53,6 +53,7 @@ struct Model {
   std::string location;                 // where it was loaded from
   std::vector<TensorRecord> tensors;    // file order
   std::vector<std::string> warnings;    // settings of the file that groak overrides, for the user
+  std::vector<std::string> files;       // every file it was read from (weights, index, config): never an output
   std::shared_ptr<const void> storage;  // owns the mappings
   // Tensor parallelism (model/shard.h): this process holds share `shard_rank` of `shard_count`, and its
   // config holds the local sizes (heads, expert width). `group` joins the shares; null in one process.

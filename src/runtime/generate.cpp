@@ -1,6 +1,7 @@
 #include "runtime/generate.h"
 
 #include <chrono>
+#include <cmath>
 #include <utility>
 
 #include "util/error.h"
@@ -60,6 +61,19 @@ class StopFilter {
   std::string pending_;
 };
 
+// NaN/Inf logits would be sampled as some token and print garbage with exit 0: stop with the layer instead.
+void require_finite(const std::vector<float>& logits, const Session& s) {
+  for (float v : logits) {
+    if (std::isfinite(v)) continue;
+    const int64_t l = s.first_nonfinite_layer();
+    throw Error("the model produced non-finite logits (NaN/Inf) at position " + std::to_string(s.position() - 1) +
+                (l >= 0 ? "; they first appear in the output of layer " + std::to_string(l)
+                        : "; the layers were finite, so the final norm or the LM head (in_out_embed) made them") +
+                "; the weights hold NaN/Inf or overflow float32: find the tensor with `groak info --model M "
+                "--check-weights`, then re-download or re-convert the model");
+  }
+}
+
 double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -76,7 +90,8 @@ GenerateStats generate(Session& session, const Tokenizer& tok, const std::vector
                 std::to_string(session.context() - session.position()) +
                 "; shorten the prompt or raise --ctx (the model allows up to " + std::to_string(c.sequence_len) + ")");
   }
-  if (tok.vocab_size() > c.vocab_size)
+  // Fewer pieces than the vocabulary would fail mid-generation on the first id the tokenizer lacks.
+  if (tok.vocab_size() != c.vocab_size)
     throw Error("the tokenizer has " + std::to_string(tok.vocab_size()) + " pieces but the model's vocabulary is " +
                 std::to_string(c.vocab_size) + "; use the tokenizer that belongs to this model (--tokenizer)");
   validate(opt.sampling);
@@ -93,13 +108,21 @@ GenerateStats generate(Session& session, const Tokenizer& tok, const std::vector
   std::vector<float> logits;
 
   const auto t0 = std::chrono::steady_clock::now();
-  session.eval(prompt, logits, LogitRows::LastOnly);  // prefill: the whole prompt as one chunk
+  // Prefill in chunks of the session's batch, so that Ctrl-C during a long prompt is seen at the next
+  // chunk boundary (the session bounds its scratch by the batch either way).
+  bool cancelled = false;
+  for (size_t p0 = 0; p0 < prompt.size() && !cancelled; p0 += static_cast<size_t>(session.batch())) {
+    const size_t n = std::min(prompt.size() - p0, static_cast<size_t>(session.batch()));
+    session.eval(std::span<const int32_t>(prompt.data() + p0, n), logits, LogitRows::LastOnly);
+    cancelled = cancel && cancel->load();
+  }
+  require_finite(logits, session);
   st.prefill_seconds = since(t0);
   const auto t_decode = std::chrono::steady_clock::now();
 
   bool stop_hit = false;
   for (;;) {
-    if (cancel && cancel->load()) {
+    if (cancelled || (cancel && cancel->load())) {
       st.reason = StopReason::Cancelled;
       break;
     }
@@ -118,7 +141,7 @@ GenerateStats generate(Session& session, const Tokenizer& tok, const std::vector
       st.reason = StopReason::StopString;
       break;
     }
-    if (st.generated_tokens >= opt.max_tokens) {
+    if (opt.max_tokens > 0 && st.generated_tokens >= opt.max_tokens) {
       st.reason = StopReason::MaxTokens;
       break;
     }
@@ -127,6 +150,7 @@ GenerateStats generate(Session& session, const Tokenizer& tok, const std::vector
       break;
     }
     session.eval(std::span<const int32_t>(&next, 1), logits, LogitRows::LastOnly);
+    require_finite(logits, session);
   }
   if (!stop_hit) {
     std::string rest = filter.push(text.flush(), &stop_hit);

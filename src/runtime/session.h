@@ -52,6 +52,9 @@ class Session {
   // Sets sequence seq's cache length (a follower rank mirrors rank 0's cache before each pass).
   void set_length(int64_t seq, int64_t n) { cache_.set_length(seq, n); }
   const Model& model() const { return model_; }
+  // The first layer whose output held NaN/Inf in any evaluation so far; -1 if none.
+  int64_t first_nonfinite_layer() const { return ws_.first_nonfinite_layer; }
+  size_t scratch_bytes() const { return ws_.bytes(); }  // fixed by the batch and context, not the prompt
   Context& ctx() { return *ctx_; }
 
  private:

@@ -61,11 +61,16 @@ void filter(const float* logits, int vocab, const SamplingParams& p, const std::
   }
 
   // Temperature divides in f32, as the runner divides in the logits' dtype.
+  bool overflow = false;  // a tiny temperature (say 1e-40) sends logits to +inf; softmax would give NaN
   for (int32_t i = 0; i < vocab; ++i) {
     const float v = z[static_cast<size_t>(i)] / p.temperature;
+    overflow = overflow || v == INFINITY;
     if (!std::isnan(v) && v != -INFINITY) kept.push_back({i, v});
   }
-  if (kept.empty()) {  // nothing finite to sample from: fall back to greedy
+  // Nothing finite to sample from, or a temperature so small that the distribution is the argmax (its
+  // limit as the temperature goes to 0): greedy.
+  if (kept.empty() || overflow) {
+    kept.clear();
     kept.push_back({argmax(z), 0.0f});
     prob.push_back(1.0);
     return;

@@ -9,7 +9,8 @@ namespace groak {
 
 struct SamplingParams {
   // Logits are divided by this. 0 = greedy: argmax of the (penalised) logits, ties → lowest id.
-  // The official run.py uses 0.01, which is effectively greedy.
+  // The official run.py uses 0.01, which is effectively greedy. A temperature so small that a logit
+  // divided by it overflows f32 is greedy too (the limit), never NaN probabilities.
   float temperature = 0.8f;
   // Keep only the k most probable tokens (ties at the cut → lower ids). 0 = off.
   int top_k = 40;

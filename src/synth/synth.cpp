@@ -396,24 +396,45 @@ void write_synthetic_checkpoint(const Config& cfg, const std::string& preset_nam
   uint64_t total = 0;
   for (const PlanEntry& e : plan) total += pickled_size(arrays_for(cfg, e, seed));
   uint64_t done = 0;
-  if (progress) progress(0, total);
-
-  for (const PlanEntry& e : plan) {
-    const std::vector<NpArray> arrays = arrays_for(cfg, e, seed);
-    write_atomically(ckpt / synth_tensor_file_name(e.t.index), [&](pickle::FileSink& f) {
-      ProgressSink sink(f, done, total, progress);
-      if (arrays.size() == 1)
-        pickle::pickle_ndarray(sink, arrays[0]);
-      else
-        pickle::pickle_quantized_weight(sink, arrays[0], arrays[1]);
+  std::vector<fs::path> written;  // removed again if the job ends early (an error, Ctrl-C)
+  try {
+    if (progress) progress(0, total);
+    for (const PlanEntry& e : plan) {
+      const std::vector<NpArray> arrays = arrays_for(cfg, e, seed);
+      written.push_back(ckpt / synth_tensor_file_name(e.t.index));
+      write_atomically(written.back(), [&](pickle::FileSink& f) {
+        ProgressSink sink(f, done, total, progress);
+        if (arrays.size() == 1)
+          pickle::pickle_ndarray(sink, arrays[0]);
+        else
+          pickle::pickle_quantized_weight(sink, arrays[0], arrays[1]);
+      });
+      if (progress) progress(done, total);
+    }
+    const std::string json = config_to_json(cfg, preset_name, seed);
+    written.push_back(fs::path(out_dir) / "config.json");
+    write_atomically(written.back(), [&](pickle::FileSink& f) {
+      f.write(reinterpret_cast<const uint8_t*>(json.data()), json.size());
     });
-    if (progress) progress(done, total);
+  } catch (...) {
+    for (const fs::path& p : written) fs::remove(p, ec);
+    throw;
   }
+}
 
-  const std::string json = config_to_json(cfg, preset_name, seed);
-  write_atomically(fs::path(out_dir) / "config.json", [&](pickle::FileSink& f) {
-    f.write(reinterpret_cast<const uint8_t*>(json.data()), json.size());
-  });
+void prepare_synth_folder(const std::string& out_dir, bool force) {
+  std::error_code ec;
+  if (!fs::exists(out_dir, ec)) return;
+  if (!fs::is_directory(out_dir, ec))
+    throw Error(out_dir + " exists and is not a folder; pass --out a new or empty folder");
+  if (fs::is_empty(out_dir, ec)) return;
+  if (!force)
+    throw Error(out_dir + " is not empty; pass --out a new or empty folder, or add --force to replace the checkpoint "
+                "in it (ckpt-0/ and config.json are removed first; other files stay)");
+  for (const char* name : {"ckpt-0", "config.json"}) {
+    fs::remove_all(fs::path(out_dir) / name, ec);
+    if (ec) throw Error((fs::path(out_dir) / name).string() + ": cannot remove (" + ec.message() + ")");
+  }
 }
 
 }  // namespace groak

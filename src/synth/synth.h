@@ -35,8 +35,14 @@ using SynthProgress = std::function<void(uint64_t bytes_done, uint64_t bytes_tot
 
 // Writes out_dir/ckpt-0/tensorNNNNN_000 and out_dir/config.json (config.json last). Each file is
 // written under a temporary name and renamed when complete. Throws groak::Error naming the file on
-// any I/O failure. `progress` (may be empty) is called with pickle bytes written so far.
+// any I/O failure. `progress` (may be empty) is called with pickle bytes written so far; whatever it
+// throws (e.g. on Ctrl-C) ends the job, and every file this call wrote is removed again.
 void write_synthetic_checkpoint(const Config& cfg, const std::string& preset_name, uint64_t seed,
                                 const std::string& out_dir, const SynthProgress& progress);
+
+// Makes out_dir ready for write_synthetic_checkpoint, so that old and new tensor files never mix: an
+// absent or empty folder is fine; a non-empty one is refused (groak::Error) unless `force`, which removes
+// what a checkpoint would replace (ckpt-0/ and config.json) and keeps everything else (a tokenizer).
+void prepare_synth_folder(const std::string& out_dir, bool force);
 
 }  // namespace groak
