@@ -37,6 +37,19 @@ void send_error(httplib::Response& res, const ApiError& e) {
   send_json(res, e.status, error_body(e.status, e.what(), e.type, e.code, e.param));
 }
 
+// An error answered before the request's body was read, on a connection that is then closed: the unread
+// body must not be taken for the next request of a kept-alive connection. (httplib closes a connection
+// when a content provider reports failure; this one writes the whole error first.)
+void send_error_and_close(httplib::Response& res, const ApiError& e) {
+  auto text = std::make_shared<std::string>(dump(error_body(e.status, e.what(), e.type, e.code, e.param)));
+  res.status = e.status;
+  res.set_header("Connection", "close");
+  res.set_content_provider(text->size(), "application/json", [text](size_t offset, size_t length, httplib::DataSink& sink) {
+    sink.write(text->data() + offset, length);
+    return false;
+  });
+}
+
 std::string random_id(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   char buf[32];
@@ -286,8 +299,11 @@ void HttpServer::routes() {
   // Before the body is read: authentication, then the size limit.
   h.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     const bool open = req.path == "/health" || (req.path == "/" && req.method == "GET");
+    const bool has_body = req.has_header("Transfer-Encoding") ||
+                          (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+    auto reject = [&](const ApiError& e) { has_body ? send_error_and_close(res, e) : send_error(res, e); };
     if (!opt_.api_key.empty() && !open && req.get_header_value("Authorization") != "Bearer " + opt_.api_key) {
-      send_error(res, ApiError(401,
+      reject(ApiError(401,
                                req.has_header("Authorization") ? "the API key is wrong; send Authorization: Bearer KEY"
                                                                : "this server needs an API key: send Authorization: Bearer KEY",
                                "", "authentication_error", "invalid_api_key"));
@@ -299,8 +315,7 @@ void HttpServer::routes() {
       const bool number = !v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 20;
       if (number) n = std::stoull(v);
       if (!number || n > opt_.max_body) {
-        res.set_header("Connection", "close");
-        send_error(res, ApiError(413,
+        send_error_and_close(res, ApiError(413,
                                  "the request body (" + v + " bytes) is larger than this server's limit of " +
                                      std::to_string(opt_.max_body) + " bytes (--max-body)",
                                  "", "invalid_request_error", "request_too_large"));
@@ -311,7 +326,7 @@ void HttpServer::routes() {
   });
   // Errors raised by httplib itself (404, 413 of a chunked body, 400 of a bad request line) as JSON.
   h.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
+    if (!res.body.empty() || res.has_header("Content-Type")) return;  // already an error of ours
     std::string msg = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path +
                                               " (see GET /v1/models, POST /v1/completions, POST /v1/chat/completions)"
                       : res.status == 413 ? "the request body is larger than this server's limit"
