@@ -158,7 +158,8 @@ struct LogitsArgs {
 
 constexpr const char* kThreadsHelp = "threads (default: every core)";
 constexpr const char* kKernelsHelp =
-    "kernel table: fast (the best for this CPU), avx2, portable, or reference (the scalar oracle, slow)";
+    "kernel table: fast (the best for this CPU), avx512vnni, avx2, portable, reference (the scalar oracle, "
+    "slow), or avx512vnni-q8 (also 8-bit activations for the raw xAI int8 weights: faster prefill, not exact)";
 
 constexpr const char* kCacheTypeHelp = "KV cache element type: f32 (exact), f16 or bf16 (half the memory)";
 KvType cache_type_named(const std::string& name) {
@@ -669,7 +670,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"full", "incremental"}))
       ->capture_default_str();
   logits->add_option("--kernels", la.kernels, kKernelsHelp)
-      ->check(CLI::IsMember({"fast", "avx2", "portable", "reference"}))
+      ->check(CLI::IsMember({"fast", "avx512vnni", "avx512vnni-q8", "avx2", "portable", "reference"}))
       ->capture_default_str();
 
   std::string info_model;
@@ -758,7 +759,7 @@ int main(int argc, char** argv) {
   bench->add_option("-b,--batch-size", ba.opt.batch, "tokens per forward pass in pp")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, kMaxProductRows));
   bench->add_option("--kernels", ba.kernels, kKernelsHelp)
-      ->check(CLI::IsMember({"fast", "avx2", "portable", "reference"}))->capture_default_str();
+      ->check(CLI::IsMember({"fast", "avx512vnni", "avx512vnni-q8", "avx2", "portable", "reference"}))->capture_default_str();
   bench->add_flag("--no-probes", [&](int64_t) { ba.opt.probes = false; }, "skip the bandwidth and FMA probes");
   bench->add_option("-d,--depth", ba.opt.depth, "tokens already in the context when each test starts")
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));

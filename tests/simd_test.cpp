@@ -114,6 +114,7 @@ std::vector<TestMatrix> all_formats() {
   v.push_back(xai_int8(96, 53, 1, 1));
   v.push_back(xai_int8(96, 53, 8, 2));
   v.push_back(xai_int8(600, 37, 8, 3));  // longer than one packed panel of the tiled path
+  v.push_back(xai_int8(512, 21, 8, 4));  // 8 scale blocks of 64 inputs: avx512vnni-q8's 8-bit path
   v.push_back(f32_matrix(75, 41, Layout::InOut, 4));
   v.push_back(f32_matrix(75, 41, Layout::OutIn, 5));
   for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16})
@@ -131,6 +132,8 @@ std::vector<TestMatrix> all_formats() {
 std::vector<const Kernels*> fast_tables() {
   std::vector<const Kernels*> v = {&portable_kernels()};
   if (const Kernels* k = avx2_kernels()) v.push_back(k);
+  if (const Kernels* k = avx512_vnni_kernels()) v.push_back(k);
+  if (const Kernels* k = avx512_vnni_q8_kernels()) v.push_back(k);
   return v;
 }
 
@@ -245,6 +248,33 @@ TEST(Simd, ARowsResultDoesNotDependOnItsBatchOrOnTheThreadSplit) {
       kernel_matmul(*k, m, x.data(), split.data(), rows, 0, at);
       kernel_matmul(*k, m, x.data(), split.data(), rows, at, m.n_out);
       EXPECT_EQ(split, all) << k->name << " " << t.label;
+    }
+  }
+}
+
+TEST(Simd, QuantisedProductsAreBatchInvariantAcrossTheirPaths) {
+  // q8_0/q4_0 tables switch layouts with the number of rows (in place for decode, repacked panels of 8
+  // outputs for prefill, row blocks of 64): every row of a 70-row product, with output counts that leave
+  // partial panels, must equal the same row computed alone, bit for bit.
+  for (const Kernels* k : fast_tables()) {
+    for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+      for (int64_t n_out : {1, 23, 37}) {
+        const TestMatrix t = ggml_matrix(type, 224, n_out, 90 + static_cast<uint32_t>(n_out));
+        const int64_t rows = 70;
+        auto x = randn(static_cast<size_t>(rows * t.m.n_in), 11, 2.f);
+        std::vector<float> all(static_cast<size_t>(rows * n_out)), some(all.size()), one(static_cast<size_t>(n_out));
+        kernel_matmul(*k, t.m, x.data(), all.data(), rows);
+        for (int64_t r = 0; r < rows; r += 9) {
+          kernel_matmul(*k, t.m, x.data() + r * t.m.n_in, one.data(), 1);
+          EXPECT_EQ(0, std::memcmp(one.data(), all.data() + r * n_out, 4 * one.size()))
+              << k->name << " " << t.label << ": row " << r << " alone differs from the same row among 70";
+        }
+        for (int64_t part : {3, 9}) {  // 3 rows: the in-place path; 9: one full panel tile and one row
+          kernel_matmul(*k, t.m, x.data() + 20 * t.m.n_in, some.data(), part);
+          EXPECT_EQ(0, std::memcmp(some.data(), all.data() + 20 * n_out, 4 * static_cast<size_t>(part * n_out)))
+              << k->name << " " << t.label << ": rows 20.." << 20 + part - 1;
+        }
+      }
     }
   }
 }

@@ -95,9 +95,15 @@ const Kernels& reference_kernels();
 const Kernels& portable_kernels();
 // AVX2+FMA+F16C kernels; null when this build or CPU lacks them.
 const Kernels* avx2_kernels();
-// The fastest table this CPU runs, chosen once (GROAK_KERNELS=portable|avx2|reference overrides).
+// AVX2's table with AVX-512 VNNI (256-bit vpdpbusd) q8_0/q4_0 products, bit-identical to AVX2's; null
+// when this build or CPU lacks them.
+const Kernels* avx512_vnni_kernels();
+// avx512vnni with q8_0 activations for xAI int8 weights too: several times faster prefill from the raw
+// checkpoint, not exact (error in docs/perf.md); chosen only by name (--kernels avx512vnni-q8).
+const Kernels* avx512_vnni_q8_kernels();
+// The fastest table this CPU runs, chosen once (GROAK_KERNELS=portable|avx2|avx512vnni|reference overrides).
 const Kernels& fast_kernels();
-// A table by name ("fast", "reference", "portable", "avx2"); null for an unknown or unsupported one.
+// A table by name ("fast", "reference", "portable", "avx2", "avx512vnni", "avx512vnni-q8"); null for an unknown or unsupported one.
 const Kernels* kernels_by_name(const char* name);
 
 }  // namespace groak

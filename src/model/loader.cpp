@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include "io/gguf.h"
 #include "model/binder.h"
@@ -51,10 +52,11 @@ namespace {
 // output column and input block for the two row-parallel projections (spec §7.1).
 class XaiBinder final : public WeightBinder {
  public:
-  XaiBinder(const XaiCheckpoint& ck, Model& m)
-      : ck_(ck), m_(m),
-        origin_(ck.config_from_file ? ck.root + "/config.json"
-                                    : std::string("the Grok-1 defaults (no config.json beside ckpt-0/)")) {}
+  // names[i]: the Haiku path of file i (xai_file_order).
+  XaiBinder(const XaiCheckpoint& ck, std::vector<std::string> names, std::string origin, Model& m)
+      : ck_(ck), names_(std::move(names)), m_(m), origin_(std::move(origin)) {
+    for (size_t i = 0; i < names_.size(); ++i) index_[names_[i]] = i;
+  }
 
   Matrix matrix(Role r, int64_t layer, int64_t n_in, int64_t n_out) override {
     if (r == Role::InOutEmbed || r == Role::Router) {
@@ -85,35 +87,47 @@ class XaiBinder final : public WeightBinder {
   // The projections that shard their input over 8 devices carry 8 row blocks of scales.
   static int64_t scale_blocks(Role r) { return r == Role::AttnLinear || r == Role::MoeLinear1 ? 8 : 1; }
 
-  [[noreturn]] void mismatch(const XaiTensor& t, const std::string& what, const std::string& expected,
+  struct Found {
+    const XaiTensor& t;
+    const std::string& path;  // Haiku path
+  };
+  Found find(const std::string& path) const {
+    auto it = index_.find(path);
+    if (it == index_.end()) throw Error(ck_.ckpt_dir + ": no tensor " + path);
+    return {ck_.tensors[it->second], names_[it->second]};
+  }
+
+  [[noreturn]] void mismatch(const Found& f, const std::string& what, const std::string& expected,
                              const std::string& found) const {
-    throw Error(t.file + ": tensor " + t.path + ": " + what + " should be " + expected + " (from " + origin_ +
+    throw Error(f.t.file + ": tensor " + f.path + ": " + what + " should be " + expected + " (from " + origin_ +
                 "), found " + found + "; the file does not match the configuration — fix config.json or "
                 "re-download the file");
   }
 
   const uint8_t* f32(const std::string& path, const std::vector<int64_t>& shape) {
-    const XaiTensor& t = ck_.find(path);
-    if (t.t.kind != PickledTensor::Kind::Array) mismatch(t, "object", "a float32 ndarray", "a QuantizedWeight8bit");
-    if (t.t.array.dtype != ArrayDType::F32) mismatch(t, "dtype", "float32", dtype_name(t.t.array.dtype));
-    if (t.t.array.shape != shape) mismatch(t, "shape", shape_str(shape), t.t.array.shape_str());
-    record(t);
+    const Found f = find(path);
+    const XaiTensor& t = f.t;
+    if (t.t.kind != PickledTensor::Kind::Array) mismatch(f, "object", "a float32 ndarray", "a QuantizedWeight8bit");
+    if (t.t.array.dtype != ArrayDType::F32) mismatch(f, "dtype", "float32", dtype_name(t.t.array.dtype));
+    if (t.t.array.shape != shape) mismatch(f, "shape", shape_str(shape), t.t.array.shape_str());
+    record(f);
     return t.base + t.t.array.offset;
   }
 
   // weight [lead..., in, out] int8 with scales [lead..., blocks, out] bf16; one matrix per leading index.
   ExpertMatrices qw8(const std::string& path, const std::vector<int64_t>& wshape, int64_t blocks) {
-    const XaiTensor& t = ck_.find(path);
+    const Found f = find(path);
+    const XaiTensor& t = f.t;
     if (t.t.kind != PickledTensor::Kind::QuantizedWeight8bit)
-      mismatch(t, "object", "a QuantizedWeight8bit (int8 weight + bf16 scales)", "a plain ndarray");
-    if (t.t.weight.shape != wshape) mismatch(t, "weight shape", shape_str(wshape), t.t.weight.shape_str());
+      mismatch(f, "object", "a QuantizedWeight8bit (int8 weight + bf16 scales)", "a plain ndarray");
+    if (t.t.weight.shape != wshape) mismatch(f, "weight shape", shape_str(wshape), t.t.weight.shape_str());
     std::vector<int64_t> sshape = wshape;
     sshape[sshape.size() - 2] = blocks;
     if (t.t.scales.shape != sshape)
-      mismatch(t, "scales shape (to fit weight " + shape_str(wshape) + ")", shape_str(sshape), t.t.scales.shape_str());
+      mismatch(f, "scales shape (to fit weight " + shape_str(wshape) + ")", shape_str(sshape), t.t.scales.shape_str());
     const int64_t n_in = wshape[wshape.size() - 2], n_out = wshape.back();
     if (n_in % blocks != 0)
-      mismatch(t, "input size", "a multiple of " + std::to_string(blocks) + " (row-parallel scale blocks)",
+      mismatch(f, "input size", "a multiple of " + std::to_string(blocks) + " (row-parallel scale blocks)",
                std::to_string(n_in));
     const int64_t count = wshape.size() == 3 ? wshape[0] : 1;
     ExpertMatrices e;
@@ -128,13 +142,14 @@ class XaiBinder final : public WeightBinder {
       w.scale_blocks = blocks;
       e.list.push_back(w);
     }
-    record(t);
+    record(f);
     return e;
   }
 
-  void record(const XaiTensor& t) {
+  void record(const Found& f) {
+    const XaiTensor& t = f.t;
     TensorRecord r;
-    r.name = t.path;
+    r.name = f.path;
     if (t.t.kind == PickledTensor::Kind::Array) {
       r.dtype = dtype_name(t.t.array.dtype);
       r.shape = t.t.array.shape;
@@ -148,23 +163,58 @@ class XaiBinder final : public WeightBinder {
   }
 
   const XaiCheckpoint& ck_;
+  std::vector<std::string> names_;
+  std::map<std::string, size_t> index_;  // Haiku path → file index
   Model& m_;
   std::string origin_;
 };
 
+// Which parameter each file holds, and how many files there are, follows from the config: 2 + 12 per
+// layer, in xai_file_order. Checked against the folder before anything is mapped.
 Model load_xai(const std::string& path, const LoadProgress& progress) {
-  auto ck = std::make_shared<XaiCheckpoint>(XaiCheckpoint::open(path, progress));
+  auto ck = std::make_shared<XaiCheckpoint>(XaiCheckpoint::locate(path));
   Model m;
-  m.config = ck->config;
+  std::error_code ec;
+  const fs::path cfg_path = fs::path(ck->root) / "config.json";
+  const bool from_file = fs::exists(cfg_path, ec);
+  if (from_file) m.config = load_config_json(cfg_path.string());  // else Grok-1's defaults, checked below
+  const std::string origin =
+      from_file ? cfg_path.string() : std::string("the Grok-1 defaults (no config.json beside ckpt-0/)");
+
+  // The expected count, computed before any list of names: a config.json claiming millions of layers
+  // must not make us allocate for them.
+  const size_t n_layers = static_cast<size_t>(m.config.num_layers);
+  const size_t expected = 2 + layer_roles().size() * n_layers;
+  const auto role_of = [&](size_t i) {
+    if (expected > (1u << 20)) return i < 2 ? xai_name(i == 0 ? Role::InOutEmbed : Role::FinalNorm, -1)
+                                            : std::string("a tensor of the layers");
+    const RoleAt at = xai_file_order(m.config.num_layers)[i];
+    return xai_name(at.role, at.layer);
+  };
+  if (!ck->present.empty() && ck->present.rbegin()->first >= expected)
+    throw Error(ck->present.rbegin()->second + ": extra file — " + origin + " gives " +
+                std::to_string(m.config.num_layers) + " layers, i.e. " + std::to_string(expected) +
+                " files (tensor00000_000 … " + xai_tensor_file_name(expected - 1) +
+                "); fix num_layers in config.json or remove the file");
+  if (ck->present.size() < expected) {  // name the first missing file (its index is at most present.size())
+    size_t i = 0;
+    while (ck->present.count(i)) ++i;
+    throw Error(ck->file_path(i) + ": missing (it should hold " + role_of(i) + "; " + origin + " needs " +
+                std::to_string(expected) + " files); re-download the checkpoint or fix num_layers in config.json");
+  }
+  ck->map(expected, progress);
+
+  std::vector<std::string> names;
+  for (const RoleAt& at : xai_file_order(m.config.num_layers)) names.push_back(xai_name(at.role, at.layer));
   m.format = "xAI raw checkpoint (ckpt-0, int8 weights + bf16 scales)";
   m.location = ck->ckpt_dir;
-  XaiBinder b(*ck, m);
+  XaiBinder b(*ck, names, origin, m);
   m.weights = bind_weights(m.config, b);
   // `groak info` lists tensors in file order.
   std::vector<TensorRecord> ordered;
-  for (const auto& t : ck->tensors)
+  for (const auto& name : names)
     for (const auto& r : m.tensors)
-      if (r.name == t.path) ordered.push_back(r);
+      if (r.name == name) ordered.push_back(r);
   m.tensors = std::move(ordered);
   m.storage = ck;
   return m;

@@ -1,6 +1,6 @@
 // The one place where Grok-1's parameters get their names in each format: xAI's Haiku paths
-// (model.py), llama.cpp's GGUF names and the two Hugging Face ports (spec §9). The math never sees
-// these strings.
+// (model.py) and their file order, llama.cpp's GGUF names and the two Hugging Face ports (spec §9),
+// all from one table. The math never sees these strings.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -24,6 +24,14 @@ const std::vector<Role>& layer_roles();  // every per-layer role, in a fixed ord
 
 // xAI raw checkpoint: "transformer/decoder_layer_3/moe/linear/w" …
 std::string xai_name(Role r, int64_t layer);
+
+// A parameter: its role and layer (-1 for the two global ones).
+struct RoleAt {
+  Role role;
+  int64_t layer;
+};
+// xAI's ckpt-0 file order for num_layers layers (2 + 12 * num_layers entries): the sorted Haiku paths.
+std::vector<RoleAt> xai_file_order(int64_t num_layers);
 // llama.cpp GGUF (merged experts for expert roles): "blk.3.ffn_gate_exps.weight" …
 std::string gguf_name(Role r, int64_t layer);
 // Early-2024 GGUF files: one tensor per expert, "blk.3.ffn_gate.5.weight".

@@ -8,7 +8,9 @@
 #include <numbers>
 #include <thread>
 
+#include "io/xai_checkpoint.h"
 #include "kernels/tensor.h"
+#include "model/name_map.h"
 #include "synth/pickle_writer.h"
 #include "util/error.h"
 
@@ -176,14 +178,6 @@ struct PlanEntry {
   Gain gain = Gain::Unit;
 };
 
-std::vector<int64_t> lexicographic_layer_order(int64_t n_layers) {
-  std::vector<int64_t> order(static_cast<size_t>(n_layers));
-  for (int64_t i = 0; i < n_layers; ++i) order[static_cast<size_t>(i)] = i;
-  std::sort(order.begin(), order.end(),
-            [](int64_t a, int64_t b) { return std::to_string(a) < std::to_string(b); });
-  return order;
-}
-
 std::vector<PlanEntry> build_plan(const Config& c) {
   c.validate("synthetic checkpoint config");
   const int64_t V = c.vocab_size, d = c.emb_size, E = c.num_experts, ff = c.ffn_size();
@@ -204,22 +198,25 @@ std::vector<PlanEntry> build_plan(const Config& c) {
     e.gain = gain;
     plan.push_back(std::move(e));
   };
-  add("language_model/in_out_embed/embeddings", {V, d}, {}, Init::Embedding);  // [vocab, d] f32
-  add("language_model/rms_norm/scale", {d}, {}, Init::Norm);                    // [d] f32
-  for (int64_t L : lexicographic_layer_order(c.num_layers)) {
-    const std::string p = "transformer/decoder_layer_" + std::to_string(L) + "/";
-    add(p + "moe/linear/w", {E, d, ff}, {E, 1, ff}, Init::Weight);            // gate (gelu branch)
-    add(p + "moe/linear_1/w", {E, ff, d}, {E, kRowBlocks, d}, Init::Weight);  // down, row-parallel
-    add(p + "moe/linear_v/w", {E, d, ff}, {E, 1, ff}, Init::Weight);          // up
-    add(p + "multi_head_attention/key/w", {d, kv}, {1, kv}, Init::Weight, Gain::Key);
-    add(p + "multi_head_attention/linear/w", {q, d}, {kRowBlocks, d}, Init::Weight);  // out, row-parallel
-    add(p + "multi_head_attention/query/w", {d, q}, {1, q}, Init::Weight, Gain::QueryHeads);
-    add(p + "multi_head_attention/value/w", {d, kv}, {1, kv}, Init::Weight);
-    add(p + "rms_norm/scale", {d}, {}, Init::Norm);        // pre-attention
-    add(p + "rms_norm_1/scale", {d}, {}, Init::PostNorm);  // post-attention
-    add(p + "rms_norm_2/scale", {d}, {}, Init::Norm);      // pre-MoE
-    add(p + "rms_norm_3/scale", {d}, {}, Init::PostNorm);  // post-MoE
-    add(p + "router/w", {d, E}, {}, Init::Router);
+  // Shapes are xAI's: [in, out] weights (experts leading), scales per output column or row block.
+  for (const RoleAt& at : xai_file_order(c.num_layers)) {
+    std::string path = xai_name(at.role, at.layer);
+    switch (at.role) {
+      case Role::InOutEmbed: add(path, {V, d}, {}, Init::Embedding); break;  // [vocab, d] f32
+      case Role::FinalNorm: add(path, {d}, {}, Init::Norm); break;           // [d] f32
+      case Role::MoeLinear: add(path, {E, d, ff}, {E, 1, ff}, Init::Weight); break;  // gate (gelu branch)
+      case Role::MoeLinear1: add(path, {E, ff, d}, {E, kRowBlocks, d}, Init::Weight); break;  // down, row-parallel
+      case Role::MoeLinearV: add(path, {E, d, ff}, {E, 1, ff}, Init::Weight); break;  // up
+      case Role::Key: add(path, {d, kv}, {1, kv}, Init::Weight, Gain::Key); break;
+      case Role::AttnLinear: add(path, {q, d}, {kRowBlocks, d}, Init::Weight); break;  // out, row-parallel
+      case Role::Query: add(path, {d, q}, {1, q}, Init::Weight, Gain::QueryHeads); break;
+      case Role::Value: add(path, {d, kv}, {1, kv}, Init::Weight); break;
+      case Role::RmsNorm: add(path, {d}, {}, Init::Norm); break;        // pre-attention
+      case Role::RmsNorm1: add(path, {d}, {}, Init::PostNorm); break;   // post-attention
+      case Role::RmsNorm2: add(path, {d}, {}, Init::Norm); break;       // pre-MoE
+      case Role::RmsNorm3: add(path, {d}, {}, Init::PostNorm); break;   // post-MoE
+      case Role::Router: add(path, {d, E}, {}, Init::Router); break;    // [d, E] f32
+    }
   }
   return plan;
 }
@@ -386,11 +383,7 @@ std::vector<SynthTensor> synth_plan(const Config& cfg) {
   return out;
 }
 
-std::string synth_tensor_file_name(int64_t index) {
-  char name[32];
-  std::snprintf(name, sizeof name, "tensor%05lld_000", static_cast<long long>(index));
-  return name;
-}
+std::string synth_tensor_file_name(int64_t index) { return xai_tensor_file_name(static_cast<size_t>(index)); }
 
 void write_synthetic_checkpoint(const Config& cfg, const std::string& preset_name, uint64_t seed,
                                 const std::string& out_dir, const SynthProgress& progress) {

@@ -1,0 +1,373 @@
+// AVX-512 VNNI (vpdpbusd on 256-bit registers) for [out, in] q8_0 / q4_0 rows against q8_0 activations;
+// every other product goes to the AVX2 table.
+//
+// Arithmetic (the same for every batch size, so a row's result never depends on its batch):
+//   weights as unsigned bytes u = w + c (q8_0: w ^ 0x80, c = 128; q4_0: the nibbles, c = 8), so that
+//   s = Σ u·x − c·Σx = Σ w·x over a 32-block is an exact int32 (vpdpbusd takes u unsigned, x signed);
+//   y = Σ over blocks in order of fma(d_w·d_x, float(s), y), one f32 accumulator per output.
+// Because s is exact, how it is summed does not matter, which frees each path to use its best layout:
+//   - many rows (prefill, ≥ kPackRows): 8 weight rows are repacked once per pass into an interleaved
+//     panel (4 bytes of row 0, 4 of row 1, …), so one vpdpbusd advances 8 outputs by 4 inputs and the
+//     float steps run once per block for 8 outputs, not once per block per output;
+//   - few rows (decode): 8 weight rows are read in place, one vpdpbusd per row and block, and the 8 lane
+//     sums are folded into one vector of 8 block sums (reduce8) before the same float steps.
+#include "kernels/kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
+
+namespace groak {
+namespace {
+
+constexpr int64_t kQ8Bytes = 34;  // f16 d + 32 int8
+constexpr int64_t kQ4Bytes = 18;  // f16 d + 16 bytes of nibbles
+constexpr int64_t kPackRows = 8;  // rows from which the repacked (prefill) path pays off
+
+template <GgmlType T>
+constexpr int64_t block_bytes() { return T == GgmlType::Q8_0 ? kQ8Bytes : kQ4Bytes; }
+template <GgmlType T>
+constexpr int32_t weight_bias() { return T == GgmlType::Q8_0 ? 128 : 8; }
+
+inline float f16_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+inline int32_t load_i32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// The 32 weights of a block as unsigned bytes u = w + c, in input order.
+template <GgmlType T>
+inline __m256i block_u8(const uint8_t* b) {
+  if constexpr (T == GgmlType::Q8_0) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2)),
+                            _mm256_set1_epi8(static_cast<char>(0x80)));
+  } else {
+    // Both halves hold the 16 bytes; the upper one shifted right by 4 (vpsrlvw): low nibbles then high.
+    const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
+    return _mm256_and_si256(_mm256_srlv_epi16(q, _mm256_set_epi64x(0x0004000400040004, 0x0004000400040004, 0, 0)),
+                            _mm256_set1_epi8(0x0f));
+  }
+}
+
+// Lane j of the result = the sum of v[j]'s 8 lanes (exact integers).
+inline __m256i reduce8(const __m256i v[8]) {
+  const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i u0 = _mm256_hadd_epi32(t0, t1);  // [v0..v3 low halves | v0..v3 high halves]
+  const __m256i u1 = _mm256_hadd_epi32(t2, t3);  // [v4..v7 low halves | v4..v7 high halves]
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20), _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+// Per activation row and block: its scale and −c·Σx.
+struct ActBlock {
+  float d;
+  int32_t neg_bias_sum;
+};
+
+template <GgmlType T>
+void prepare_acts(const uint8_t* xq, int64_t rows, int64_t nb, ActBlock* out) {
+  const __m256i ones = _mm256_set1_epi8(1);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < nb; ++k) {
+      const uint8_t* xb = xq + (r * nb + k) * kQ8Bytes;
+      const __m256i s8 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones,
+                                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2)));
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+      s = _mm_hadd_epi32(s, s);
+      s = _mm_hadd_epi32(s, s);
+      out[r * nb + k] = {f16_at(xb), -weight_bias<T>() * _mm_cvtsi128_si32(s)};
+    }
+}
+
+// Writes the n ≤ 8 valid lanes of v to y.
+inline void store_lanes(float* y, __m256 v, int64_t n) {
+  if (n == 8) return _mm256_storeu_ps(y, v);
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  std::copy(t, t + n, y);
+}
+
+// --- few rows: 8 weight rows in place, every activation row against them ------------------------------
+
+template <GgmlType T, int NR>
+void rows8(const MatmulArgs& a, const ActBlock* act, int64_t o, int64_t n_valid) {
+  constexpr int64_t B = block_bytes<T>();
+  const Matrix& w = *a.w;
+  const int64_t nb = w.n_in / 32;
+  const uint8_t* row[8];
+  for (int j = 0; j < 8; ++j) row[j] = w.data + static_cast<size_t>(o + std::min<int64_t>(j, n_valid - 1)) * w.stride();
+  // Offsets of the 8 rows' scales from row 0's, for one gather per block.
+  __m256i offs = _mm256_setzero_si256();
+  {
+    alignas(32) int32_t t[8];
+    for (int j = 0; j < 8; ++j) t[j] = static_cast<int32_t>(row[j] - row[0]);
+    offs = _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
+  }
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < nb; ++k) {
+    __m256i u[8];
+    for (int j = 0; j < 8; ++j) {
+      u[j] = block_u8<T>(row[j] + k * B);  // (software prefetch measured slower: the 8 streams suffice)
+    }
+    // The 8 rows' f16 scales: gather 4 bytes at each block start, keep the low 16 bits.
+    const __m256i dw32 = _mm256_i32gather_epi32(reinterpret_cast<const int*>(row[0] + k * B), offs, 1);
+    const __m256 dw = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(dw32));
+    for (int r = 0; r < NR; ++r) {
+      const uint8_t* xb = a.xq + static_cast<size_t>(r * nb + k) * kQ8Bytes;
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 2));
+      __m256i v[8];
+      for (int j = 0; j < 8; ++j) v[j] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u[j], xv);
+      const ActBlock ab = act[r * nb + k];
+      const __m256i s = _mm256_add_epi32(reduce8(v), _mm256_set1_epi32(ab.neg_bias_sum));
+      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(s), acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) store_lanes(a.y + r * a.y_stride + o, acc[r], n_valid);
+}
+
+template <GgmlType T, int NR>
+void rows_in_place(const MatmulArgs& a, const ActBlock* act, int64_t o0, int64_t o1) {
+  for (int64_t o = o0; o < o1; o += 8) rows8<T, NR>(a, act, o, std::min<int64_t>(8, o1 - o));
+}
+
+template <GgmlType T>
+void few_rows(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  const int64_t nb = a.w->n_in / 32;
+  ActBlock* act = reinterpret_cast<ActBlock*>(scratch);  // [n_rows][nb]
+  prepare_acts<T>(a.xq, a.n_rows, nb, act);
+  switch (a.n_rows) {
+    case 1: return rows_in_place<T, 1>(a, act, o0, o1);
+    case 2: return rows_in_place<T, 2>(a, act, o0, o1);
+    case 3: return rows_in_place<T, 3>(a, act, o0, o1);
+    case 4: return rows_in_place<T, 4>(a, act, o0, o1);
+    case 5: return rows_in_place<T, 5>(a, act, o0, o1);
+    case 6: return rows_in_place<T, 6>(a, act, o0, o1);
+    default: return rows_in_place<T, 7>(a, act, o0, o1);
+  }
+}
+
+// --- many rows: 8 weight rows repacked into an interleaved panel --------------------------------------
+
+// Panel of 8 rows (o, o+1, …; rows past n_valid repeat the last): for block k and group g of 4 inputs,
+// 32 bytes = the 4 unsigned weight bytes of each of the 8 rows; dw[k] = the 8 rows' scales.
+template <GgmlType T>
+void pack8(const Matrix& w, int64_t o, int64_t n_valid, uint8_t* panel, float* dw) {
+  constexpr int64_t B = block_bytes<T>();
+  const int64_t nb = w.n_in / 32;
+  const uint8_t* row[8];
+  for (int j = 0; j < 8; ++j) row[j] = w.data + static_cast<size_t>(o + std::min<int64_t>(j, n_valid - 1)) * w.stride();
+  for (int64_t k = 0; k < nb; ++k) {
+    __m256i r[8];  // r[j]: row j's 8 groups
+    for (int j = 0; j < 8; ++j) {
+      r[j] = block_u8<T>(row[j] + k * B);
+      dw[k * 8 + j] = f16_at(row[j] + k * B);
+    }
+    // 8×8 transpose of 32-bit groups: g[i] lane j = r[j] lane i.
+    const __m256i a0 = _mm256_unpacklo_epi32(r[0], r[1]), a1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    const __m256i a2 = _mm256_unpacklo_epi32(r[2], r[3]), a3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    const __m256i a4 = _mm256_unpacklo_epi32(r[4], r[5]), a5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    const __m256i a6 = _mm256_unpacklo_epi32(r[6], r[7]), a7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    const __m256i b0 = _mm256_unpacklo_epi64(a0, a2), b1 = _mm256_unpackhi_epi64(a0, a2);
+    const __m256i b2 = _mm256_unpacklo_epi64(a1, a3), b3 = _mm256_unpackhi_epi64(a1, a3);
+    const __m256i b4 = _mm256_unpacklo_epi64(a4, a6), b5 = _mm256_unpackhi_epi64(a4, a6);
+    const __m256i b6 = _mm256_unpacklo_epi64(a5, a7), b7 = _mm256_unpackhi_epi64(a5, a7);
+    __m256i* g = reinterpret_cast<__m256i*>(panel + k * 256);
+    _mm256_storeu_si256(g + 0, _mm256_permute2x128_si256(b0, b4, 0x20));
+    _mm256_storeu_si256(g + 1, _mm256_permute2x128_si256(b1, b5, 0x20));
+    _mm256_storeu_si256(g + 2, _mm256_permute2x128_si256(b2, b6, 0x20));
+    _mm256_storeu_si256(g + 3, _mm256_permute2x128_si256(b3, b7, 0x20));
+    _mm256_storeu_si256(g + 4, _mm256_permute2x128_si256(b0, b4, 0x31));
+    _mm256_storeu_si256(g + 5, _mm256_permute2x128_si256(b1, b5, 0x31));
+    _mm256_storeu_si256(g + 6, _mm256_permute2x128_si256(b2, b6, 0x31));
+    _mm256_storeu_si256(g + 7, _mm256_permute2x128_si256(b3, b7, 0x31));
+  }
+}
+
+// The same panel from xAI int8 [in, out] weights (outputs o … o+7; those past n_valid are zero): four
+// input rows of 8 bytes interleave into 8 lanes of 4 inputs each; dw[k] = the 8 columns' bf16 scales of
+// the scale block holding input block k.
+void pack8_xai(const Matrix& w, int64_t o, int64_t n_valid, uint8_t* panel, float* dw) {
+  const int64_t nb = w.n_in / 32, block_len = w.n_in / w.scale_blocks;
+  const __m128i bias = _mm_set1_epi8(static_cast<char>(0x80));
+  for (int64_t k = 0; k < nb; ++k) {
+    for (int g = 0; g < 8; ++g) {
+      __m128i r[4];
+      for (int t = 0; t < 4; ++t) {
+        const uint8_t* src = w.data + static_cast<size_t>(32 * k + 4 * g + t) * w.stride() + o;
+        int64_t v = 0;
+        std::memcpy(&v, src, static_cast<size_t>(n_valid));  // never past the view's last column
+        r[t] = _mm_cvtsi64_si128(v);
+      }
+      const __m128i a = _mm_unpacklo_epi8(r[0], r[1]), b = _mm_unpacklo_epi8(r[2], r[3]);
+      __m128i* dst = reinterpret_cast<__m128i*>(panel + k * 256 + 32 * g);
+      _mm_storeu_si128(dst, _mm_xor_si128(_mm_unpacklo_epi16(a, b), bias));      // outputs 0-3
+      _mm_storeu_si128(dst + 1, _mm_xor_si128(_mm_unpackhi_epi16(a, b), bias));  // outputs 4-7
+    }
+    const uint8_t* srow = w.scales + 2 * static_cast<size_t>((32 * k / block_len) * w.scale_row() + o);
+    for (int j = 0; j < 8; ++j) dw[k * 8 + j] = j < n_valid ? load_bf16(srow + 2 * j) : 0.f;
+  }
+}
+
+// NR activation rows (r0 …; act points at row r0's blocks) against one panel: 8 outputs per vector.
+template <int NR>
+void panel_tile(const MatmulArgs& a, const uint8_t* panel, const float* dw, const ActBlock* act, int64_t r0,
+                int64_t o, int64_t n_valid) {
+  const int64_t nb = a.w->n_in / 32;
+  const uint8_t* x[NR];
+  for (int r = 0; r < NR; ++r) x[r] = a.xq + static_cast<size_t>((r0 + r) * nb) * kQ8Bytes + 2;
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < nb; ++k) {
+    __m256i s[NR];
+    for (int r = 0; r < NR; ++r) s[r] = _mm256_set1_epi32(act[r * nb + k].neg_bias_sum);
+    const uint8_t* pk = panel + k * 256;
+    for (int g = 0; g < 8; ++g) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pk + 32 * g));
+      for (int r = 0; r < NR; ++r)
+        s[r] = _mm256_dpbusd_epi32(s[r], wv, _mm256_set1_epi32(load_i32(x[r] + k * kQ8Bytes + 4 * g)));
+    }
+    const __m256 d = _mm256_loadu_ps(dw + k * 8);
+    for (int r = 0; r < NR; ++r)
+      acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(act[r * nb + k].d)), _mm256_cvtepi32_ps(s[r]), acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) store_lanes(a.y + (r0 + r) * a.y_stride + o, acc[r], n_valid);
+}
+
+constexpr int kTileRows = 8;  // activation rows per panel tile (2·8 accumulators + 2 temporaries)
+
+template <GgmlType T>
+void many_rows(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  const int64_t nb = a.w->n_in / 32;
+  const int64_t R = a.n_rows;
+  // Scratch: the panel and its scales, then the prepared activations of one block of rows.
+  uint8_t* panel = reinterpret_cast<uint8_t*>(scratch);
+  float* dw = reinterpret_cast<float*>(panel + nb * 256);
+  ActBlock* act = reinterpret_cast<ActBlock*>(dw + nb * 8);
+  const int64_t left = static_cast<int64_t>(kKernelScratchFloats * sizeof(float)) - nb * (256 + 32);
+  const int64_t row_block = std::min<int64_t>(64, left / (nb * static_cast<int64_t>(sizeof(ActBlock))));
+  for (int64_t rb = 0; rb < R; rb += row_block) {
+    const int64_t re = std::min(R, rb + row_block);
+    prepare_acts<T>(a.xq + static_cast<size_t>(rb * nb) * kQ8Bytes, re - rb, nb, act);  // act[0] = row rb
+    for (int64_t o = o0; o < o1; o += 8) {
+      const int64_t n_valid = std::min<int64_t>(8, o1 - o);
+      if constexpr (T == GgmlType::Q8_0) {
+        if (a.w->format == WeightFormat::XaiInt8) pack8_xai(*a.w, o, n_valid, panel, dw);
+        else pack8<T>(*a.w, o, n_valid, panel, dw);
+      } else {
+        pack8<T>(*a.w, o, n_valid, panel, dw);
+      }
+      int64_t r = rb;
+      const auto at = [&](int64_t row) { return act + (row - rb) * nb; };
+      for (; r + kTileRows <= re; r += kTileRows) panel_tile<kTileRows>(a, panel, dw, at(r), r, o, n_valid);
+      for (; r + 4 <= re; r += 4) panel_tile<4>(a, panel, dw, at(r), r, o, n_valid);
+      for (; r < re; ++r) panel_tile<1>(a, panel, dw, at(r), r, o, n_valid);
+    }
+  }
+}
+
+// Scratch bytes each path needs.
+int64_t many_rows_scratch(int64_t nb) { return nb * (256 + 32) + 2 * nb * static_cast<int64_t>(sizeof(ActBlock)); }
+
+template <GgmlType T>
+void vnni_q(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  const int64_t nb = a.w->n_in / 32;
+  const int64_t budget = static_cast<int64_t>(kKernelScratchFloats * sizeof(float));
+  if (a.n_rows >= kPackRows && many_rows_scratch(nb) <= budget) return many_rows<T>(a, o0, o1, scratch);
+  // Few rows (or an input too wide to pack): blocks of at most 7 rows, the same arithmetic.
+  const int64_t step = std::min<int64_t>(7, budget / (nb * static_cast<int64_t>(sizeof(ActBlock))));
+  if (step == 0) return avx2_kernels()->matmul(a, o0, o1, scratch);  // n_in in the millions: no model has it
+  for (int64_t r0 = 0; r0 < a.n_rows; r0 += step) {
+    MatmulArgs part = a;
+    part.n_rows = std::min<int64_t>(step, a.n_rows - r0);
+    part.xq = a.xq + static_cast<size_t>(r0 * nb) * kQ8Bytes;
+    part.y = a.y + r0 * a.y_stride;
+    few_rows<T>(part, o0, o1, scratch);
+  }
+}
+
+void vnni_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  const Matrix& w = *a.w;
+  if (w.format == WeightFormat::Ggml && w.layout == Layout::OutIn) {
+    if (w.ggml == GgmlType::Q8_0) return vnni_q<GgmlType::Q8_0>(a, o0, o1, scratch);
+    if (w.ggml == GgmlType::Q4_0) return vnni_q<GgmlType::Q4_0>(a, o0, o1, scratch);
+  }
+  avx2_kernels()->matmul(a, o0, o1, scratch);
+}
+
+// xAI int8 [in, out] weights against q8_0 activations (the avx512vnni-q8 table): signed int8 like q8_0,
+// so the same bias (128) and panels; every row count takes the panel path, so a row's result never
+// depends on its batch. Inputs and scale blocks must split into whole 32-blocks, else f32 activations.
+bool xai_q8(const Matrix& w) {
+  return w.format == WeightFormat::XaiInt8 && w.layout == Layout::InOut && w.n_in % 32 == 0 &&
+         (w.n_in / w.scale_blocks) % 32 == 0;
+}
+
+ActFormat q8act_format(const Matrix& w) { return xai_q8(w) ? ActFormat::Q8_0 : avx2_kernels()->act_format(w); }
+
+void q8act_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  const int64_t budget = static_cast<int64_t>(kKernelScratchFloats * sizeof(float));
+  if (xai_q8(*a.w) && many_rows_scratch(a.w->n_in / 32) <= budget) return many_rows<GgmlType::Q8_0>(a, o0, o1, scratch);
+  if (xai_q8(*a.w)) {  // too wide for a panel in scratch (no Grok-1 matrix is): dequantise the activations
+    std::vector<float> x(static_cast<size_t>(a.n_rows * a.w->n_in));
+    for (int64_t r = 0; r < a.n_rows; ++r)
+      dequantize_row(GgmlType::Q8_0, a.xq + static_cast<size_t>(r * (a.w->n_in / 32)) * kQ8Bytes,
+                     x.data() + r * a.w->n_in, a.w->n_in);
+    MatmulArgs f = a;
+    f.x = x.data();
+    f.xq = nullptr;
+    return avx2_kernels()->matmul(f, o0, o1, scratch);
+  }
+  vnni_matmul(a, o0, o1, scratch);
+}
+
+}  // namespace
+
+const Kernels* avx512_vnni_q8_kernels() {
+  const Kernels* base = avx512_vnni_kernels();
+  if (!base) return nullptr;
+  static const Kernels k = [base] {
+    Kernels f = *base;
+    f.name = "avx512vnni-q8";
+    f.act_format = q8act_format;
+    f.matmul = q8act_matmul;
+    return f;
+  }();
+  return &k;
+}
+
+const Kernels* avx512_vnni_kernels() {
+  static const bool ok = avx2_kernels() != nullptr && __builtin_cpu_supports("avx512f") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vnni");
+  if (!ok) return nullptr;
+  static const Kernels k = [] {
+    Kernels f = *avx2_kernels();  // act_format, quantizers, attention: AVX2's
+    f.name = "avx512vnni";
+    f.matmul = vnni_matmul;
+    return f;
+  }();
+  return &k;
+}
+
+}  // namespace groak
+
+#pragma GCC pop_options
+
+#else
+namespace groak {
+const Kernels* avx512_vnni_kernels() { return nullptr; }
+const Kernels* avx512_vnni_q8_kernels() { return nullptr; }
+}  // namespace groak
+#endif
