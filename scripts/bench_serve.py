@@ -56,6 +56,13 @@ def run_parallel(port, prompts, n):
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def decode_rate(results):
     toks = sum(r["usage"]["completion_tokens"] - 1 for r in results)
     secs = max(r["timings"]["predicted_ms"] for r in results) / 1e3
@@ -96,17 +103,25 @@ def main():
         prompts = PROMPTS[:args.parallel]
         print(f"warm-up (reads the weights into memory) ...", file=sys.stderr)
         run_parallel(port, prompts, 2)
-        solo_rates, solo_text = [], {}
+        # Besides wall time, CPU seconds per generated token: on a machine shared with other work a
+        # memory-bound step's wall time stretches while its CPU time barely moves.
+        solo_rates, solo_text, solo_cpu, solo_tokens = [], {}, 0.0, 0
         for rep in range(args.reps):
             for p in prompts if rep == 0 else prompts[:1]:
+                c0 = cpu_seconds(server.pid)
                 r = complete(port, p, args.n)
+                solo_cpu += cpu_seconds(server.pid) - c0
+                solo_tokens += r["usage"]["completion_tokens"]
                 solo_text[p] = r["choices"][0]["text"]
                 if p == prompts[0]:
                     solo_rates.append(decode_rate([r]))
                     print(f"  1 stream : {solo_rates[-1]:.3f} tok/s", file=sys.stderr)
-        par_rates, same = [], True
+        par_rates, same, par_cpu, par_tokens = [], True, 0.0, 0
         for rep in range(args.reps):
+            c0 = cpu_seconds(server.pid)
             rs = run_parallel(port, prompts, args.n)
+            par_cpu += cpu_seconds(server.pid) - c0
+            par_tokens += sum(r["usage"]["completion_tokens"] for r in rs)
             par_rates.append(decode_rate(rs))
             print(f"  {args.parallel} streams: {par_rates[-1]:.3f} tok/s aggregate", file=sys.stderr)
             for p, r in zip(prompts, rs):
@@ -118,7 +133,11 @@ def main():
         one, many = max(solo_rates), max(par_rates)
         print(json.dumps({"model": args.model, "tokens_per_stream": args.n, "parallel": args.parallel,
                           "one_stream_tok_s": round(one, 3), "aggregate_tok_s": round(many, 3),
-                          "ratio": round(many / one, 3), "batched_text_equals_solo": same,
+                          "ratio": round(many / one, 3),
+                          "cpu_s_per_token_1": round(solo_cpu / solo_tokens, 4),
+                          "cpu_s_per_token_parallel": round(par_cpu / par_tokens, 4),
+                          "cpu_ratio": round((solo_cpu / solo_tokens) / (par_cpu / par_tokens), 3),
+                          "load_average": os.getloadavg()[0], "batched_text_equals_solo": same,
                           "batched_steps": int(batched)}, indent=1))
     finally:
         server.terminate()

@@ -329,6 +329,8 @@ void HttpServer::routes() {
     if (!res.body.empty() || res.has_header("Content-Type")) return;  // already an error of ours
     std::string msg = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path +
                                               " (see GET /v1/models, POST /v1/completions, POST /v1/chat/completions)"
+                      : res.status == 413 && req.get_header_value("Content-Type").find("form-urlencoded") != std::string::npos
+                          ? "a form-encoded body is limited to 8 KB; send JSON with Content-Type: application/json"
                       : res.status == 413 ? "the request body is larger than this server's limit"
                                           : "the request could not be served (HTTP " + std::to_string(res.status) + ")";
     res.set_content(dump(error_body(res.status, msg, "", "", "")), "application/json");
