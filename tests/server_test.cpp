@@ -630,6 +630,33 @@ TEST_F(Serve, StreamedChatSendsTheRoleThenDeltas) {
   EXPECT_EQ(text, whole.body["choices"][0]["message"]["content"]);
 }
 
+TEST_F(Serve, ChatCommandReadsPipedTurnsResetsAndExits) {
+  const std::string chat = std::string(GROAK_BIN) + " chat --model " + (*dir_ / "model") + " --tokenizer " +
+                           (*dir_ / "tok.model") + " -n 6 --temp 0 -t 2";
+  std::string fresh, talk;
+  ASSERT_EQ(run_command("printf 'Hi there\\n' | " + chat + " 2>/dev/null", &fresh), 0) << fresh;
+  ASSERT_GT(fresh.size(), 1u) << "an empty reply";
+  // After /reset the same message gets the reply a fresh conversation gets; /exit ends before "Ignored".
+  ASSERT_EQ(run_command("printf 'Tell me more\\n/reset\\nHi there\\n/exit\\nIgnored\\n' | " + chat + " 2>/dev/null", &talk), 0)
+      << talk;
+  std::vector<std::string> lines;
+  std::istringstream in(talk);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 2u) << "one line per reply, nothing for /reset, /exit and after it:\n" << talk;
+  EXPECT_EQ(lines[1] + "\n", fresh) << "the reply after /reset differs from a fresh conversation's";
+}
+
+TEST_F(Serve, ServeCommandRefusesBadSettingsClearly) {
+  std::string out;
+  const std::string bad = *dir_ / "bad-template.json";
+  { std::ofstream(bad) << R"({"user": "no placeholder"})"; }
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model " + (*dir_ / "model") + " --chat-template " + bad, &out), 1)
+      << out;
+  EXPECT_NE(out.find("must contain {content}"), std::string::npos) << out;
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model x --port 70000", &out), 2) << out;
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model x --parallel 0", &out), 2) << out;
+}
+
 TEST(ChatTemplate, RendersTheDocumentedPlainFormat) {
   ChatTemplate t;
   EXPECT_EQ(t.render({{"system", "Be kind."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Bye"}}),
