@@ -55,6 +55,15 @@ def hang_up(port):
 
 def one(port, i, rng):
     kind = rng.random()
+    name = ("completion" if kind < 0.45 else "chat-stream" if kind < 0.75 else "tokenize" if kind < 0.85
+            else "bad" if kind < 0.93 else "hang-up")
+    try:
+        return call(port, i, rng, kind)
+    except Exception as e:  # a refused or reset connection counts as a failure
+        return name, type(e).__name__
+
+
+def call(port, i, rng, kind):
     if kind < 0.45:
         return "completion", request(port, "/v1/completions",
                                      {"prompt": f"Request {i}: once upon a time", "max_tokens": rng.randint(1, 24),
@@ -83,10 +92,7 @@ def storm(port, clients, total, seed):
                 next_i[0] += 1
             if i >= total:
                 return
-            try:
-                kind, status = one(port, i, rng)
-            except Exception as e:  # a refused or reset connection counts as a failure
-                kind, status = "error", type(e).__name__
+            kind, status = one(port, i, rng)
             with lock:
                 counts[(kind, status)] += 1
 

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -16,6 +18,14 @@ namespace groak {
 using nlohmann::json;
 
 namespace {
+
+// cpp-httplib listens with a backlog of 5; a burst of clients overflows that and some get reset. This
+// reaches the listening socket to raise it (listen() again on a listening socket only resizes the queue).
+class Http : public httplib::Server {
+ public:
+  void raise_backlog() { ::listen(svr_sock_, kListenBacklog); }
+  static constexpr int kListenBacklog = 1024;
+};
 
 // web/chat.html, embedded at build time (cmake/embed.cmake).
 const unsigned char kChatPage[] = {
@@ -199,7 +209,7 @@ std::vector<TokenOut> take(Choice& c, std::chrono::milliseconds timeout) {
 
 // ---- construction --------------------------------------------------------------------------------------
 
-HttpServer::HttpServer(ServerOptions opt) : opt_(std::move(opt)), http_(std::make_unique<httplib::Server>()) {
+HttpServer::HttpServer(ServerOptions opt) : opt_(std::move(opt)), http_(std::make_unique<Http>()) {
   const int threads = opt_.http_threads > 0 ? opt_.http_threads : opt_.scheduler.parallel + opt_.scheduler.queue + 16;
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http_->set_payload_max_length(opt_.max_body);
@@ -218,6 +228,7 @@ int HttpServer::bind() {
     throw Error("cannot listen on " + opt_.host + ":" + std::to_string(port) +
                 ": the port is taken or the address is not this machine's; pick another with --port/--host");
   }
+  static_cast<Http&>(*http_).raise_backlog();
   return port;
 }
 
