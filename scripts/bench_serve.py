@@ -6,8 +6,9 @@ through `groak serve` on loopback. Also checks that each stream's greedy text is
 
 Decode throughput is the server's own per-request timing (first token to last token, the first token
 being the prompt pass's): one stream = (n-1)/decode_s; P streams = sum(n-1)/max(decode_s). Each run is
-repeated (--reps) after a warm-up that reads the weights into memory; the best run of each counts
-(the machine is shared, so the best run is the least disturbed). Not a test: run it by hand.
+repeated (--reps) after a warm-up that reads the weights into memory; the ratio is given of the best
+runs and of the medians (on a shared machine single runs vary a lot), and of CPU seconds per generated
+token (prompt passes included). Not a test: run it by hand.
 """
 import argparse
 import json
@@ -131,9 +132,12 @@ def main():
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         batched = re.search(r"^groak_batched_steps_total (\d+)", metrics, re.M).group(1)
         one, many = max(solo_rates), max(par_rates)
+        med = lambda v: sorted(v)[len(v) // 2]
         print(json.dumps({"model": args.model, "tokens_per_stream": args.n, "parallel": args.parallel,
                           "one_stream_tok_s": round(one, 3), "aggregate_tok_s": round(many, 3),
                           "ratio": round(many / one, 3),
+                          "median_one_tok_s": round(med(solo_rates), 3), "median_aggregate_tok_s": round(med(par_rates), 3),
+                          "median_ratio": round(med(par_rates) / med(solo_rates), 3),
                           "cpu_s_per_token_1": round(solo_cpu / solo_tokens, 4),
                           "cpu_s_per_token_parallel": round(par_cpu / par_tokens, 4),
                           "cpu_ratio": round((solo_cpu / solo_tokens) / (par_cpu / par_tokens), 3),
