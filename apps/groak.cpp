@@ -13,11 +13,13 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <optional>
 #include <random>
 #include <csignal>
+#include <thread>
 
 #include "model/check.h"
 #include "model/loader.h"
@@ -25,6 +27,8 @@
 #include "runtime/generate.h"
 #include "runtime/perplexity.h"
 #include "runtime/session.h"
+#include "server/chat_template.h"
+#include "server/server.h"
 #include "synth/synth.h"
 #include "convert/convert.h"
 #include "dist/job.h"
@@ -698,6 +702,196 @@ int run_bench_cli(BenchArgs& a, Job& job) {
   return 0;
 }
 
+
+// ---- groak serve ---------------------------------------------------------------------------------------
+struct ServeArgs {
+  std::string model, tokenizer, chat_template, alias, cache_type = "f32";
+  ServerOptions opt;
+};
+
+std::atomic<bool> g_serve_stop{false};
+extern "C" void on_serve_signal(int) { g_serve_stop.store(true); }
+
+// A model written by `groak synth` (config.json says which generator made it): its weights are random.
+bool has_random_weights(const std::string& model_path) {
+  fs::path p(model_path);
+  for (fs::path dir : {p, p.parent_path(), p.parent_path().parent_path()}) {
+    std::error_code ec;
+    if (dir.empty() || !fs::is_regular_file(dir / "config.json", ec)) continue;
+    try {
+      auto j = nlohmann::json::parse(read_file_text((dir / "config.json").string()));
+      return j.is_object() && j.contains("generator");
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return false;
+}
+
+// The id clients see: --alias, else the model folder's (or file's) name.
+std::string model_id_of(const std::string& model_path) {
+  fs::path p = fs::path(model_path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  if (p.filename() == "ckpt-0") p = p.parent_path();
+  std::string name = p.filename().string();
+  return name.empty() ? "grok-1" : name;
+}
+
+int run_serve(ServeArgs& a) {
+  ServerOptions& o = a.opt;
+  if (!a.chat_template.empty()) o.chat_template = ChatTemplate::load(a.chat_template);
+  if (o.api_key.empty())
+    if (const char* k = std::getenv("GROAK_API_KEY")) o.api_key = k;
+  o.scheduler.cache_type = cache_type_named(a.cache_type);
+  o.model_id = a.alias.empty() ? model_id_of(a.model) : a.alias;
+  o.random_weights = has_random_weights(a.model);
+  HttpServer server(o);
+  const int port = server.bind();
+  std::fprintf(stderr, "groak serve: listening on http://%s:%d/ (loading the model; /health answers 503 until ready)\n",
+               o.host.c_str(), port);
+  std::thread listener([&] { server.listen(); });
+  try {
+    auto model = std::make_shared<Model>(load_with_progress(a.model));
+    auto tok = std::make_shared<Tokenizer>(open_tokenizer(a.tokenizer, a.model));
+    server.set_model(model, tok);
+    Scheduler* s = server.scheduler();
+    std::fprintf(stderr,
+                 "groak serve: ready: %s (%s%s), %d slots x %lld tokens of context, KV cache %s (%s, allocated up "
+                 "front), queue %d\n",
+                 o.model_id.c_str(), model->format.c_str(), o.random_weights ? ", RANDOM weights" : "", s->parallel(),
+                 static_cast<long long>(s->context()), human_bytes(static_cast<double>(s->kv_bytes())).c_str(),
+                 a.cache_type.c_str(), o.scheduler.queue);
+    std::fprintf(stderr, "groak serve: chat page http://%s:%d/  API http://%s:%d/v1  (Ctrl-C stops)\n", o.host.c_str(),
+                 port, o.host.c_str(), port);
+  } catch (...) {
+    server.stop();
+    listener.join();
+    throw;
+  }
+  std::signal(SIGINT, on_serve_signal);
+  std::signal(SIGTERM, on_serve_signal);
+  while (!g_serve_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::fprintf(stderr, "groak serve: stopping\n");
+  server.stop();
+  listener.join();
+  return 0;
+}
+
+// ---- groak chat ----------------------------------------------------------------------------------------
+struct ChatArgs {
+  std::string model, tokenizer, chat_template, system, cache_type = "f32";
+  int64_t ctx = 0;
+  int threads = 0;
+  GenerateOptions opt;
+};
+
+std::atomic<bool> g_chat_replying{false};
+extern "C" void on_sigint_chat(int) {
+  if (g_chat_replying.load()) {
+    g_interrupted.store(true);  // stops the reply at the next token
+  } else {
+    const char nl = '\n';
+    (void)!::write(STDERR_FILENO, &nl, 1);
+    std::_Exit(130);  // at the prompt: quit, as llama-cli does
+  }
+}
+
+// How many of the generated tokens make up the reply that was shown (a stop string's tokens are not
+// part of it). `before` is the token the reply follows, so its leading space survives decoding.
+size_t reply_tokens(const Tokenizer& tok, int32_t before, const std::vector<int32_t>& gen, const std::string& shown) {
+  const std::string base = tok.decode({before});
+  for (size_t k = gen.size(); k > 0; --k) {
+    std::vector<int32_t> ids{before};
+    ids.insert(ids.end(), gen.begin(), gen.begin() + static_cast<long>(k));
+    const std::string text = tok.decode(ids);
+    if (text.compare(0, base.size(), base) != 0) continue;
+    if (shown.compare(0, text.size() - base.size(), text, base.size()) == 0 && text.size() - base.size() <= shown.size())
+      return k;
+  }
+  return 0;
+}
+
+int run_chat(ChatArgs& a) {
+  const ChatTemplate tmpl = a.chat_template.empty() ? ChatTemplate{} : ChatTemplate::load(a.chat_template);
+  Model m = load_with_progress(a.model);
+  Tokenizer tok = open_tokenizer(a.tokenizer, a.model);
+  Session session(m, a.ctx ? a.ctx : m.config.sequence_len, fast_kernels(), a.threads, kDefaultBatch,
+                  cache_type_named(a.cache_type));
+  const bool tty = ::isatty(STDIN_FILENO) != 0;
+  GenerateOptions opt = a.opt;
+  opt.stop.insert(opt.stop.end(), tmpl.stop.begin(), tmpl.stop.end());
+  if (tty)
+    std::fprintf(stderr, "groak chat: %s, %lld tokens of context%s. /reset clears, /exit or Ctrl-D quits, Ctrl-C stops "
+                         "a reply.\n",
+                 m.location.c_str(), static_cast<long long>(session.context()),
+                 has_random_weights(a.model) ? " (RANDOM weights: the replies are gibberish)" : "");
+  const std::string system_turn = a.system.empty() ? "" : tmpl.prefix("system") + a.system + tmpl.suffix("system");
+  std::string pending = system_turn;        // text to feed before the next user turn
+  std::vector<int32_t> carry;               // a reply token not yet in the cache
+  std::signal(SIGINT, on_sigint_chat);
+  for (std::string line;;) {
+    if (tty) {
+      std::fputs("> ", stdout);
+      std::fflush(stdout);
+    }
+    if (!std::getline(std::cin, line)) break;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line == "/exit") break;
+    if (line == "/reset") {
+      session.reset();
+      pending = system_turn;
+      carry.clear();
+      if (tty) std::fprintf(stderr, "(conversation cleared)\n");
+      continue;
+    }
+    if (line.empty()) continue;
+    std::vector<int32_t> ids = carry;
+    if (session.position() == 0 && ids.empty() && tmpl.bos) ids.push_back(tok.bos_id());
+    for (int32_t id : tok.encode(pending + tmpl.prefix("user") + line + tmpl.suffix("user") + tmpl.generation))
+      ids.push_back(id);
+    if (static_cast<int64_t>(ids.size()) >= session.context() - session.position()) {
+      std::fprintf(stderr, "groak chat: the conversation fills the context (%lld tokens); /reset to start over\n",
+                   static_cast<long long>(session.context()));
+      continue;
+    }
+    const int64_t start = session.position() + static_cast<int64_t>(ids.size());
+    std::string shown;
+    bool started = false;
+    g_interrupted.store(false);
+    g_chat_replying.store(true);
+    GenerateStats st = generate(session, tok, ids, opt, [&](const std::string& t) {
+      std::string text = t;
+      if (!started) {  // the space after "Assistant:" belongs to the template
+        text.erase(0, std::min(text.find_first_not_of(' '), text.size()));
+        started = !text.empty();
+      }
+      shown += t;
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+    }, &g_interrupted);
+    g_chat_replying.store(false);
+    std::printf("\n");
+    std::fflush(stdout);
+    if (tty)
+      std::fprintf(stderr, "[%lld tokens, %.1f tok/s%s]\n", static_cast<long long>(st.generated_tokens),
+                   st.decode_seconds > 0 && st.generated_tokens > 1
+                       ? static_cast<double>(st.generated_tokens - 1) / st.decode_seconds
+                       : 0.0,
+                   st.reason == StopReason::Cancelled ? ", stopped" : "");
+    // Keep exactly the reply's tokens in the cache: drop a stop string's, and carry the last one if it
+    // was never run through the model.
+    const size_t keep = reply_tokens(tok, ids.back(), st.tokens, shown);
+    const int64_t in_cache = session.position() - start;
+    carry.clear();
+    if (static_cast<int64_t>(keep) <= in_cache) {
+      session.rewind(start + static_cast<int64_t>(keep));
+    } else {
+      carry.assign(st.tokens.begin() + in_cache, st.tokens.begin() + static_cast<long>(keep));
+    }
+    pending = tmpl.suffix("assistant");
+  }
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -879,6 +1073,67 @@ int main(int argc, char** argv) {
                             std::pair{ppl, &pa.cache_type}})
     cmd->add_option("--cache-type", *value, kCacheTypeHelp)->check(CLI::IsMember({"f32", "f16", "bf16"}))->capture_default_str();
 
+  ServeArgs sa;
+  SchedulerOptions& so = sa.opt.scheduler;
+  auto* serve = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching, "
+                                            "and a chat page at /");
+  serve->add_option("--model", sa.model, kModelHelp)->required();
+  serve->add_option("--tokenizer", sa.tokenizer, "SentencePiece tokenizer.model (default: the model's own)")
+      ->check(CLI::ExistingFile);
+  serve->add_option("--host", sa.opt.host, "address to listen on (loopback unless told otherwise)")->capture_default_str();
+  serve->add_option("--port", sa.opt.port, "port (0 = any free port, printed)")->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  serve->add_option("--parallel", so.parallel, "slots: requests decoded together in one pass over the weights")
+      ->capture_default_str()->check(CLI::Range(1, 256));
+  serve->add_option("-c,--ctx-size", so.context, "context per slot in tokens (default: the model's sequence_len); "
+                                                 "every slot's KV cache is allocated up front")
+      ->check(CLI::PositiveNumber);
+  serve->add_option("--queue", so.queue, "requests that may wait for a slot; beyond that, 503")->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  serve->add_option("--api-key", sa.opt.api_key, "require Authorization: Bearer KEY on every endpoint but /health and "
+                                                 "the page (default: $GROAK_API_KEY)");
+  serve->add_option("-t,--threads", so.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
+  serve->add_option("--chat-template", sa.chat_template, "JSON chat template replacing the built-in one (README)")
+      ->check(CLI::ExistingFile);
+  serve->add_option("--alias", sa.alias, "model id shown in /v1/models (default: the model folder's name)");
+  serve->add_option("-b,--batch", so.batch, "tokens per forward pass at most (a prompt read while nobody decodes)")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));
+  serve->add_option("--chunk", so.chunk, "prompt tokens per pass while other requests decode (bounds their stall)")
+      ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));
+  serve->add_option("--max-body", sa.opt.max_body, "largest request body in bytes (larger: 413)")->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+  serve->add_option("--cache-type", sa.cache_type, kCacheTypeHelp)->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+
+  ChatArgs cha;
+  cha.opt.max_tokens = 512;
+  auto* chat = app.add_subcommand("chat", "Chat in the terminal (the serve chat template; the conversation stays in "
+                                          "the KV cache)");
+  chat->add_option("--model", cha.model, kModelHelp)->required();
+  chat->add_option("--tokenizer", cha.tokenizer, "SentencePiece tokenizer.model (default: the model's own)")
+      ->check(CLI::ExistingFile);
+  chat->add_option("--chat-template", cha.chat_template, "JSON chat template replacing the built-in one (README)")
+      ->check(CLI::ExistingFile);
+  chat->add_option("--system", cha.system, "system message that opens the conversation");
+  chat->add_option("-n,--n-predict", cha.opt.max_tokens, "tokens per reply at most")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  chat->add_option("--temp,--temperature", cha.opt.sampling.temperature, "sampling temperature; 0 = greedy")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  chat->add_option("--top-k", cha.opt.sampling.top_k, "keep the k most probable tokens; 0 = off")->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  chat->add_option("--top-p", cha.opt.sampling.top_p, "nucleus (official semantics); 1 = off")->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  chat->add_option("--min-p", cha.opt.sampling.min_p, "drop tokens below min_p x the top probability; 0 = off")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  chat->add_option("--repeat-penalty", cha.opt.sampling.repeat_penalty, "penalty for recently seen tokens; 1 = off")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  chat->add_option("-s,--seed", cha.opt.sampling.seed, "random seed")->capture_default_str();
+  chat->add_option("-c,--ctx", cha.ctx, "context size in tokens (default: the model's sequence_len)")
+      ->check(CLI::PositiveNumber);
+  chat->add_option("-t,--threads", cha.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
+  chat->add_option("--cache-type", cha.cache_type, kCacheTypeHelp)->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->capture_default_str();
+
   // An unknown command gets named (CLI11 would only say that a subcommand is required).
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
@@ -940,6 +1195,8 @@ int main(int argc, char** argv) {
     if (*gen) return finished(run_generate(ga, *job));
     if (*conv) return run_convert(ca);
     if (*ppl) return run_perplexity(pa);
+    if (*serve) return run_serve(sa);
+    if (*chat) return run_chat(cha);
     if (*bench) {
       if (ba.opt.prompt == 0 && ba.opt.gen == 0) throw CLI::ValidationError("bench: -p and -n are both 0; nothing to measure");
       return finished(run_bench_cli(ba, *job));

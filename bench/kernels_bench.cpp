@@ -98,6 +98,9 @@ void register_all() {
     const std::string k = kind;
     benchmark::RegisterBenchmark(("decode/" + k).c_str(), [k](benchmark::State& s) { run_product(s, k, 6144, 32768); })
         ->Arg(1)
+        ->Arg(2)
+        ->Arg(3)
+        ->Arg(4)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
     benchmark::RegisterBenchmark(("prefill/" + k).c_str(), [k](benchmark::State& s) { run_product(s, k, 6144, 4096); })

@@ -235,6 +235,13 @@ TEST(Simd, ARowsResultDoesNotDependOnItsBatchOrOnTheThreadSplit) {
         EXPECT_EQ(0, std::memcmp(one.data(), all.data() + r * m.n_out, 4 * static_cast<size_t>(m.n_out)))
             << k->name << " " << t.label << ": row " << r << " alone differs from the same row in a batch of " << rows;
       }
+      // Decode-sized batches (one token per sequence of a server's step) take their own tiles.
+      for (int64_t few : {2, 3, 4}) {
+        std::vector<float> part(static_cast<size_t>(few * m.n_out));
+        kernel_matmul(*k, m, x.data(), part.data(), few);
+        EXPECT_EQ(0, std::memcmp(part.data(), all.data(), part.size() * 4))
+            << k->name << " " << t.label << ": a batch of " << few << " differs from the same rows in a batch of " << rows;
+      }
       // Outputs split at 16 (the ops' grain) give the same bits as one range.
       std::vector<float> split(all.size());
       const int64_t at = std::min<int64_t>(16, m.n_out - 1);

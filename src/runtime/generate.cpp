@@ -4,6 +4,7 @@
 #include <cmath>
 #include <utility>
 
+#include "runtime/stop_filter.h"
 #include "util/error.h"
 
 namespace groak {
@@ -20,46 +21,6 @@ const char* stop_reason_text(StopReason r) {
 }
 
 namespace {
-
-// Holds back the tail of the text that could still become a stop string.
-class StopFilter {
- public:
-  explicit StopFilter(const std::vector<std::string>& stops) : stops_(stops) {}
-
-  // Adds text; returns what can be shown now. Sets *hit when a stop string appeared (text after
-  // and including it is dropped).
-  std::string push(const std::string& text, bool* hit) {
-    pending_ += text;
-    size_t cut = std::string::npos;
-    for (const auto& s : stops_) {
-      if (s.empty()) continue;
-      size_t p = pending_.find(s);
-      if (p != std::string::npos && (cut == std::string::npos || p < cut)) cut = p;
-    }
-    if (cut != std::string::npos) {
-      *hit = true;
-      std::string out = pending_.substr(0, cut);
-      pending_.clear();
-      return out;
-    }
-    // Keep the longest suffix that is a proper prefix of some stop string.
-    size_t keep = 0;
-    for (const auto& s : stops_)
-      for (size_t k = std::min(s.size() - (s.empty() ? 0 : 1), pending_.size()); k > keep; --k)
-        if (pending_.compare(pending_.size() - k, k, s, 0, k) == 0) {
-          keep = k;
-          break;
-        }
-    std::string out = pending_.substr(0, pending_.size() - keep);
-    pending_.erase(0, pending_.size() - keep);
-    return out;
-  }
-  std::string flush() { return std::exchange(pending_, std::string()); }
-
- private:
-  const std::vector<std::string>& stops_;
-  std::string pending_;
-};
 
 // NaN/Inf logits would be sampled as some token and print garbage with exit 0: stop with the layer instead.
 void require_finite(const std::vector<float>& logits, const Session& s) {

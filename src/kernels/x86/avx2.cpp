@@ -418,15 +418,22 @@ void outin_q_tile(const MatmulArgs& a, int64_t o, int64_t r0) {
 // tile of the range streams past them.
 constexpr int64_t kQRowBlock = 64;
 
+// Decode (a few rows, e.g. one token per sequence of a server's batch): every row against each weight
+// block as it streams past, so the weights are read once whatever the row count.
+template <GgmlType T, int NO, int NR>
+void outin_q_rows(const MatmulArgs& a, int64_t o0, int64_t o1) {
+  int64_t o = o0;
+  for (; o + NO <= o1; o += NO) outin_q_tile<T, NO, NR>(a, o, 0);
+  for (; o < o1; ++o) outin_q_tile<T, 1, NR>(a, o, 0);
+}
+
 template <GgmlType T>
 void outin_q(const MatmulArgs& a, int64_t o0, int64_t o1) {
   const int64_t R = a.n_rows;
-  if (R == 1) {
-    int64_t o = o0;
-    for (; o + 4 <= o1; o += 4) outin_q_tile<T, 4, 1>(a, o, 0);
-    for (; o < o1; ++o) outin_q_tile<T, 1, 1>(a, o, 0);
-    return;
-  }
+  // Tiles sized to the 16 ymm registers (accumulators + activation blocks).
+  if (R == 1) return outin_q_rows<T, 4, 1>(a, o0, o1);
+  if (R == 2) return outin_q_rows<T, 4, 2>(a, o0, o1);
+  if (R == 3) return outin_q_rows<T, 3, 3>(a, o0, o1);
   for (int64_t rb = 0; rb < R; rb += kQRowBlock) {
     const int64_t re = std::min(R, rb + kQRowBlock);
     int64_t o = o0;

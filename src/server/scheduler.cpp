@@ -1,0 +1,430 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "util/error.h"
+
+namespace groak {
+
+namespace {
+
+// Prompt tokens whose logits one step may keep for prompt logprobs (echo + logprobs): bounds the logits
+// buffer to (parallel + this) rows of the vocabulary.
+constexpr int64_t kPromptLogitRows = 16;
+// Window of the tokens-per-second gauge.
+constexpr double kRecentSeconds = 10.0;
+
+double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+int64_t checked_parallel(int parallel) {
+  if (parallel < 1 || parallel > 256) throw Error("--parallel must be in [1, 256], got " + std::to_string(parallel));
+  return parallel;
+}
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+  }
+  return "?";
+}
+
+// ---- ServeJob -------------------------------------------------------------------------------------------
+
+void ServeJob::cancel() { cancelled_.store(true); }
+
+bool ServeJob::wait(std::vector<TokenOut>& out, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return done_ || !pending_.empty(); });
+  for (auto& t : pending_) out.push_back(std::move(t));
+  pending_.clear();
+  return done_;
+}
+
+bool ServeJob::done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_;
+}
+
+void ServeJob::emit(TokenOut t) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back(std::move(t));
+  }
+  cv_.notify_all();
+}
+
+void ServeJob::finish(JobResult r) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    result_ = std::move(r);
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
+// ---- Scheduler ----------------------------------------------------------------------------------------
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& opt)
+    : model_(model),
+      tok_(tok),
+      opt_(opt),
+      ctx_(opt.threads, opt.kernels),
+      kv_(model.config.num_layers, checked_context(model.config, opt.context), model.config.kv_size(),
+          checked_parallel(opt.parallel), opt.cache_type),
+      ws_(model.config, std::min(opt.batch, kMaxProductRows), kv_.capacity(), ctx_.threads()) {
+  if (opt.batch < 1 || opt.batch > kMaxProductRows)
+    throw Error("--batch must be in [1, " + std::to_string(kMaxProductRows) + "], got " + std::to_string(opt.batch));
+  if (opt.batch < opt.parallel)
+    throw Error("--batch (" + std::to_string(opt.batch) + ") must hold at least one token per slot (--parallel " +
+                std::to_string(opt.parallel) + ")");
+  if (opt.chunk < 1) throw Error("--chunk must be >= 1, got " + std::to_string(opt.chunk));
+  if (opt.queue < 0) throw Error("--queue must be >= 0, got " + std::to_string(opt.queue));
+  if (tok.vocab_size() > model.config.vocab_size)
+    throw Error("the tokenizer has " + std::to_string(tok.vocab_size()) + " pieces but the model's vocabulary is " +
+                std::to_string(model.config.vocab_size) + "; use the tokenizer that belongs to this model (--tokenizer)");
+  logits_.resize(static_cast<size_t>((opt.parallel + kPromptLogitRows) * model.config.vocab_size));
+  slots_.resize(static_cast<size_t>(opt.parallel));
+  for (int i = 0; i < opt.parallel; ++i) slots_[static_cast<size_t>(i)].seq = i;
+  stats_.parallel = opt.parallel;
+  stats_.context = kv_.capacity();
+  stats_.kv_capacity = kv_.capacity() * opt.parallel;
+  stats_.kv_bytes = kv_.bytes();
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() {
+  shutdown();
+  thread_.join();
+}
+
+void Scheduler::shutdown() {
+  std::deque<std::shared_ptr<ServeJob>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    dropped.swap(waiting_);
+  }
+  cv_.notify_all();
+  for (auto& j : dropped) {
+    JobResult r;
+    r.finish = FinishReason::Cancelled;
+    r.prompt_tokens = static_cast<int64_t>(j->params().prompt.size());
+    j->finish(r);
+  }
+  // Jobs in slots are finished by the scheduler thread on its way out.
+}
+
+void Scheduler::pause(bool paused) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    paused_ = paused;
+  }
+  cv_.notify_all();
+}
+
+Scheduler::Submit Scheduler::submit(const std::vector<std::shared_ptr<ServeJob>>& jobs) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return Submit::ShuttingDown;
+    const int64_t pending = active_ + static_cast<int64_t>(waiting_.size());
+    if (pending + static_cast<int64_t>(jobs.size()) > opt_.parallel + opt_.queue) return Submit::QueueFull;
+    for (const auto& j : jobs) waiting_.push_back(j);
+  }
+  cv_.notify_all();
+  return Submit::Ok;
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  SchedulerStats s = stats_;
+  s.queued = static_cast<int64_t>(waiting_.size());
+  s.busy_slots = active_;
+  int64_t tokens = 0;
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& [t, n] : recent_)
+    if (seconds(now - t) <= kRecentSeconds) tokens += n;
+  s.recent_tokens_per_second = static_cast<double>(tokens) / kRecentSeconds;
+  return s;
+}
+
+void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
+  const JobParams& p = job->params();
+  // Reuse the cached prefix, but always run the last prompt token (its logits pick the first token).
+  size_t common = 0;
+  while (common < s.cached.size() && common < p.prompt.size() && s.cached[common] == p.prompt[common]) ++common;
+  size_t reuse = std::min(common, p.prompt.size() - 1);
+  if (p.prompt_logprobs) reuse = 0;  // every prompt token's logits are needed
+  s.cached.resize(reuse);
+  kv_.set_length(s.seq, static_cast<int64_t>(reuse));
+  s.prompt_done = reuse;
+  s.next = -1;
+  s.history = p.prompt;
+  s.sampler.emplace(p.sampling, static_cast<int>(model_.config.vocab_size));
+  s.text.emplace(tok_);
+  // Prime the detokenizer with the prompt so the continuation keeps its leading space.
+  for (int32_t id : p.prompt) s.text->push(id);
+  s.filter.emplace(p.stop);
+  s.result = JobResult{};
+  s.result.prompt_tokens = static_cast<int64_t>(p.prompt.size());
+  s.result.cached_tokens = static_cast<int64_t>(reuse);
+  s.result.queued_seconds = seconds(std::chrono::steady_clock::now() - job->created());
+  s.prompt_lp.clear();
+  if (p.prompt_logprobs) {
+    s.prompt_lp.assign(p.prompt.size(), TokenOut{});
+    for (size_t i = 0; i < p.prompt.size(); ++i) {
+      s.prompt_lp[i].id = p.prompt[i];
+      s.prompt_lp[i].prompt = true;
+    }
+    s.prompt_lp[0].has_logprob = false;
+  }
+  s.admitted = ++admissions_;
+  s.last_used = ++uses_;
+  s.t_admit = std::chrono::steady_clock::now();
+  s.job = std::move(job);
+}
+
+void Scheduler::finish(Slot& s, FinishReason r, const std::string& error) {
+  if (r != FinishReason::Cancelled && r != FinishReason::Error && s.text && s.filter) {
+    // Whatever the stream still holds (an unfinished character, a partial stop string that never
+    // completed) belongs to the reply unless a stop string was hit.
+    bool hit = false;
+    std::string rest = s.filter->push(s.text->flush(), &hit);
+    if (!hit) rest += s.filter->flush();
+    if (!rest.empty()) {
+      TokenOut t;
+      t.text = std::move(rest);
+      s.job->emit(std::move(t));
+    }
+  }
+  const auto now = std::chrono::steady_clock::now();
+  s.result.finish = r;
+  s.result.error = error;
+  if (s.result.completion_tokens > 0) {
+    s.result.prompt_seconds = seconds(s.t_first - s.t_admit);
+    s.result.decode_seconds = seconds(now - s.t_first);
+  } else {
+    s.result.prompt_seconds = seconds(now - s.t_admit);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --active_;
+    ++stats_.finished[static_cast<int>(r)];
+  }
+  s.job->finish(std::move(s.result));
+  s.job.reset();
+  s.filter.reset();  // holds a reference into the job's stop strings
+  s.sampler.reset();
+  s.text.reset();
+  s.history.clear();
+  s.history.shrink_to_fit();
+  s.next = -1;
+}
+
+TokenOut Scheduler::logprobs_of(const float* logits, int32_t id, int top) const {
+  const int64_t V = model_.config.vocab_size;
+  // log_softmax in f64: logprob(i) = z_i - (max + log Σ exp(z_j - max)).
+  double zmax = -INFINITY;
+  for (int64_t i = 0; i < V; ++i) zmax = std::max(zmax, static_cast<double>(logits[i]));
+  double sum = 0;
+  for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(logits[i]) - zmax);
+  const double lse = zmax + std::log(sum);
+  TokenOut t;
+  t.id = id;
+  t.logprob = static_cast<float>(logits[id] - lse);
+  if (top > 0) {
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    for (int32_t i = 0; i < V; ++i) order[static_cast<size_t>(i)] = i;
+    const size_t k = std::min<size_t>(static_cast<size_t>(top), order.size());
+    std::partial_sort(order.begin(), order.begin() + static_cast<long>(k), order.end(), [&](int32_t a, int32_t b) {
+      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (size_t i = 0; i < k; ++i)
+      t.top.push_back({order[i], static_cast<float>(logits[order[i]] - lse)});
+  }
+  return t;
+}
+
+void Scheduler::sample_row(Slot& s, const float* logits) {
+  const JobParams& p = s.job->params();
+  const int32_t id = s.sampler->sample(logits, s.history);
+  if (s.result.completion_tokens == 0) s.t_first = std::chrono::steady_clock::now();
+  if (id == tok_.eos_id() && !p.ignore_eos) {
+    finish(s, FinishReason::Stop);
+    return;
+  }
+  TokenOut t = p.top_logprobs >= 0 ? logprobs_of(logits, id, p.top_logprobs) : TokenOut{};
+  t.id = id;
+  ++s.result.completion_tokens;
+  ++step_tokens_;
+  s.history.push_back(id);
+  bool hit = false;
+  // A model vocabulary may be padded beyond the tokenizer's pieces: such an id has no text.
+  t.text = s.filter->push(id < tok_.vocab_size() ? s.text->push(id) : std::string(), &hit);
+  s.job->emit(std::move(t));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.generated_tokens;
+  }
+  if (hit) {
+    finish(s, FinishReason::Stop);
+  } else if (s.result.completion_tokens >= p.max_tokens || kv_.length(s.seq) >= kv_.capacity()) {
+    finish(s, FinishReason::Length);  // the token limit, or no room to run this token
+  } else {
+    s.next = id;
+  }
+}
+
+void Scheduler::step() {
+  const int64_t V = model_.config.vocab_size;
+  batch_.clear();
+  rows_.clear();
+  step_tokens_ = 0;
+  int64_t n_decode = 0;
+  int sequences = 0;
+  for (Slot& s : slots_) {
+    if (!s.job || s.next < 0) continue;
+    batch_.add(s.next, s.seq, kv_.length(s.seq), true);
+    s.cached.push_back(s.next);
+    s.next = -1;
+    rows_.push_back({&s, RowKind::Sample, 0});
+    ++n_decode;
+    ++sequences;
+  }
+  // Prompts, first come first served, in what is left of this step's budget.
+  std::vector<Slot*> reading;
+  for (Slot& s : slots_)
+    if (s.job && s.prompt_done < s.job->params().prompt.size()) reading.push_back(&s);
+  std::sort(reading.begin(), reading.end(), [](const Slot* a, const Slot* b) { return a->admitted < b->admitted; });
+  int64_t budget = std::min(n_decode > 0 ? opt_.chunk : opt_.batch, ws_.max_tokens() - n_decode);
+  int64_t logit_rows_left = kPromptLogitRows;
+  uint64_t evaluated = 0;
+  for (Slot* s : reading) {
+    if (budget <= 0) break;
+    const JobParams& p = s->job->params();
+    int64_t n = std::min(static_cast<int64_t>(p.prompt.size() - s->prompt_done), budget);
+    if (p.prompt_logprobs) n = std::min(n, logit_rows_left);
+    if (n <= 0) continue;
+    for (int64_t i = 0; i < n; ++i) {
+      const size_t at = s->prompt_done + static_cast<size_t>(i);
+      const bool last = at + 1 == p.prompt.size();
+      batch_.add(p.prompt[at], s->seq, kv_.length(s->seq) + i, last || p.prompt_logprobs);
+      if (last)
+        rows_.push_back({s, RowKind::Sample, at});
+      else if (p.prompt_logprobs)
+        rows_.push_back({s, RowKind::PromptLogprob, at});
+      s->cached.push_back(p.prompt[at]);
+    }
+    if (p.prompt_logprobs) logit_rows_left -= n;
+    s->prompt_done += static_cast<size_t>(n);
+    budget -= n;
+    evaluated += static_cast<uint64_t>(n);
+    ++sequences;
+  }
+  if (batch_.size() == 0) return;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  grok_forward(ctx_, model_, batch_, kv_, ws_, logits_.data());
+  for (size_t r = 0; r < rows_.size(); ++r) {
+    const Row& row = rows_[r];
+    Slot& s = *row.slot;
+    const float* lg = logits_.data() + static_cast<int64_t>(r) * V;
+    if (!s.job) continue;  // finished by an earlier row of this step (cannot happen: one Sample row per slot)
+    if (row.kind == RowKind::PromptLogprob) {
+      const JobParams& p = s.job->params();
+      const int32_t id = p.prompt[row.prompt_index + 1];
+      TokenOut& t = s.prompt_lp[row.prompt_index + 1];
+      t = logprobs_of(lg, id, std::max(p.top_logprobs, 0));
+      t.prompt = true;
+    } else {
+      for (TokenOut& t : s.prompt_lp) s.job->emit(std::move(t));  // the prompt's logprobs come first
+      s.prompt_lp.clear();
+      sample_row(s, lg);
+    }
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.steps;
+  if (sequences >= 2) ++stats_.batched_steps;
+  stats_.max_sequences_in_step = std::max(stats_.max_sequences_in_step, sequences);
+  stats_.step_seconds += seconds(t1 - t0);
+  stats_.prompt_tokens_evaluated += evaluated;
+  recent_.push_back({t1, step_tokens_});
+  while (!recent_.empty() && seconds(t1 - recent_.front().first) > kRecentSeconds) recent_.pop_front();
+  int64_t used = 0;
+  for (const Slot& s : slots_)
+    if (s.job) used += kv_.length(s.seq);
+  stats_.kv_used = used;
+}
+
+void Scheduler::loop() {
+  for (;;) {
+    std::vector<std::shared_ptr<ServeJob>> incoming;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || (!paused_ && (active_ > 0 || !waiting_.empty())); });
+      if (stop_) break;
+      // Admit waiting jobs into free slots (cancelled ones are dropped on the way).
+      int64_t free = opt_.parallel - active_;
+      while (free > 0 && !waiting_.empty()) {
+        incoming.push_back(std::move(waiting_.front()));
+        waiting_.pop_front();
+        --free;
+        ++active_;
+      }
+    }
+    for (auto& job : incoming) {
+      if (job->cancelled()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        --active_;
+        ++stats_.finished[static_cast<int>(FinishReason::Cancelled)];
+        JobResult r;
+        r.finish = FinishReason::Cancelled;
+        r.prompt_tokens = static_cast<int64_t>(job->params().prompt.size());
+        job->finish(r);
+        continue;
+      }
+      // The free slot whose cache shares the longest prefix with the prompt; else the least recently used.
+      Slot* best = nullptr;
+      size_t best_common = 0;
+      for (Slot& s : slots_) {
+        if (s.job) continue;
+        size_t common = 0;
+        const auto& prompt = job->params().prompt;
+        while (common < s.cached.size() && common < prompt.size() && s.cached[common] == prompt[common]) ++common;
+        if (!best || common > best_common || (common == best_common && s.last_used < best->last_used)) {
+          best = &s;
+          best_common = common;
+        }
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.prompt_tokens += job->params().prompt.size();
+      }
+      admit(*best, std::move(job));
+    }
+    for (Slot& s : slots_)
+      if (s.job && s.job->cancelled()) finish(s, FinishReason::Cancelled);
+    try {
+      step();
+    } catch (const std::exception& e) {  // bad_alloc and the like: fail the running jobs, keep serving
+      std::fprintf(stderr, "groak serve: step failed: %s\n", e.what());
+      for (Slot& s : slots_) {
+        if (!s.job) continue;
+        finish(s, FinishReason::Error, e.what());
+        s.cached.clear();
+        kv_.set_length(s.seq, 0);
+      }
+    }
+  }
+  for (Slot& s : slots_)
+    if (s.job) finish(s, FinishReason::Cancelled);
+}
+
+}  // namespace groak

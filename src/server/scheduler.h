@@ -1,0 +1,204 @@
+// Continuous batching (llama.cpp's server slots, vLLM's scheduler): one thread owns the model and runs
+// steps; each step is ONE forward pass holding one decode token for every slot that is generating plus a
+// bounded chunk of a prompt still being read, so the weights are read once for every sequence and a long
+// prompt never stalls the others for more than a chunk. Requests wait in a bounded queue for a free slot.
+// A slot keeps its KV cache after its request ends; a new request whose prompt starts with those tokens
+// reuses them (prefix reuse). Kernels are batch-invariant (perf.md), so a request's greedy text does not
+// depend on who else is served.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels/context.h"
+#include "model/grok.h"
+#include "model/kv_cache.h"
+#include "runtime/session.h"
+#include "runtime/stop_filter.h"
+#include "sampling/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace groak {
+
+struct TokenLogprob {
+  int32_t id = 0;
+  float logprob = 0;  // natural log of the model's probability (softmax of the raw logits)
+};
+
+// One generated token, or (id < 0) text released at the end with no token of its own, or (prompt) a
+// prompt token with its logprob (echo + logprobs; all of them come before the first generated token).
+struct TokenOut {
+  int32_t id = -1;
+  std::string text;               // text released with this token (stop strings hold text back)
+  float logprob = 0;              // of `id`, when the job asked for logprobs
+  std::vector<TokenLogprob> top;  // the most likely tokens, most likely first
+  bool prompt = false;
+  bool has_logprob = true;        // false for the first prompt token (nothing predicts it)
+};
+
+enum class FinishReason { Stop, Length, Cancelled, Error };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "error"
+
+struct JobParams {
+  std::vector<int32_t> prompt;  // [1, context] ids in [0, vocab) (the HTTP layer checks)
+  SamplingParams sampling;
+  int64_t max_tokens = 16;      // >= 1, prompt + max_tokens <= context
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  int top_logprobs = -1;        // -1: none; N >= 0: the chosen token's logprob and the N most likely
+  bool prompt_logprobs = false; // also the logprob of every prompt token after the first (echo)
+};
+
+struct JobResult {
+  FinishReason finish = FinishReason::Stop;
+  std::string error;                    // for FinishReason::Error
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;            // prompt tokens whose KV came from the slot's previous request
+  int64_t completion_tokens = 0;
+  double queued_seconds = 0, prompt_seconds = 0, decode_seconds = 0;
+};
+
+// A request for one sequence. The HTTP thread creates it, submits it and reads its tokens; the
+// scheduler thread fills it. Thread-safe.
+class ServeJob {
+ public:
+  explicit ServeJob(JobParams p) : params_(std::move(p)), created_(std::chrono::steady_clock::now()) {}
+  const JobParams& params() const { return params_; }
+
+  // Consumer: the client is gone; the scheduler frees the slot at its next step.
+  void cancel();
+  bool cancelled() const { return cancelled_.load(); }
+  // Consumer: waits up to `timeout` for news, appends new tokens to `out` and returns true once the job
+  // has finished (then result() is final and every token has been handed out).
+  bool wait(std::vector<TokenOut>& out, std::chrono::milliseconds timeout);
+  bool done() const;
+  const JobResult& result() const { return result_; }  // after wait() returned true
+
+  // Producer (the scheduler thread).
+  void emit(TokenOut t);
+  void finish(JobResult r);
+  std::chrono::steady_clock::time_point created() const { return created_; }
+
+ private:
+  const JobParams params_;
+  const std::chrono::steady_clock::time_point created_;
+  std::atomic<bool> cancelled_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<TokenOut> pending_;
+  bool done_ = false;
+  JobResult result_;
+};
+
+struct SchedulerOptions {
+  int parallel = 4;            // slots: sequences decoded together
+  int64_t context = 0;         // positions per slot; 0 = the model's sequence_len
+  int queue = 32;              // requests that may wait for a slot beyond the busy ones
+  int threads = 0;             // compute threads; 0 = every core
+  int64_t batch = 512;         // tokens per step at most (a prompt read while nobody decodes)
+  int64_t chunk = 64;          // prompt tokens per step while other slots decode
+  KvType cache_type = KvType::F32;
+  const Kernels* kernels = nullptr;  // null = the fastest for this CPU
+};
+
+struct SchedulerStats {
+  int parallel = 0;
+  int64_t context = 0;
+  int64_t queued = 0;                   // waiting for a slot
+  int64_t busy_slots = 0;
+  int64_t kv_used = 0, kv_capacity = 0; // positions holding a request's tokens, all positions
+  uint64_t kv_bytes = 0;                // the whole cache, allocated up front
+  uint64_t prompt_tokens = 0;           // prompt tokens of finished and running jobs
+  uint64_t prompt_tokens_evaluated = 0; // of those, run through the model (the rest were reused)
+  uint64_t generated_tokens = 0;
+  uint64_t steps = 0, batched_steps = 0;  // forward passes; those holding 2+ sequences
+  uint64_t finished[4] = {0, 0, 0, 0};    // jobs by FinishReason
+  double step_seconds = 0;                // time spent in forward passes and sampling
+  double recent_tokens_per_second = 0;    // generated tokens per second over the last 10 s
+  int max_sequences_in_step = 0;
+};
+
+class Scheduler {
+ public:
+  // The model and tokenizer must outlive the scheduler. Throws groak::Error for bad options.
+  Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& opt);
+  ~Scheduler();  // finishes every job as cancelled and joins the thread
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  enum class Submit { Ok, QueueFull, ShuttingDown };
+  // All of the jobs (the n choices of one request) or none: QueueFull when busy slots + waiting jobs
+  // would exceed parallel + queue.
+  Submit submit(const std::vector<std::shared_ptr<ServeJob>>& jobs);
+  SchedulerStats stats() const;
+  int parallel() const { return opt_.parallel; }
+  int64_t context() const { return kv_.capacity(); }
+  uint64_t kv_bytes() const { return kv_.bytes(); }
+  // Holds steps and admissions (tests use it to fill the queue deterministically).
+  void pause(bool paused);
+  // Finishes every job as cancelled; later submissions get ShuttingDown.
+  void shutdown();
+
+ private:
+  struct Slot {
+    int32_t seq = 0;
+    std::shared_ptr<ServeJob> job;           // null = free
+    std::vector<int32_t> cached;        // tokens whose K/V are in the cache, == kv length
+    size_t prompt_done = 0;             // prompt tokens in the cache
+    int32_t next = -1;                  // sampled, not yet run through the model
+    std::vector<int32_t> history;       // prompt + generated, for the repetition penalty
+    std::optional<Sampler> sampler;
+    std::optional<TextStream> text;
+    std::optional<StopFilter> filter;
+    JobResult result;
+    std::vector<TokenOut> prompt_lp;    // [prompt] logprobs of the prompt tokens (echo + logprobs)
+    uint64_t admitted = 0;              // admission order (prompts are read first come, first served)
+    uint64_t last_used = 0;
+    std::chrono::steady_clock::time_point t_admit, t_first;
+  };
+  enum class RowKind : uint8_t { Sample, PromptLogprob };
+  struct Row {
+    Slot* slot;
+    RowKind kind;
+    size_t prompt_index;  // PromptLogprob: the row predicts prompt[prompt_index + 1]
+  };
+
+  void loop();
+  void admit(Slot& s, std::shared_ptr<ServeJob> job);  // scheduler thread
+  void step();
+  void sample_row(Slot& s, const float* logits);
+  void finish(Slot& s, FinishReason r, const std::string& error = {});
+  TokenOut logprobs_of(const float* logits, int32_t id, int top) const;
+
+  const Model& model_;
+  const Tokenizer& tok_;
+  const SchedulerOptions opt_;
+  Context ctx_;
+  KVCache kv_;
+  Workspace ws_;
+  Batch batch_;
+  std::vector<Row> rows_;
+  std::vector<float> logits_;  // [parallel + kPromptLogitRows, vocab]
+  std::vector<Slot> slots_;
+  uint64_t admissions_ = 0, uses_ = 0;
+  int64_t step_tokens_ = 0;  // tokens generated by the current step
+
+  mutable std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<ServeJob>> waiting_;
+  int64_t active_ = 0;     // slots holding a job
+  bool paused_ = false, stop_ = false;
+  SchedulerStats stats_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_;  // (step end, tokens)
+  std::thread thread_;
+};
+
+}  // namespace groak

@@ -1,0 +1,81 @@
+// `groak serve`: an OpenAI-compatible HTTP server (cpp-httplib) in front of the Scheduler.
+//   GET  /                     the chat page (web/chat.html, embedded in the binary)
+//   GET  /health               503 {"status":"loading"} until the model is ready, then 200 {"status":"ok"}
+//   GET  /v1/models            the one loaded model (any model name in a request is served by it)
+//   POST /v1/completions       prompt (text, texts or token ids), sampling, stop, stream (SSE), logprobs, echo, n
+//   POST /v1/chat/completions  messages through the chat template, same fields, delta chunks when streaming
+//   POST /tokenize, /detokenize
+//   GET  /metrics              Prometheus text format
+// Every error is {"error": {"message", "type", "code", "param"}}. With an API key, everything but /health
+// and the static page (which holds no data and sends the key with its requests) needs
+// "Authorization: Bearer KEY". Bodies over max_body get 413 before they are read.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "model/weights.h"
+#include "server/chat_template.h"
+#include "server/scheduler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace groak {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";  // loopback unless told otherwise
+  int port = 8080;                 // 0 = any free port (bind() returns it)
+  std::string api_key;             // empty = no authentication
+  size_t max_body = 1 << 20;       // request bodies above this many bytes get 413
+  int http_threads = 0;            // 0 = parallel + queue + 16 (a streaming request holds one)
+  SchedulerOptions scheduler;
+  ChatTemplate chat_template;
+  std::string model_id = "grok-1";  // the id /v1/models shows and responses carry
+  bool random_weights = false;      // a synthetic model: the chat page says its text is gibberish
+};
+
+class HttpServer {
+ public:
+  explicit HttpServer(ServerOptions opt);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the listening socket and returns its port. Throws groak::Error when it cannot.
+  int bind();
+  // Serves on this thread until stop() (call bind() first). Until set_model(), /health answers 503 and
+  // the model endpoints 503 "loading".
+  void listen();
+  // Hands over the loaded model and tokenizer (kept alive here) and starts the scheduler; prints the
+  // KV-cache memory. Throws groak::Error for options the model cannot take (context, batch).
+  void set_model(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tok);
+  // Cancels every request and stops listening (safe from any thread; idempotent).
+  void stop();
+  // Null while loading. Tests use it to pause steps and read counters.
+  Scheduler* scheduler() { return ready_.load() ? scheduler_.get() : nullptr; }
+  const ServerOptions& options() const { return opt_; }
+
+ private:
+  void routes();
+  void count(const std::string& endpoint, int status);
+  std::string metrics_text();
+
+  ServerOptions opt_;
+  std::unique_ptr<httplib::Server> http_;
+  std::shared_ptr<const Model> model_;
+  std::shared_ptr<const Tokenizer> tok_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stopped_{false};
+  std::mutex counts_mu_;
+  std::map<std::pair<std::string, int>, uint64_t> counts_;  // (endpoint, status) -> requests
+};
+
+}  // namespace groak

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs one end-to-end test of `groak serve` against a synthetic tiny model (random weights) and a small
+# trained tokenizer: `openai` (the official npm client) or `browser` (the chat page in Debian's chromium,
+# driven by playwright-core). Usage: tests/e2e/run.sh GROAK_BIN openai|browser
+# Exit 77 (ctest: skipped) with a message when node, the npm packages or chromium are absent.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+groak="$1"
+which_test="$2"
+skip() { echo "SKIPPED: $*" >&2; exit 77; }
+
+command -v node >/dev/null || skip "node is not installed (scripts/setup.sh installs nodejs)"
+[ -d "$here/node_modules/openai" ] && [ -d "$here/node_modules/playwright-core" ] ||
+  skip "the npm packages are not installed: run scripts/setup.sh (npm ci in tests/e2e) with access to the npm registry"
+if [ "$which_test" = browser ]; then
+  chromium="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
+  [ -n "$chromium" ] || skip "chromium is not installed (Debian: apt-get install chromium; scripts/setup.sh does)"
+  export CHROMIUM="$chromium"
+fi
+
+work="$(mktemp -d /tmp/groak-e2e-XXXXXX)"
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$groak" synth --preset tiny --seed 5 --out "$work/model" >/dev/null 2>&1
+"$groak" train-tokenizer --corpus "$here/../../data/corpus.txt" --vocab 512 --out "$work/model/tokenizer.model" >/dev/null 2>&1
+"$groak" serve --model "$work/model" --port 0 --parallel 4 --queue 8 --ctx-size 4096 -t 2 --alias tiny-e2e \
+  2>"$work/server.log" &
+server_pid=$!
+port=""
+for _ in $(seq 1 300); do
+  grep -q "ready:" "$work/server.log" && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "the server exited" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "ready:" "$work/server.log" || { cat "$work/server.log" >&2; echo "the server never got ready" >&2; exit 1; }
+port="$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/server.log")"
+
+export GROAK_URL="http://127.0.0.1:$port"
+status=0
+case "$which_test" in
+  openai) node "$here/openai_test.mjs" || status=$? ;;
+  browser) node "$here/chat_page_test.mjs" || status=$? ;;
+  *) echo "unknown test '$which_test' (openai or browser)" >&2; exit 2 ;;
+esac
+kill -0 "$server_pid" 2>/dev/null || { echo "the server died during the test" >&2; cat "$work/server.log" >&2; exit 1; }
+[ "$status" -eq 0 ] || cat "$work/server.log" >&2
+exit "$status"

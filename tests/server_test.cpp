@@ -1,0 +1,675 @@
+// `groak serve` in-process on a loopback port, against a synthetic tiny model and a 512-piece tokenizer:
+// the endpoints and their OpenAI shapes, every bad input of issue 7 (400 with a JSON error, the server
+// keeps serving), authentication, body limits, the bounded queue, client disconnects, prefix reuse,
+// logprobs against the engine's own logits, and continuous batching: a request's greedy text is the
+// same batched with others as alone (and as `groak generate` gives it).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <future>
+#include <thread>
+
+#include <httplib.h>
+
+#include "model/loader.h"
+#include "runtime/generate.h"
+#include "server/chat_template.h"
+#include "server/openai.h"
+#include "server/server.h"
+#include "synth/synth.h"
+#include "test_util.h"
+
+namespace groak::test {
+
+namespace {
+
+using nlohmann::json;
+
+struct Reply {
+  int status = 0;
+  json body;
+  std::string raw;
+  std::string header(const std::string&) const;
+  httplib::Headers headers;
+};
+
+Reply to_reply(const httplib::Result& r) {
+  Reply out;
+  if (!r) {
+    out.status = -1;
+    return out;
+  }
+  out.status = r->status;
+  out.raw = r->body;
+  out.headers = r->headers;
+  out.body = json::parse(r->body, nullptr, false);
+  return out;
+}
+
+httplib::Headers auth(const std::string& key) {
+  return key.empty() ? httplib::Headers{} : httplib::Headers{{"Authorization", "Bearer " + key}};
+}
+
+Reply post(int port, const std::string& path, const std::string& body, const std::string& key = "") {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(120, 0);
+  return to_reply(c.Post(path.c_str(), auth(key), body, "application/json"));
+}
+Reply post(int port, const std::string& path, const json& body, const std::string& key = "") {
+  return post(port, path, body.dump(), key);
+}
+Reply get(int port, const std::string& path, const std::string& key = "") {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(60, 0);
+  return to_reply(c.Get(path.c_str(), auth(key)));
+}
+
+// The data: events of a server-sent-event stream, in order; *done says whether [DONE] closed it.
+std::vector<json> sse_events(const std::string& text, bool* done) {
+  std::vector<json> out;
+  *done = false;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t end = text.find("\n\n", at);
+    if (end == std::string::npos) end = text.size();
+    const std::string event = text.substr(at, end - at);
+    at = end + 2;
+    if (event.rfind("data: ", 0) != 0) continue;  // comments (keep-alive)
+    const std::string data = event.substr(6);
+    if (data == "[DONE]") {
+      *done = true;
+      continue;
+    }
+    out.push_back(json::parse(data));
+  }
+  return out;
+}
+
+// POSTs and returns the raw streamed body.
+std::string stream(int port, const std::string& path, const json& body, int* status = nullptr) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_read_timeout(120, 0);
+  std::string got;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path;
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+    got.append(d, n);
+    return true;
+  };
+  auto r = c.send(req);
+  if (status) *status = r ? r->status : -1;
+  return got;
+}
+
+// A plain TCP connection, for what an HTTP client library would not do (hang up mid-stream, lie about
+// the body length).
+class RawConn {
+ public:
+  explicit RawConn(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    timeval tv{30, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~RawConn() { close(); }
+  bool ok() const { return ok_; }
+  void send(const std::string& s) { (void)!::write(fd_, s.data(), s.size()); }
+  // Reads until `needle` shows up (or the peer closes / 30 s pass); returns everything read.
+  std::string read_until(const std::string& needle) {
+    std::string got;
+    char buf[4096];
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (got.find(needle) == std::string::npos && std::chrono::steady_clock::now() < end) {
+      const ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return got;
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+std::string request_text(const std::string& path, const std::string& body) {
+  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+// Polls until pred() holds or `seconds` pass (a wait for the server thread, not a speed test).
+template <class Pred>
+bool eventually(Pred pred, double seconds = 30) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+void expect_error(const Reply& r, int status, const std::string& needle, const std::string& what) {
+  EXPECT_EQ(r.status, status) << what << ": " << r.raw;
+  ASSERT_TRUE(r.body.is_object() && r.body.contains("error")) << what << ": not an OpenAI error object: " << r.raw;
+  const json& e = r.body["error"];
+  ASSERT_TRUE(e.contains("message") && e["message"].is_string()) << r.raw;
+  EXPECT_TRUE(e.contains("type") && e["type"].is_string()) << r.raw;
+  EXPECT_TRUE(e.contains("code")) << r.raw;
+  EXPECT_NE(e["message"].get<std::string>().find(needle), std::string::npos)
+      << what << ": '" << needle << "' not in: " << e["message"];
+}
+
+}  // namespace
+
+class Serve : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    write_synthetic_checkpoint(synth_preset("tiny"), "tiny", 3, *dir_ / "model", {});
+    train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 512, *dir_ / "tok.model");
+    model_ = std::make_shared<Model>(load_model(*dir_ / "model"));
+    tok_ = std::make_shared<Tokenizer>(Tokenizer::load(*dir_ / "tok.model"));
+  }
+  static void TearDownTestSuite() {
+    model_.reset();
+    tok_.reset();
+    delete dir_;
+  }
+
+  static ServerOptions options() {
+    ServerOptions o;
+    o.port = 0;
+    o.model_id = "tiny-test";
+    o.scheduler.parallel = 4;
+    o.scheduler.context = 256;
+    o.scheduler.queue = 8;
+    o.scheduler.threads = 2;
+    o.scheduler.batch = 64;
+    o.scheduler.chunk = 4;  // small: long prompts are read in many steps, interleaved with decoding
+    return o;
+  }
+
+  // A server on a free loopback port, stopped at scope exit.
+  struct Running {
+    std::unique_ptr<HttpServer> server;
+    std::thread thread;
+    int port = 0;
+    ~Running() {
+      server->stop();
+      thread.join();
+    }
+    Scheduler& sched() { return *server->scheduler(); }
+  };
+  std::unique_ptr<Running> start(ServerOptions o = options(), bool load = true) {
+    auto r = std::make_unique<Running>();
+    r->server = std::make_unique<HttpServer>(o);
+    r->port = r->server->bind();
+    HttpServer* s = r->server.get();
+    r->thread = std::thread([s] { s->listen(); });
+    if (load) r->server->set_model(model_, tok_);
+    return r;
+  }
+
+  // What `groak generate` gives for this prompt: greedy, the Session path.
+  std::string solo(const std::string& prompt, int64_t n) {
+    Session s(*model_, 256);
+    GenerateOptions o;
+    o.max_tokens = n;
+    o.sampling.temperature = 0;
+    o.ignore_eos = true;
+    std::string text;
+    generate(s, *tok_, tok_->encode(prompt), o, [&](const std::string& t) { text += t; });
+    return text;
+  }
+
+  static TempDir* dir_;
+  static std::shared_ptr<Model> model_;
+  static std::shared_ptr<Tokenizer> tok_;
+};
+
+TempDir* Serve::dir_ = nullptr;
+std::shared_ptr<Model> Serve::model_;
+std::shared_ptr<Tokenizer> Serve::tok_;
+
+TEST_F(Serve, HealthSaysLoadingUntilTheModelArrives) {
+  auto r = start(options(), /*load=*/false);
+  Reply h = get(r->port, "/health");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_EQ(h.body.value("status", ""), "loading") << h.raw;
+  expect_error(post(r->port, "/v1/completions", json{{"prompt", "hi"}}), 503, "loading", "completion while loading");
+  r->server->set_model(model_, tok_);
+  h = get(r->port, "/health");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body.value("status", ""), "ok");
+}
+
+TEST_F(Serve, ModelsTokenizeDetokenizeMetricsAndThePage) {
+  auto r = start();
+  Reply m = get(r->port, "/v1/models");
+  ASSERT_EQ(m.status, 200) << m.raw;
+  EXPECT_EQ(m.body["object"], "list");
+  ASSERT_EQ(m.body["data"].size(), 1u);
+  EXPECT_EQ(m.body["data"][0]["id"], "tiny-test");
+  EXPECT_EQ(m.body["data"][0]["object"], "model");
+  EXPECT_EQ(m.body["data"][0]["meta"]["context"], 256);
+  EXPECT_EQ(get(r->port, "/v1/models/tiny-test").status, 200);
+  expect_error(get(r->port, "/v1/models/gpt-4"), 404, "tiny-test", "retrieve another model");
+
+  const std::string text = "The answer to life";
+  Reply t = post(r->port, "/tokenize", json{{"content", text}});
+  ASSERT_EQ(t.status, 200) << t.raw;
+  EXPECT_EQ(t.body["tokens"].get<std::vector<int32_t>>(), tok_->encode(text));
+  Reply d = post(r->port, "/detokenize", json{{"tokens", t.body["tokens"]}});
+  ASSERT_EQ(d.status, 200) << d.raw;
+  EXPECT_EQ(d.body["content"], text);
+  expect_error(post(r->port, "/detokenize", json{{"tokens", {1, 512}}}), 400, "outside the vocabulary", "detokenize 512");
+
+  ASSERT_EQ(post(r->port, "/v1/completions", json{{"prompt", text}, {"max_tokens", 3}, {"ignore_eos", true}}).status, 200);
+  Reply met = get(r->port, "/metrics");
+  ASSERT_EQ(met.status, 200);
+  for (const char* name : {"groak_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1",
+                           "groak_generation_tokens_total 3", "groak_queue_length 0", "groak_slots_busy 0",
+                           "groak_slots_total 4", "groak_kv_cache_capacity_tokens 1024", "groak_tokens_per_second",
+                           "# TYPE groak_prompt_tokens_total counter"})
+    EXPECT_NE(met.raw.find(name), std::string::npos) << name << " not in:\n" << met.raw;
+
+  Reply page = get(r->port, "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_NE(page.raw.find("<title>groak chat</title>"), std::string::npos);
+  EXPECT_NE(page.raw.find("random-banner"), std::string::npos);
+}
+
+TEST_F(Serve, GreedyCompletionIsWhatGenerateGivesStreamedOrNot) {
+  auto r = start();
+  const std::string prompt = "Once upon a time";
+  const std::string want = solo(prompt, 24);
+  const json body = {{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"ignore_eos", true}, {"model", "whatever"}};
+  Reply c = post(r->port, "/v1/completions", body);
+  ASSERT_EQ(c.status, 200) << c.raw;
+  EXPECT_EQ(c.body["object"], "text_completion");
+  EXPECT_EQ(c.body["model"], "tiny-test");
+  EXPECT_EQ(c.body["choices"][0]["text"], want);
+  EXPECT_EQ(c.body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(c.body["usage"]["prompt_tokens"], tok_->encode(prompt).size());
+  EXPECT_EQ(c.body["usage"]["completion_tokens"], 24);
+  EXPECT_EQ(c.body["usage"]["total_tokens"], tok_->encode(prompt).size() + 24);
+
+  json sbody = body;
+  sbody["stream"] = true;
+  sbody["stream_options"] = {{"include_usage", true}};
+  bool done = false;
+  int status = 0;
+  const auto events = sse_events(stream(r->port, "/v1/completions", sbody, &status), &done);
+  EXPECT_EQ(status, 200);
+  EXPECT_TRUE(done) << "the stream must end with data: [DONE]";
+  std::string text, finish;
+  bool usage = false;
+  for (const json& e : events) {
+    EXPECT_EQ(e["object"], "text_completion");
+    for (const json& ch : e["choices"]) {
+      text += ch["text"].get<std::string>();
+      if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"];
+    }
+    if (e.contains("usage")) usage = e["usage"]["completion_tokens"] == 24;
+  }
+  EXPECT_EQ(text, want);
+  EXPECT_EQ(finish, "length");
+  EXPECT_TRUE(usage) << "stream_options.include_usage: the last chunk carries usage";
+  EXPECT_GT(events.size(), 5u) << "tokens arrive as separate chunks";
+}
+
+TEST_F(Serve, BatchedGreedyTextEqualsSoloText) {
+  auto r = start();
+  // Different lengths: the long ones are read 4 tokens per step while the others decode.
+  const std::vector<std::string> prompts = {
+      "Hello", "The quick brown fox jumps over the lazy dog and keeps running far away",
+      "In the beginning there was nothing but a long and quiet sea of numbers, tokens and weights",
+      "Grok"};
+  std::vector<std::string> want;
+  for (const auto& p : prompts) want.push_back(solo(p, 20));
+  // Hold the scheduler so all four join the same steps.
+  r->sched().pause(true);
+  std::vector<std::future<Reply>> replies;
+  for (const auto& p : prompts)
+    replies.push_back(std::async(std::launch::async, [&, p] {
+      return post(r->port, "/v1/completions",
+                  json{{"prompt", p}, {"max_tokens", 20}, {"temperature", 0}, {"ignore_eos", true}});
+    }));
+  ASSERT_TRUE(eventually([&] { return r->sched().stats().queued == 4; })) << "the four requests never queued";
+  r->sched().pause(false);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    Reply c = replies[i].get();
+    ASSERT_EQ(c.status, 200) << c.raw;
+    EXPECT_EQ(c.body["choices"][0]["text"], want[i]) << "prompt " << i << " batched differs from alone";
+  }
+  const SchedulerStats s = r->sched().stats();
+  EXPECT_EQ(s.max_sequences_in_step, 4) << "the four requests never shared a forward pass";
+  EXPECT_GT(s.batched_steps, 10u);
+}
+
+TEST_F(Serve, EveryBadInputIsA400AndTheServerKeepsServing) {
+  auto r = start();
+  const int port = r->port;
+  struct Case {
+    const char* path;
+    std::string body;
+    const char* needle;
+  };
+  const std::string long_prompt(3000, 'x');  // far more than 256 tokens
+  std::vector<Case> cases = {
+      {"/v1/completions", "{\"prompt\": \"hi\",", "not valid JSON"},
+      {"/v1/completions", "[1, 2]", "must be a JSON object"},
+      {"/v1/completions", "", "empty"},
+      {"/v1/completions", R"({"max_tokens": 4})", "prompt is required"},
+      {"/v1/completions", R"({"prompt": 42})", "prompt must be a string"},
+      {"/v1/completions", R"({"prompt": "hi", "max_tokens": "ten"})", "max_tokens must be an integer"},
+      {"/v1/completions", R"({"prompt": "hi", "temperature": "hot"})", "temperature must be a number"},
+      {"/v1/completions", R"({"prompt": "hi", "stream": "yes"})", "stream must be true or false"},
+      {"/v1/completions", R"({"prompt": "hi", "stop": 7})", "stop must be a string"},
+      {"/v1/completions", R"({"prompt": "hi", "max_tokens": 0})", "max_tokens must be >= 1"},
+      {"/v1/completions", R"({"prompt": "hi", "max_tokens": -5})", "max_tokens must be >= 1"},
+      {"/v1/completions", R"({"prompt": "hi", "max_tokens": 100000})", "lower max_tokens to at most"},
+      {"/v1/completions", json{{"prompt", long_prompt}, {"max_tokens", 1}}.dump(), "the context holds 256"},
+      {"/v1/completions", R"({"prompt": "hi", "temperature": -0.5})", "temperature must be >= 0"},
+      {"/v1/completions", R"({"prompt": "hi", "top_p": 0})", "top_p must be in (0, 1]"},
+      {"/v1/completions", R"({"prompt": "hi", "top_p": 1.5})", "top_p must be in (0, 1]"},
+      {"/v1/completions", R"({"prompt": "hi", "top_k": -1})", "top_k must be >= 0"},
+      {"/v1/completions", R"({"prompt": "hi", "min_p": 2})", "min_p must be in [0, 1]"},
+      {"/v1/completions", R"({"prompt": "hi", "repetition_penalty": 0})", "repetition_penalty must be > 0"},
+      {"/v1/completions", R"({"prompt": [1, 2, 512]})", "token id 512 at index 2 is outside the vocabulary [0, 512)"},
+      {"/v1/completions", R"({"prompt": [1, -3]})", "outside the vocabulary"},
+      {"/v1/completions", R"({"prompt": [[1, 2], [7, 99999]]})", "prompt[1] token id 99999"},
+      {"/v1/completions", R"({"prompt": "hi", "n": 0})", "n must be >= 1"},
+      {"/v1/completions", R"({"prompt": "hi", "n": 1000})", "per request"},
+      {"/v1/completions", R"({"prompt": "hi", "logprobs": 50})", "logprobs must be in [0, 20]"},
+      {"/v1/completions", R"({"prompt": "hi", "presence_penalty": 0.5})", "not supported"},
+      {"/v1/chat/completions", R"({"messages": []})", "messages is empty"},
+      {"/v1/chat/completions", R"({"model": "x"})", "messages is required"},
+      {"/v1/chat/completions", R"({"messages": "hello"})", "messages must be an array"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "wizard", "content": "hi"}]})", "'wizard' is not a role"},
+      {"/v1/chat/completions", R"({"messages": [{"content": "hi"}]})", "messages[0].role is required"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content must be"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 3})",
+       "needs \"logprobs\": true"},
+      {"/v1/chat/completions", json{{"messages", {{{"role", "user"}, {"content", long_prompt}}}}}.dump(),
+       "the context holds 256"},
+  };
+  for (const Case& c : cases) expect_error(post(port, c.path, c.body), 400, c.needle, std::string(c.path) + " " + c.body.substr(0, 80));
+  // Unknown fields are ignored; any model name is served by the one model.
+  Reply ok = post(port, "/v1/completions",
+                  json{{"prompt", "hi"}, {"max_tokens", 2}, {"model", "gpt-9"}, {"frobnicate", {1, 2}}, {"user", "me"}});
+  EXPECT_EQ(ok.status, 200) << ok.raw;
+  Reply chat = post(port, "/v1/chat/completions",
+                    json{{"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}}},
+                         {"max_tokens", 3}});
+  EXPECT_EQ(chat.status, 200) << chat.raw;
+  EXPECT_EQ(chat.body["object"], "chat.completion");
+  EXPECT_EQ(chat.body["choices"][0]["message"]["role"], "assistant");
+  expect_error(get(port, "/v2/nothing"), 404, "no such endpoint", "unknown path");
+}
+
+TEST_F(Serve, ApiKeyGuardsEverythingButHealthAndThePage) {
+  ServerOptions o = options();
+  o.api_key = "sekret";
+  auto r = start(o);
+  expect_error(get(r->port, "/v1/models"), 401, "API key", "no key");
+  expect_error(get(r->port, "/v1/models", "wrong"), 401, "API key", "wrong key");
+  expect_error(post(r->port, "/v1/completions", json{{"prompt", "hi"}}), 401, "API key", "completion without key");
+  expect_error(get(r->port, "/metrics"), 401, "API key", "metrics without key");
+  EXPECT_EQ(get(r->port, "/health").status, 200);
+  EXPECT_EQ(get(r->port, "/").status, 200);
+  EXPECT_EQ(get(r->port, "/v1/models", "sekret").status, 200);
+  EXPECT_EQ(post(r->port, "/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 1}}, "sekret").status, 200);
+}
+
+TEST_F(Serve, OversizedBodiesGet413BeforeTheyAreRead) {
+  ServerOptions o = options();
+  o.max_body = 4096;
+  auto r = start(o);
+  // Declared too large: answered from the headers alone.
+  RawConn c(r->port);
+  ASSERT_TRUE(c.ok());
+  c.send("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n");
+  const std::string head = c.read_until("}}");
+  EXPECT_NE(head.find("HTTP/1.1 413"), std::string::npos) << head;
+  EXPECT_NE(head.find("larger than this server's limit of 4096 bytes"), std::string::npos) << head;
+  // A real body just over the limit, through a client library.
+  expect_error(post(r->port, "/v1/completions", json{{"prompt", std::string(5000, 'a')}}), 413, "limit", "5 KB body");
+  EXPECT_EQ(post(r->port, "/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 1}}).status, 200);
+}
+
+TEST_F(Serve, BeyondTheQueueRequestsGet503AndQueuedOnesComplete) {
+  ServerOptions o = options();
+  o.scheduler.parallel = 1;
+  o.scheduler.queue = 2;
+  auto r = start(o);
+  r->sched().pause(true);
+  const json body = {{"prompt", "hi"}, {"max_tokens", 4}, {"ignore_eos", true}};
+  std::vector<std::future<Reply>> held;
+  for (int i = 0; i < 3; ++i)  // one for the slot, two for the queue
+    held.push_back(std::async(std::launch::async, [&] { return post(r->port, "/v1/completions", body); }));
+  ASSERT_TRUE(eventually([&] { return r->sched().stats().queued == 3; }));
+  Reply busy = post(r->port, "/v1/completions", body);
+  expect_error(busy, 503, "busy", "fourth request");
+  EXPECT_EQ(busy.body["error"]["type"], "server_error");
+  EXPECT_EQ(busy.headers.count("Retry-After"), 1u);
+  // n counts against the queue too: a request for 2 choices does not fit either.
+  expect_error(post(r->port, "/v1/completions", json{{"prompt", "hi"}, {"n", 2}}), 503, "busy", "n = 2");
+  r->sched().pause(false);
+  for (auto& f : held) EXPECT_EQ(f.get().status, 200);
+  EXPECT_EQ(post(r->port, "/v1/completions", body).status, 200);
+}
+
+TEST_F(Serve, AClientThatHangsUpFreesItsSlot) {
+  ServerOptions o = options();
+  o.scheduler.parallel = 1;
+  o.scheduler.context = 4096;
+  auto r = start(o);
+  const int64_t max_tokens = 4000;
+  RawConn c(r->port);
+  ASSERT_TRUE(c.ok());
+  c.send(request_text("/v1/completions", json{{"prompt", "hi"}, {"max_tokens", max_tokens}, {"ignore_eos", true},
+                                               {"stream", true}}.dump()));
+  // Wait for the first token, then hang up while the slot still has most of its tokens to go.
+  const std::string first = c.read_until("\"text\"");
+  r->sched().pause(true);
+  ASSERT_NE(first.find("data: "), std::string::npos) << first;
+  c.close();
+  r->sched().pause(false);
+  ASSERT_TRUE(eventually([&] { return r->sched().stats().busy_slots == 0; }));
+  const SchedulerStats s = r->sched().stats();
+  EXPECT_EQ(s.finished[static_cast<int>(FinishReason::Cancelled)], 1u) << "the gone client's sequence was not cancelled";
+  EXPECT_LT(s.generated_tokens, static_cast<uint64_t>(max_tokens)) << "it ran to the end instead of stopping";
+  // The slot serves the next request.
+  EXPECT_EQ(post(r->port, "/v1/completions", json{{"prompt", "again"}, {"max_tokens", 2}}).status, 200);
+}
+
+TEST_F(Serve, AGrowingChatReusesItsCachedPrefix) {
+  auto r = start();
+  json msgs = {{{"role", "system"}, {"content", "You are terse."}}, {{"role", "user"}, {"content", "Name a colour."}}};
+  const json first = {{"messages", msgs}, {"max_tokens", 8}, {"temperature", 0}};
+  Reply a = post(r->port, "/v1/chat/completions", first);
+  ASSERT_EQ(a.status, 200) << a.raw;
+  EXPECT_EQ(a.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  const int64_t p1 = a.body["usage"]["prompt_tokens"];
+  // The same request again: all but the last prompt token come from the cache, and the text is the same.
+  Reply again = post(r->port, "/v1/chat/completions", first);
+  EXPECT_EQ(again.body["usage"]["prompt_tokens_details"]["cached_tokens"], p1 - 1);
+  EXPECT_EQ(again.body["choices"][0]["message"]["content"], a.body["choices"][0]["message"]["content"]);
+  // The next turn: the history is not read again.
+  msgs.push_back({{"role", "assistant"}, {"content", a.body["choices"][0]["message"]["content"]}});
+  msgs.push_back({{"role", "user"}, {"content", "Another one."}});
+  Reply b = post(r->port, "/v1/chat/completions", json{{"messages", msgs}, {"max_tokens", 8}, {"temperature", 0}});
+  ASSERT_EQ(b.status, 200) << b.raw;
+  EXPECT_GE(b.body["usage"]["prompt_tokens_details"]["cached_tokens"].get<int64_t>(), p1 - 1);
+  // And the reused cache gives the text a fresh server gives.
+  auto fresh = start();
+  Reply c = post(fresh->port, "/v1/chat/completions", json{{"messages", msgs}, {"max_tokens", 8}, {"temperature", 0}});
+  EXPECT_EQ(c.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(b.body["choices"][0]["message"]["content"], c.body["choices"][0]["message"]["content"]);
+}
+
+TEST_F(Serve, LogprobsAreTheModelsLogSoftmax) {
+  auto r = start();
+  const std::string prompt = "The answer is";
+  const std::vector<int32_t> ids = tok_->encode(prompt);
+  Reply c = post(r->port, "/v1/completions",
+                 json{{"prompt", prompt}, {"max_tokens", 2}, {"temperature", 0}, {"logprobs", 3}, {"echo", true},
+                      {"ignore_eos", true}});
+  ASSERT_EQ(c.status, 200) << c.raw;
+  const json& lp = c.body["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), ids.size() + 2) << lp;
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null()) << "nothing predicts the first prompt token";
+  EXPECT_EQ(c.body["choices"][0]["text"].get<std::string>().rfind(prompt, 0), 0u) << "echo puts the prompt first";
+  // The engine's logits for the prompt: row t predicts token t + 1.
+  Session s(*model_, 64);
+  std::vector<float> logits;
+  s.eval(ids, logits, LogitRows::All);
+  const int64_t V = model_->config.vocab_size;
+  auto logprob = [&](size_t row, int32_t id) {
+    const float* z = logits.data() + row * static_cast<size_t>(V);
+    double m = -1e30, sum = 0;
+    for (int64_t i = 0; i < V; ++i) m = std::max(m, static_cast<double>(z[i]));
+    for (int64_t i = 0; i < V; ++i) sum += std::exp(z[i] - m);
+    return z[id] - m - std::log(sum);
+  };
+  for (size_t t = 1; t < ids.size(); ++t)
+    EXPECT_NEAR(lp["token_logprobs"][t].get<double>(), logprob(t - 1, ids[t]), 1e-4) << "prompt token " << t;
+  // The first generated token is the greedy one: its logprob is the largest of the top 3.
+  const double first = lp["token_logprobs"][ids.size()];
+  EXPECT_NEAR(first, logprob(ids.size() - 1, static_cast<int32_t>(argmax_rows(logits, V).back())), 1e-4);
+  ASSERT_EQ(lp["top_logprobs"][ids.size()].size(), 3u);
+  for (const auto& [k, v] : lp["top_logprobs"][ids.size()].items()) EXPECT_LE(v.get<double>(), first + 1e-6) << k;
+
+  // Chat logprobs: the newer shape.
+  Reply chat = post(r->port, "/v1/chat/completions",
+                    json{{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 3}, {"logprobs", true},
+                         {"top_logprobs", 2}, {"ignore_eos", true}});
+  ASSERT_EQ(chat.status, 200) << chat.raw;
+  const json& content = chat.body["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 3u) << chat.raw;
+  for (const json& t : content) {
+    EXPECT_LE(t["logprob"].get<double>(), 0.0);
+    EXPECT_EQ(t["top_logprobs"].size(), 2u);
+    EXPECT_TRUE(t["bytes"].is_array());
+  }
+}
+
+TEST_F(Serve, SeedsChoicesAndStopStrings) {
+  auto r = start();
+  const json body = {{"prompt", "Once"}, {"max_tokens", 12}, {"temperature", 1.0}, {"top_k", 0}, {"min_p", 0},
+                     {"seed", 11}, {"n", 2}, {"ignore_eos", true}};
+  Reply a = post(r->port, "/v1/completions", body);
+  Reply b = post(r->port, "/v1/completions", body);
+  ASSERT_EQ(a.status, 200) << a.raw;
+  ASSERT_EQ(a.body["choices"].size(), 2u);
+  EXPECT_EQ(a.body["choices"][0]["index"], 0);
+  EXPECT_EQ(a.body["choices"][1]["index"], 1);
+  EXPECT_EQ(a.body["choices"], b.body["choices"]) << "the same seed gives the same text";
+  EXPECT_NE(a.body["choices"][0]["text"], a.body["choices"][1]["text"]) << "the n choices draw differently";
+  EXPECT_EQ(a.body["usage"]["completion_tokens"], 24);
+
+  // A stop string taken from the greedy text itself: the reply ends just before it.
+  const std::string full = solo("Once upon", 30);
+  ASSERT_GT(full.size(), 12u);
+  // Three ASCII letters of it (a cut inside a UTF-8 character would not be a valid stop string).
+  size_t from = 6;
+  while (from + 3 < full.size() && !(std::isalpha(static_cast<unsigned char>(full[from])) &&
+                                     std::isalpha(static_cast<unsigned char>(full[from + 1])) &&
+                                     std::isalpha(static_cast<unsigned char>(full[from + 2]))))
+    ++from;
+  ASSERT_LT(from + 3, full.size()) << "no three letters in a row in: " << full;
+  const std::string stop = full.substr(from, 3);
+  const size_t cut = full.find(stop);
+  Reply s = post(r->port, "/v1/completions",
+                 json{{"prompt", "Once upon"}, {"max_tokens", 30}, {"temperature", 0}, {"ignore_eos", true}, {"stop", {stop}}});
+  ASSERT_EQ(s.status, 200) << s.raw;
+  EXPECT_EQ(s.body["choices"][0]["text"], full.substr(0, cut));
+  EXPECT_EQ(s.body["choices"][0]["finish_reason"], "stop");
+  // Several prompts at once: choices in prompt order.
+  Reply m = post(r->port, "/v1/completions",
+                 json{{"prompt", {"Once upon", "Hello"}}, {"max_tokens", 5}, {"temperature", 0}, {"ignore_eos", true}});
+  ASSERT_EQ(m.status, 200) << m.raw;
+  ASSERT_EQ(m.body["choices"].size(), 2u);
+  EXPECT_EQ(m.body["choices"][0]["text"], solo("Once upon", 5));
+  EXPECT_EQ(m.body["choices"][1]["text"], solo("Hello", 5));
+}
+
+TEST_F(Serve, StreamedChatSendsTheRoleThenDeltas) {
+  auto r = start();
+  const json msgs = {{{"role", "user"}, {"content", "Tell me a story."}}};
+  Reply whole = post(r->port, "/v1/chat/completions", json{{"messages", msgs}, {"max_tokens", 10}, {"temperature", 0}});
+  ASSERT_EQ(whole.status, 200) << whole.raw;
+  bool done = false;
+  const auto events = sse_events(
+      stream(r->port, "/v1/chat/completions", json{{"messages", msgs}, {"max_tokens", 10}, {"temperature", 0}, {"stream", true}}),
+      &done);
+  ASSERT_FALSE(events.empty());
+  EXPECT_TRUE(done);
+  EXPECT_EQ(events[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string text;
+  for (const json& e : events) {
+    EXPECT_EQ(e["object"], "chat.completion.chunk");
+    for (const json& ch : e["choices"])
+      if (ch["delta"].contains("content")) text += ch["delta"]["content"].get<std::string>();
+  }
+  EXPECT_EQ(text, whole.body["choices"][0]["message"]["content"]);
+}
+
+TEST_F(Serve, ChatCommandReadsPipedTurnsResetsAndExits) {
+  const std::string chat = std::string(GROAK_BIN) + " chat --model " + (*dir_ / "model") + " --tokenizer " +
+                           (*dir_ / "tok.model") + " -n 6 --temp 0 -t 2";
+  std::string fresh, talk;
+  ASSERT_EQ(run_command("printf 'Hi there\\n' | " + chat + " 2>/dev/null", &fresh), 0) << fresh;
+  ASSERT_GT(fresh.size(), 1u) << "an empty reply";
+  // After /reset the same message gets the reply a fresh conversation gets; /exit ends before "Ignored".
+  ASSERT_EQ(run_command("printf 'Tell me more\\n/reset\\nHi there\\n/exit\\nIgnored\\n' | " + chat + " 2>/dev/null", &talk), 0)
+      << talk;
+  std::vector<std::string> lines;
+  std::istringstream in(talk);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 2u) << "one line per reply, nothing for /reset, /exit and after it:\n" << talk;
+  EXPECT_EQ(lines[1] + "\n", fresh) << "the reply after /reset differs from a fresh conversation's";
+}
+
+TEST_F(Serve, ServeCommandRefusesBadSettingsClearly) {
+  std::string out;
+  const std::string bad = *dir_ / "bad-template.json";
+  { std::ofstream(bad) << R"({"user": "no placeholder"})"; }
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model " + (*dir_ / "model") + " --chat-template " + bad, &out), 1)
+      << out;
+  EXPECT_NE(out.find("must contain {content}"), std::string::npos) << out;
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model x --port 70000", &out), 2) << out;
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model x --parallel 0", &out), 2) << out;
+}
+
+TEST(ChatTemplate, RendersTheDocumentedPlainFormat) {
+  ChatTemplate t;
+  EXPECT_EQ(t.render({{"system", "Be kind."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Bye"}}),
+            "System: Be kind.\n\nUser: Hi\n\nAssistant: Hello!\n\nUser: Bye\n\nAssistant:");
+  error_of([&] { t.render({{"tool", "x"}}); }, {"unknown chat role 'tool'"});
+  ChatTemplate c = ChatTemplate::parse(R"({"user": "<u>{content}</u>", "generation": "<a>", "stop": ["</a>"], "bos": true})", "t.json");
+  EXPECT_EQ(c.render({{"user", "x"}}), "<u>x</u><a>");
+  EXPECT_EQ(c.stop, std::vector<std::string>{"</a>"});
+  EXPECT_TRUE(c.bos);
+  error_of([] { ChatTemplate::parse("{", "t.json"); }, {"t.json", "not valid JSON"});
+  error_of([] { ChatTemplate::parse(R"({"user": "no placeholder"})", "t.json"); }, {"\"user\"", "{content}"});
+  error_of([] { ChatTemplate::parse(R"({"usr": "{content}"})", "t.json"); }, {"\"usr\" is unknown"});
+  error_of([] { ChatTemplate::parse(R"({"stop": [""]})", "t.json"); }, {"non-empty"});
+}
+
+}  // namespace groak::test
