@@ -907,6 +907,8 @@ int main(int argc, char** argv) {
   }
   CLI::App app{"groak: runs and explains xAI's Grok-1 (314B mixture-of-experts) on the CPU"};
   app.require_subcommand(1);
+  // A repeated option takes its last value (llama.cpp's behaviour; scripts/demo.sh -n 64 overrides its -n 48).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.set_version_flag("--version", "groak 0.1");
 
   LogitsArgs la;

@@ -9,7 +9,7 @@ scripts/setup.sh
 BUILD_TARGET=groak scripts/build.sh build >/dev/null
 model="${XDG_CACHE_HOME:-$HOME/.cache}/groak/demo-v1"
 if [ ! -f "$model/tokenizer.model" ]; then
-  build/groak synth --preset demo --seed 1 --out "$model"
+  build/groak synth --preset demo --seed 1 --out "$model" --force  # a run interrupted before the tokenizer
   build/groak train-tokenizer --corpus data/corpus.txt --vocab 2048 --out "$model/tokenizer.model"
 fi
 echo "groak demo: a synthetic Grok-1-architecture model with RANDOM weights ($model)." >&2
