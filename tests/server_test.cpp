@@ -279,7 +279,12 @@ TEST_F(Serve, ModelsTokenizeDetokenizeMetricsAndThePage) {
   expect_error(post(r->port, "/detokenize", json{{"tokens", {1, 512}}}), 400, "outside the vocabulary", "detokenize 512");
 
   ASSERT_EQ(post(r->port, "/v1/completions", json{{"prompt", text}, {"max_tokens", 3}, {"ignore_eos", true}}).status, 200);
+  // The reply can reach the client a moment before the scheduler thread frees the slot: poll briefly.
   Reply met = get(r->port, "/metrics");
+  for (int i = 0; i < 200 && met.raw.find("groak_slots_busy 0") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    met = get(r->port, "/metrics");
+  }
   ASSERT_EQ(met.status, 200);
   for (const char* name : {"groak_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1",
                            "groak_generation_tokens_total 3", "groak_queue_length 0", "groak_slots_busy 0",
