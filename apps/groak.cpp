@@ -51,17 +51,23 @@ constexpr const char* kModelHelp =
     "model: xAI checkpoint (the folder holding ckpt-0/, or ckpt-0/ itself), a .gguf file (any part of a split "
     "set) or a Hugging Face folder (config.json + safetensors or torch.save pytorch_model*.bin, single or sharded)";
 
+// The number s starts with, and in *used how many characters it took (0: s does not start with one).
+double leading_number(const std::string& s, size_t* used) {
+  *used = 0;
+  try {
+    return std::stod(s, used);
+  } catch (const std::exception&) {
+    *used = 0;
+    return 0;
+  }
+}
+
 // A number option's check with a message a person can read ("between 0 and 1e6", not 309 digits).
 CLI::Validator number_in(double lo, double hi, const std::string& allowed) {
   return CLI::Validator(
       [lo, hi, allowed](std::string& v) -> std::string {
         size_t used = 0;
-        double x = 0;
-        try {
-          x = std::stod(v, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
+        const double x = leading_number(v, &used);
         if (used == 0 || used != v.size() || !(x >= lo && x <= hi)) return "must be " + allowed + "; got '" + v + "'";
         return {};
       },
@@ -408,12 +414,7 @@ int run_detokenize(const std::string& tok_path) {
 // "2G", "500M", "64K" or plain bytes.
 uint64_t parse_size(const std::string& s) {
   size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
+  const double v = leading_number(s, &used);
   if (used == 0 || v <= 0) throw CLI::ValidationError("--split-max-size", "'" + s + "' is not a size (e.g. 2G, 500M)");
   std::string unit = s.substr(used);
   double mult = 1;

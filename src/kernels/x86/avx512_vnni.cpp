@@ -34,6 +34,8 @@ constexpr int64_t block_bytes() { return T == GgmlType::Q8_0 ? kQ8Bytes : kQ4Byt
 template <GgmlType T>
 constexpr int32_t weight_bias() { return T == GgmlType::Q8_0 ? 128 : 8; }
 
+// Loads are defined per SIMD file on purpose: a shared inline one would be compiled under each file's
+// target options and the linker could keep an AVX-512 copy for the AVX2 table.
 inline float f16_at(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
