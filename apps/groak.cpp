@@ -26,12 +26,12 @@
 #include "runtime/bench.h"
 #include "runtime/generate.h"
 #include "runtime/perplexity.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "server/chat_template.h"
 #include "server/server.h"
 #include "synth/synth.h"
 #include "convert/convert.h"
-#include "dist/job.h"
+#include "parallel/job.h"
 #include "io/gguf.h"
 #include "io/output_file.h"
 #include "tokenizer/gguf_vocab.h"
@@ -258,8 +258,8 @@ int run_logits(const LogitsArgs& a, Job& job) {
   if (T > m.config.sequence_len)
     throw Error(std::to_string(T) + " tokens exceed the model's context (sequence_len " +
                 std::to_string(m.config.sequence_len) + "); pass at most " + std::to_string(m.config.sequence_len));
-  Session s(m, T, kernels_named(a.kernels), a.threads ? a.threads : job.default_threads(), kDefaultBatch,
-            cache_type_named(a.cache_type));
+  Engine s(m, {.context = T, .cache_type = cache_type_named(a.cache_type),
+               .threads = a.threads ? a.threads : job.default_threads(), .kernels = &kernels_named(a.kernels)});
   std::vector<float> all(static_cast<size_t>(T * V)), row;
   t0 = std::chrono::steady_clock::now();
   if (a.mode == "full") {
@@ -540,8 +540,8 @@ int run_generate(GenerateArgs& a, Job& job) {
     throw Error("the prompt has " + std::to_string(prompt.size()) + " tokens but the model's context is " +
                 std::to_string(m.config.sequence_len) + " (sequence_len); shorten the prompt");
   const int64_t ctx = a.ctx ? a.ctx : m.config.sequence_len;
-  Session session(m, ctx, fast_kernels(), a.threads ? a.threads : job.default_threads(), kDefaultBatch,
-                  cache_type_named(a.cache_type));
+  Engine session(m, {.context = ctx, .cache_type = cache_type_named(a.cache_type),
+                     .threads = a.threads ? a.threads : job.default_threads()});
   if (a.echo) write_stdout(text);
   GenerateStats st = generate(session, tok, prompt, a.opt, [](const std::string& t) {
     write_stdout(t);
@@ -595,7 +595,8 @@ int run_perplexity(const PerplexityArgs& a) {
   if (base && a.ctx != 512 && a.ctx != ctx)
     std::fprintf(stderr, "groak: note: --ctx %lld ignored: the KL base file was made with --ctx %lld\n",
                  static_cast<long long>(a.ctx), static_cast<long long>(ctx));
-  Session session(m, ctx, kernels_named(a.kernels), a.threads, a.batch, cache_type_named(a.cache_type));
+  Engine session(m, {.context = ctx, .batch = a.batch, .cache_type = cache_type_named(a.cache_type),
+                     .threads = a.threads, .kernels = &kernels_named(a.kernels)});
   // The base file is an output: never one of the inputs, written as .tmp and renamed once complete.
   std::string save_path;
   std::ofstream save;
@@ -816,8 +817,8 @@ int run_chat(ChatArgs& a) {
   const ChatTemplate tmpl = a.chat_template.empty() ? ChatTemplate{} : ChatTemplate::load(a.chat_template);
   Model m = load_with_progress(a.model);
   Tokenizer tok = open_tokenizer(a.tokenizer, a.model);
-  Session session(m, a.ctx ? a.ctx : m.config.sequence_len, fast_kernels(), a.threads, kDefaultBatch,
-                  cache_type_named(a.cache_type));
+  Engine session(m, {.context = a.ctx ? a.ctx : m.config.sequence_len, .cache_type = cache_type_named(a.cache_type),
+                     .threads = a.threads});
   const bool tty = ::isatty(STDIN_FILENO) != 0;
   GenerateOptions opt = a.opt;
   opt.stop.insert(opt.stop.end(), tmpl.stop.begin(), tmpl.stop.end());

@@ -7,7 +7,7 @@
 #include "convert/convert.h"
 #include "io/gguf.h"
 #include "model/loader.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "synth/synth.h"
 #include "model_util.h"
 #include "test_util.h"

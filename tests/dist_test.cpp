@@ -9,7 +9,7 @@
 #include "model/loader.h"
 #include "model/shard.h"
 #include "runtime/follow.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -99,13 +99,13 @@ void run_sharded(int R, const std::function<void(const Model&, Context&)>& lead)
   std::vector<std::thread> followers;
   for (int r = 1; r < R; ++r)
     followers.emplace_back([&, r] {
-      Context ctx(1, nullptr, shares[static_cast<size_t>(r)].group);
+      Context ctx(1);
       follow(shares[static_cast<size_t>(r)], ctx);
     });
   {
-    Context ctx(1, nullptr, shares[0].group);
+    Context ctx(1);
     lead(shares[0], ctx);
-    release_followers(ctx.comm());
+    release_followers(shares[0].comm());
   }
   for (auto& t : followers) t.join();
 }
@@ -124,16 +124,16 @@ TEST(Shard, TwoThreadRanksGiveTheGoldenLogitsWithTheCountedReductions) {
     EXPECT_EQ(m.config.num_kv_heads, c.num_kv_heads / 2);
     EXPECT_EQ(m.config.ffn_size(), c.ffn_size() / 2);
     {
-      Session s(m, ctx, T);
+      Engine s(m, ctx, {.context = T});
       s.eval(tokens, full, LogitRows::All);
     }
-    full_stats = ctx.comm().stats();
-    Session s(m, ctx, T);
+    full_stats = m.comm().stats();
+    Engine s(m, ctx, {.context = T});
     for (int64_t t = 0; t < T; ++t) {
       s.eval(std::span<const int32_t>(&tokens[static_cast<size_t>(t)], 1), row, LogitRows::LastOnly);
       inc.insert(inc.end(), row.begin(), row.end());
     }
-    inc_stats = ctx.comm().stats();
+    inc_stats = m.comm().stats();
   });
   for (const auto& [name, logits] : {std::pair{"full", &full}, std::pair{"incremental", &inc}}) {
     const double err = max_rel_err(*logits, golden);
@@ -158,10 +158,10 @@ TEST(Shard, FollowersMirrorRewindsAndSessions) {
   const auto tokens = read_tokens(fixture_dir() + "/tokens.txt");
   Model one = load_model(fixture_dir());
   std::vector<float> want, got, other;
-  Session ref(one, 16);
+  Engine ref(one, {.context = 16});
   ref.eval(std::span<const int32_t>(tokens.data(), 6), want, LogitRows::All);
   run_sharded(2, [&](const Model& m, Context& ctx) {
-    Session a(m, ctx, 16), b(m, ctx, 16);
+    Engine a(m, ctx, {.context = 16}), b(m, ctx, {.context = 16});
     a.eval(std::span<const int32_t>(tokens.data(), 9), got, LogitRows::All);
     b.eval(std::span<const int32_t>(tokens.data() + 3, 2), other, LogitRows::All);
     a.rewind(2);  // forget positions 2… and run them again

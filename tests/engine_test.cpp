@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "model/loader.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -15,7 +15,7 @@ namespace {
 constexpr double kGoldenTolerance = 2e-5;
 }
 
-class Engine : public ::testing::Test {
+class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     GROAK_REQUIRE_SHARED(fixture_dir() + "/logits.f32");
@@ -25,7 +25,7 @@ class Engine : public ::testing::Test {
   }
   // Logits of every token, one session, given threads and batch size.
   std::vector<float> run(int threads, int64_t batch, KvType cache = KvType::F32) {
-    Session s(*model_, static_cast<int64_t>(tokens_.size()), fast_kernels(), threads, batch, cache);
+    groak::Engine s(*model_, {.context = static_cast<int64_t>(tokens_.size()), .batch = batch, .cache_type = cache, .threads = threads});
     std::vector<float> logits;
     s.eval(tokens_, logits, LogitRows::All);
     return logits;
@@ -35,7 +35,7 @@ class Engine : public ::testing::Test {
   std::vector<float> golden_;
 };
 
-TEST_F(Engine, ThreadsAndChunkSizesDoNotChangeALogit) {
+TEST_F(EngineTest, ThreadsAndChunkSizesDoNotChangeALogit) {
   const auto base = run(1, 512);
   EXPECT_LT(max_rel_err(base, golden_), kGoldenTolerance);
   for (int threads : {2, 3})
@@ -43,7 +43,7 @@ TEST_F(Engine, ThreadsAndChunkSizesDoNotChangeALogit) {
       EXPECT_EQ(run(threads, batch), base) << threads << " threads, batches of " << batch;
 }
 
-TEST_F(Engine, InterleavedSequencesInOneBatchMatchSeparateRuns) {
+TEST_F(EngineTest, InterleavedSequencesInOneBatchMatchSeparateRuns) {
   const Config& c = model_->config;
   const int64_t V = c.vocab_size, n = static_cast<int64_t>(tokens_.size());
   // Sequence 0: the fixture's tokens; sequence 1: the same tokens reversed; sequence 2: a prefix.
@@ -51,14 +51,12 @@ TEST_F(Engine, InterleavedSequencesInOneBatchMatchSeparateRuns) {
                                             std::vector<int32_t>(tokens_.begin(), tokens_.begin() + n / 2)};
   std::vector<std::vector<float>> alone;
   for (const auto& s : seqs) {
-    Session one(*model_, n, fast_kernels(), 2);
+    groak::Engine one(*model_, {.context = n, .threads = 2});
     std::vector<float> l;
     one.eval(s, l, LogitRows::All);
     alone.push_back(l);
   }
-  Context ctx(2);
-  KVCache kv(c.num_layers, n, c.kv_size(), 3);
-  Workspace ws(c, 3 * n, n, ctx.threads());
+  groak::Engine all(*model_, {.context = n, .sequences = 3, .batch = 3 * n, .threads = 2});
   // Two passes: the first half of every sequence, interleaved token by token; then the rest, one
   // sequence after another (positions continue from the cache).
   std::vector<std::vector<float>> got(3);
@@ -79,22 +77,22 @@ TEST_F(Engine, InterleavedSequencesInOneBatchMatchSeparateRuns) {
           owner.push_back(s);
         }
     }
-    ASSERT_EQ(check_batch(*model_, b, kv, ws), "");
     logits.assign(static_cast<size_t>(b.n_logits() * V), 0.f);
-    grok_forward(ctx, *model_, b, kv, ws, logits.data());
+    all.forward(b, logits.data());
     for (size_t i = 0; i < owner.size(); ++i)
       got[static_cast<size_t>(owner[i])].insert(got[static_cast<size_t>(owner[i])].end(), logits.begin() + i * V,
                                                logits.begin() + (i + 1) * V);
   }
   for (size_t s = 0; s < 3; ++s) EXPECT_EQ(got[s], alone[s]) << "sequence " << s << " differs from its run alone";
-  EXPECT_EQ(kv.length(0), n);
-  EXPECT_EQ(kv.length(2), n / 2);
+  EXPECT_EQ(all.position(0), n);
+  EXPECT_EQ(all.position(2), n / 2);
 }
 
-TEST_F(Engine, BadBatchesAreNamed) {
+TEST_F(EngineTest, BadBatchesAreNamed) {
   const Config& c = model_->config;
   KVCache kv(c.num_layers, 8, c.kv_size(), 2);
-  Workspace ws(c, 4, 8, 1);
+  Context ctx(1);
+  Workspace ws(c, 4, 8, 2, ctx);
   Batch b;
   b.add(5, 0, 1, true);  // sequence 0 is empty: position 0 comes first
   EXPECT_NE(check_batch(*model_, b, kv, ws).find("should be 0"), std::string::npos);
@@ -109,7 +107,7 @@ TEST_F(Engine, BadBatchesAreNamed) {
   EXPECT_NE(check_batch(*model_, b, kv, ws).find("outside the vocabulary"), std::string::npos);
 }
 
-TEST_F(Engine, HalfPrecisionCachesStayCloseToTheReference) {
+TEST_F(EngineTest, HalfPrecisionCachesStayCloseToTheReference) {
   // f16 keeps 11 significant bits, bf16 8: measured max rel errors on tiny-a are printed; the bars
   // leave headroom but would catch a cache read with the wrong type or stride.
   for (auto [type, bar] : {std::pair{KvType::F16, 5e-3}, std::pair{KvType::BF16, 5e-2}}) {

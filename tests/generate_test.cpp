@@ -29,7 +29,7 @@ class GenerateTinyA : public ::testing::Test {
     prompt_ = read_tokens(fixture_dir() + "/tokens.txt");
   }
   GenerateStats run(GenerateOptions opt, std::string* text, int64_t ctx = 0, const std::atomic<bool>* cancel = nullptr) {
-    Session s(*model_, ctx);
+    Engine s(*model_, {.context = ctx});
     text->clear();
     return generate(s, *tok_, prompt_, opt, [&](const std::string& t) { *text += t; }, cancel);
   }
@@ -57,7 +57,7 @@ TEST_F(GenerateTinyA, GreedyReproducesTheArgmaxChainOfTheLogits) {
   // Feed prompt + generated tokens in one pass: each generated token is the argmax after its prefix.
   std::vector<int32_t> all = prompt_;
   all.insert(all.end(), st.tokens.begin(), st.tokens.end() - 1);
-  Session s(*model_);
+  Engine s(*model_);
   std::vector<float> logits;
   s.eval(all, logits, LogitRows::All);
   auto am = argmax_rows(logits, model_->config.vocab_size);
@@ -131,7 +131,7 @@ TEST_F(GenerateTinyA, CancelStopsCleanly) {
 // nothing is generated, and the positions before the boundary stay in the cache.
 TEST_F(GenerateTinyA, CancelDuringPromptStopsAtTheChunkBoundary) {
   std::atomic<bool> cancel{true};
-  Session s(*model_, 0, fast_kernels(), 0, /*batch=*/4);
+  Engine s(*model_, {.batch = 4});
   std::string text;
   GenerateStats st = generate(s, *tok_, prompt_, greedy(5), [&](const std::string& t) { text += t; }, &cancel);
   EXPECT_EQ(st.reason, StopReason::Cancelled);
@@ -143,7 +143,7 @@ TEST_F(GenerateTinyA, CancelDuringPromptStopsAtTheChunkBoundary) {
 // Chunked prefill gives the same continuation as one pass.
 TEST_F(GenerateTinyA, ChunkedPrefillMatchesOnePass) {
   std::string one, chunked;
-  Session a(*model_, 0, fast_kernels(), 0, /*batch=*/512), b(*model_, 0, fast_kernels(), 0, /*batch=*/5);
+  Engine a(*model_, {.batch = 512}), b(*model_, {.batch = 5});
   const auto sa = generate(a, *tok_, prompt_, greedy(6), [&](const std::string& t) { one += t; });
   const auto sb = generate(b, *tok_, prompt_, greedy(6), [&](const std::string& t) { chunked += t; });
   EXPECT_EQ(sa.tokens, sb.tokens);
@@ -154,8 +154,9 @@ TEST_F(GenerateTinyA, ChunkedPrefillMatchesOnePass) {
 // one row of attention scores per thread), here for Grok-1's own shapes.
 TEST(GenerateScratch, LongPromptScratchIsBoundedByTheBatch) {
   Config grok1;  // the defaults are Grok-1's
-  const Workspace w512(grok1, /*max_tokens=*/512, /*capacity=*/8192, /*threads=*/16);
-  const Workspace w64(grok1, 64, 8192, 16);
+  Context sixteen(16);  // threads: one row of attention scores each
+  const Workspace w512(grok1, /*max_tokens=*/512, /*capacity=*/8192, /*sequences=*/1, sixteen);
+  const Workspace w64(grok1, 64, 8192, 1, sixteen);
   std::printf("Grok-1 scratch: batch 512 %.0f MB, batch 64 %.0f MB\n", w512.bytes() / 1e6, w64.bytes() / 1e6);
   EXPECT_LT(w512.bytes(), size_t{512} << 20) << "more than 512 MiB of scratch for 512-token chunks";
   EXPECT_LT(w64.bytes() * 4, w512.bytes()) << "scratch should scale with the batch, not the prompt";
@@ -173,7 +174,7 @@ TEST_F(GenerateTinyA, NoTokenLimitRunsToTheEndOfTheContext) {
 TEST_F(GenerateTinyA, TokenizerSmallerThanTheVocabularyIsRefused) {
   train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 400, tmp_ / "small.model");
   const Tokenizer small = Tokenizer::load(tmp_ / "small.model");
-  Session s(*model_);
+  Engine s(*model_);
   error_of([&] { generate(s, small, prompt_, greedy(3), [](const std::string&) {}); },
            {"the tokenizer has 400 pieces", "vocabulary is 512"});
 }
@@ -188,7 +189,7 @@ TEST(GenerateNumbers, NonFiniteLogitsNameTheLayer) {
   m.weights.layers[1].rms_norm_2[3] = std::nanf("");
   train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 512, tmp / "tok.model");
   const Tokenizer tok = Tokenizer::load(tmp / "tok.model");
-  Session s(m);
+  Engine s(m);
   error_of([&] { generate(s, tok, {5, 17, 42}, greedy(3), [](const std::string&) {}); },
            {"non-finite logits", "layer 1", "--check-weights"});
 }

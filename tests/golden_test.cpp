@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "model/loader.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "test_util.h"
 #include "util/error.h"
 
@@ -35,7 +35,7 @@ class Golden : public ::testing::Test {
 
 TEST_F(Golden, FullPrefillMatchesReference) {
   for (const Kernels* k : {&fast_kernels(), &reference_kernels()}) {
-    Session s(*model_, static_cast<int64_t>(tokens_.size()), *k);
+    Engine s(*model_, {.context = static_cast<int64_t>(tokens_.size()), .kernels = k});
     std::vector<float> logits;
     s.eval(tokens_, logits, LogitRows::All);
     check(logits, k->name);
@@ -44,7 +44,7 @@ TEST_F(Golden, FullPrefillMatchesReference) {
 
 TEST_F(Golden, IncrementalDecodeMatchesReferenceAndFull) {
   const int64_t V = model_->config.vocab_size;
-  Session full(*model_), inc(*model_);
+  Engine full(*model_), inc(*model_);
   std::vector<float> all, logits(tokens_.size() * V), row;
   full.eval(tokens_, all, LogitRows::All);
   for (size_t t = 0; t < tokens_.size(); ++t) {
@@ -58,7 +58,7 @@ TEST_F(Golden, IncrementalDecodeMatchesReferenceAndFull) {
 TEST_F(Golden, ChunkedPrefillMatchesFull) {
   // Prefill in uneven chunks (positions continue across chunks; the cache holds earlier K/V).
   const int64_t V = model_->config.vocab_size;
-  Session full(*model_), chunked(*model_);
+  Engine full(*model_), chunked(*model_);
   std::vector<float> all, out, part;
   full.eval(tokens_, all, LogitRows::All);
   size_t at = 0;
@@ -74,7 +74,7 @@ TEST_F(Golden, ChunkedPrefillMatchesFull) {
 }
 
 TEST_F(Golden, ContextOverflowIsRefused) {
-  Session s(*model_, 4);
+  Engine s(*model_, {.context = 4});
   std::vector<float> logits;
   s.eval(std::span<const int32_t>(tokens_.data(), 3), logits, LogitRows::LastOnly);
   try {
@@ -83,11 +83,11 @@ TEST_F(Golden, ContextOverflowIsRefused) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("exceeds the context of 4"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(Session(*model_, model_->config.sequence_len + 1), Error);
+  EXPECT_THROW(Engine(*model_, {.context = model_->config.sequence_len + 1}), Error);
 }
 
 TEST_F(Golden, OutOfRangeTokenIsRefused) {
-  Session s(*model_);
+  Engine s(*model_);
   std::vector<float> logits;
   std::vector<int32_t> bad = {1, static_cast<int32_t>(model_->config.vocab_size)};
   EXPECT_THROW(s.eval(bad, logits, LogitRows::All), Error);
@@ -109,7 +109,7 @@ TEST(GoldenGguf, TinyAF32GgufMatchesReference) {
   auto tokens = read_tokens(fixture_dir() + "/tokens.txt");
   auto golden = read_f32(fixture_dir() + "/logits.f32");
   for (bool incremental : {false, true}) {
-    Session s(m, static_cast<int64_t>(tokens.size()));
+    Engine s(m, {.context = static_cast<int64_t>(tokens.size())});
     std::vector<float> logits, row;
     if (!incremental) {
       s.eval(tokens, logits, LogitRows::All);

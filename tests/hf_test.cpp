@@ -4,7 +4,7 @@
 #include "kernels/kernels.h"
 #include "model/loader.h"
 #include "model_util.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "synth/synth.h"
 #include "test_util.h"
 #include "util/error.h"

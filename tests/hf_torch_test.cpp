@@ -9,7 +9,7 @@
 #include "hf_util.h"
 #include "model/loader.h"
 #include "model_util.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "synth/torch_zip_writer.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"

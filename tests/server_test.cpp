@@ -224,9 +224,9 @@ class Serve : public ::testing::Test {
     return r;
   }
 
-  // What `groak generate` gives for this prompt: greedy, the Session path.
+  // What `groak generate` gives for this prompt: greedy, the Engine path.
   std::string solo(const std::string& prompt, int64_t n) {
-    Session s(*model_, 256);
+    Engine s(*model_, {.context = 256});
     GenerateOptions o;
     o.max_tokens = n;
     o.sampling.temperature = 0;
@@ -541,7 +541,7 @@ TEST_F(Serve, LogprobsAreTheModelsLogSoftmax) {
   EXPECT_TRUE(lp["token_logprobs"][0].is_null()) << "nothing predicts the first prompt token";
   EXPECT_EQ(c.body["choices"][0]["text"].get<std::string>().rfind(prompt, 0), 0u) << "echo puts the prompt first";
   // The engine's logits for the prompt: row t predicts token t + 1.
-  Session s(*model_, 64);
+  Engine s(*model_, {.context = 64});
   std::vector<float> logits;
   s.eval(ids, logits, LogitRows::All);
   const int64_t V = model_->config.vocab_size;

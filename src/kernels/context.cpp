@@ -1,7 +1,5 @@
 #include "kernels/context.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -9,46 +7,18 @@
 
 namespace groak {
 
-std::string Communicator::where() const {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "?");
-  return "rank " + std::to_string(rank()) + " (" + host + ")";
-}
-
-std::string Communicator::agree(const std::string& error) {
-  if (size() == 1) return error;
-  // Each rank sends "where\terror"; rank 0 groups equal errors and tells everyone the verdict.
-  std::vector<std::string> all = gather_text(where() + "\t" + error);
-  std::string verdict;
-  if (rank() == 0) {
-    std::vector<std::pair<std::string, std::string>> groups;  // error -> ranks that reported it
-    for (const std::string& line : all) {
-      const size_t tab = line.find('\t');
-      const std::string who = line.substr(0, tab), what = line.substr(tab + 1);
-      if (what.empty()) continue;
-      auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == what; });
-      if (it == groups.end()) groups.push_back({what, who});
-      else it->second += ", " + who;
-    }
-    for (const auto& [what, who] : groups) verdict += (verdict.empty() ? "" : "\n") + who + ": " + what;
-  }
-  uint64_t n = verdict.size();
-  broadcast(&n, sizeof n);
-  verdict.resize(n);
-  if (n) broadcast(verdict.data(), n);
-  return verdict;
-}
-
 void Context::FreeAligned::operator()(float* p) const { std::free(p); }
 
-Context::Context(int threads, const Kernels* kernels, std::shared_ptr<Communicator> comm)
-    : pool_(threads > 0 ? threads : ThreadPool::hardware_threads()),
-      kernels_(kernels ? kernels : &fast_kernels()),
-      comm_(comm ? std::move(comm) : std::make_shared<Communicator>()) {
+Context::Context(int threads, const Kernels* kernels)
+    : pool_(threads > 0 ? threads : ThreadPool::hardware_threads()), kernels_(kernels ? kernels : &fast_kernels()) {
   const size_t bytes = static_cast<size_t>(pool_.size()) * kKernelScratchFloats * sizeof(float);
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw std::bad_alloc();
   scratch_.reset(static_cast<float*>(p));
+}
+
+void Context::reserve_act(size_t bytes) {
+  if (act_.size() < bytes) act_.resize(bytes);
 }
 
 uint8_t* Context::act_buffer(size_t bytes) {

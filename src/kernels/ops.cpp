@@ -12,7 +12,7 @@ constexpr int64_t kOutputGrain = 16;
 constexpr size_t kMinParallelBytes = 64 * 1024;
 }  // namespace
 
-void parallel_for(Context& ctx, int64_t n, const std::function<void(int64_t, int)>& fn) { ctx.pool().run(n, fn); }
+void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t, int)> fn) { ctx.pool().run(n, fn); }
 
 void matmul(Context& ctx, const Matrix& view, const float* x, float* y, int64_t n_rows) {
   assert(n_rows > 0 && n_rows <= kMaxProductRows);

@@ -3,9 +3,9 @@
 // disjoint weights; the split never changes a result (kernels.h).
 #pragma once
 #include <cstdint>
-#include <functional>
 
 #include "kernels/context.h"
+#include "util/function_ref.h"
 
 namespace groak {
 
@@ -13,6 +13,6 @@ namespace groak {
 void matmul(Context& ctx, const Matrix& w, const float* x, float* y, int64_t n_rows);
 
 // fn(i, thread) for i in [0, n) on every thread (rows, heads: any independent work items).
-void parallel_for(Context& ctx, int64_t n, const std::function<void(int64_t i, int thread)>& fn);
+void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t i, int thread)> fn);
 
 }  // namespace groak

@@ -6,10 +6,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "util/function_ref.h"
 
 namespace groak {
 
@@ -26,7 +27,7 @@ class ThreadPool {
   // Calls fn(task, thread) for every task in [0, n_tasks); thread t runs the contiguous tasks
   // [t·n/T, (t+1)·n/T), so which thread computes what is fixed by (n_tasks, size()). Returns when all
   // are done. fn must not throw. Not re-entrant: fn must not call run().
-  void run(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
+  void run(int64_t n_tasks, FunctionRef<void(int64_t task, int thread)> fn);
 
   // Threads the machine offers (at least 1).
   static int hardware_threads();
@@ -37,7 +38,7 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  const std::function<void(int64_t, int)>* job_ = nullptr;
+  const FunctionRef<void(int64_t, int)>* job_ = nullptr;
   int64_t n_tasks_ = 0;
   std::atomic<uint64_t> generation_{0};  // bumped for each run(); workers wait for a new value
   std::atomic<int> pending_{0};          // workers still busy with the current run

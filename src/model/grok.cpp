@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
-#include <numeric>
 #include <string>
 
 #include "kernels/ops.h"
@@ -26,15 +25,24 @@ void rms_norm_rows(Context& ctx, const float* x, const std::vector<float>& scale
   parallel_for(ctx, T, [&](int64_t t, int) { ctx.kernels().rms_norm(x + t * d, scale.data(), y + t * d, d, eps); });
 }
 
-// A sequence's tokens in this batch (model.py masks padding among the keys of the current call).
-struct SeqStart {
-  int64_t first_pos = 0;        // position of the sequence's first token in this batch
-  std::vector<int32_t> tokens;  // its tokens here, at positions first_pos, first_pos + 1, …
-};
+// The batch's tokens grouped by sequence (a counting sort) into ws.seq_begin / by_seq / seq_first_pos,
+// so that attention can look up the tokens of a key's sequence in this batch.
+void group_by_sequence(const Batch& batch, int64_t S, Workspace& ws) {
+  const int64_t T = batch.size();
+  int32_t* begin = ws.seq_begin;  // [S + 1]
+  std::fill(begin, begin + S + 1, 0);
+  for (const BatchToken& bt : batch.tokens) ++begin[bt.seq + 1];
+  for (int64_t s = 0; s < S; ++s) begin[s + 1] += begin[s];  // begin[s] = where sequence s starts
+  for (int64_t t = 0; t < T; ++t) ws.by_seq[begin[batch.tokens[static_cast<size_t>(t)].seq]++] = static_cast<int32_t>(t);
+  for (int64_t s = S; s > 0; --s) begin[s] = begin[s - 1];  // each begin[s] moved to its end: shift back
+  begin[0] = 0;
+  for (int64_t s = 0; s < S; ++s)
+    if (begin[s + 1] > begin[s]) ws.seq_first_pos[s] = batch.tokens[static_cast<size_t>(ws.by_seq[begin[s]])].pos;
+}
 
 // multi_head_attention: x [T, d] (already rms_norm'ed) -> out [T, d] (before rms_norm_1).
 void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv, int64_t layer, const Batch& batch,
-               const std::vector<SeqStart>& start, const float* x, Workspace& ws, float* out) {
+               const float* x, Workspace& ws, float* out) {
   const Kernels& k = ctx.kernels();
   const int64_t T = batch.size(), hd = c.key_size, nq = c.num_q_heads, nkv = c.num_kv_heads, kvw = c.kv_size();
 
@@ -68,12 +76,14 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
     const void* V = static_cast<const uint8_t*>(kv.values(layer, bt.seq)) + head;
     float* score = ws.scores + static_cast<size_t>(thread) * kv.capacity();  // [S]
     k.dots(ws.q + (t * nq + h) * hd, K, kv.type(), kvw, S, hd, score);
-    const SeqStart& s0 = start[static_cast<size_t>(bt.seq)];
+    // This sequence's tokens in the batch sit at positions first, first + 1, … (batch.h).
+    const int64_t first = ws.seq_first_pos[bt.seq];
+    const int32_t* mine = ws.by_seq + ws.seq_begin[bt.seq];
     for (int64_t j = 0; j < S; ++j) {
       // attn_output_multiplier scales the logits; then the soft cap 30·tanh(x/30).
       score[j] = cap * std::tanh(score[j] * mult / cap);
       // Key-padding mask: keys of this call only (older cache slots are trusted, spec §4).
-      if (j >= s0.first_pos && s0.tokens[static_cast<size_t>(j - s0.first_pos)] == c.pad_token) score[j] = kMasked;
+      if (j >= first && batch.tokens[static_cast<size_t>(mine[j - first])].token == c.pad_token) score[j] = kMasked;
     }
     k.softmax(score, S);
     k.weighted_sum(score, V, kv.type(), kvw, S, hd, ws.attn + (t * nq + h) * hd);
@@ -88,20 +98,27 @@ void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, i
 
   // Router: softmax over ALL experts in f32; the top-k probabilities are the gates, NOT renormalised.
   matmul(ctx, L.router, x, ws.probs, T);  // [T, E]
-  std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(E));  // expert -> (token, gate)
+  std::fill(ws.routed_count, ws.routed_count + E, 0);
   for (int64_t t = 0; t < T; ++t) {
     float* p = ws.probs + t * E;
     k.softmax(p, E);
-    for (int64_t e : top_k_experts(p, E, top)) routed[static_cast<size_t>(e)].push_back({t, p[e]});
+    top_k_experts(p, E, top, ws.chosen);
+    for (int64_t j = 0; j < top; ++j) {
+      const int64_t e = ws.chosen[j];
+      const int64_t at = e * T + ws.routed_count[e]++;  // expert e's list: [T] slots
+      ws.routed_token[at] = static_cast<int32_t>(t);
+      ws.routed_gate[at] = p[e];
+    }
   }
 
   std::fill(out, out + T * d, 0.f);
   // Each expert runs once on all of its tokens, so its weights are read once per batch.
   for (int64_t e = 0; e < E; ++e) {
-    const auto& tok = routed[static_cast<size_t>(e)];
-    const int64_t n = static_cast<int64_t>(tok.size());
+    const int32_t* tok = ws.routed_token + e * T;  // [n] its tokens
+    const float* gates = ws.routed_gate + e * T;   // [n] their gates
+    const int64_t n = ws.routed_count[e];
     if (n == 0) continue;
-    for (int64_t r = 0; r < n; ++r) std::copy_n(x + tok[r].first * d, d, ws.xe + r * d);  // xe: [n, d]
+    for (int64_t r = 0; r < n; ++r) std::copy_n(x + tok[r] * d, d, ws.xe + r * d);  // xe: [n, d]
     matmul(ctx, L.moe_linear.expert(e), ws.xe, ws.gate, n);   // [n, f]
     matmul(ctx, L.moe_linear_v.expert(e), ws.xe, ws.up, n);   // [n, f]
     parallel_for(ctx, n, [&](int64_t r, int) {
@@ -113,8 +130,8 @@ void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, i
     matmul(ctx, L.moe_linear_1.expert(e), ws.gate, ws.ye, n);  // [n, d]
     // Gate-weighted sum, experts in index order for every token (batch-invariant).
     for (int64_t r = 0; r < n; ++r) {
-      float* o = out + tok[r].first * d;
-      const float g = tok[r].second;
+      float* o = out + tok[r] * d;
+      const float g = gates[r];
       for (int64_t i = 0; i < d; ++i) o[i] += g * ws.ye[r * d + i];
     }
   }
@@ -122,12 +139,23 @@ void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, i
 
 }  // namespace
 
+void top_k_experts(const float* probs, int64_t E, int64_t k, int64_t* out) {
+  // Selection by insertion: k and E are tiny (2 of 8), and a strict > keeps the lower index first on ties.
+  for (int64_t j = 0; j < k; ++j) {
+    int64_t best = -1;
+    for (int64_t e = 0; e < E; ++e) {
+      bool taken = false;
+      for (int64_t i = 0; i < j; ++i) taken = taken || out[i] == e;
+      if (!taken && (best < 0 || probs[e] > probs[best])) best = e;
+    }
+    out[j] = best;
+  }
+}
+
 std::vector<int64_t> top_k_experts(const float* probs, int64_t E, int64_t k) {
-  std::vector<int64_t> order(static_cast<size_t>(E));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return probs[a] > probs[b]; });
-  order.resize(static_cast<size_t>(k));
-  return order;
+  std::vector<int64_t> out(static_cast<size_t>(k));
+  top_k_experts(probs, E, k, out.data());
+  return out;
 }
 
 namespace {
@@ -144,14 +172,10 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   const Kernels& k = ctx.kernels();
   const int64_t d = c.emb_size, T = batch.size();
   const float eps = static_cast<float>(c.rms_norm_eps);
-  assert(check_batch(model, batch, kv, ws).empty());
+  Communicator& comm = model.comm();
+  assert(check_batch(model, batch, kv, ws).empty());  // Engine::forward checks it in every build
 
-  std::vector<SeqStart> start(static_cast<size_t>(kv.n_seq()));
-  for (const BatchToken& bt : batch.tokens) {
-    SeqStart& s = start[static_cast<size_t>(bt.seq)];
-    if (s.tokens.empty()) s.first_pos = bt.pos;
-    s.tokens.push_back(bt.token);
-  }
+  group_by_sequence(batch, kv.n_seq(), ws);  // for the key-padding mask
 
   // in_out_embed: h = E[token] · embedding_multiplier_scale.  h: [T, d] residual stream.
   // The table holds rows [vocab_begin, vocab_begin + n_out); a token outside them is zero here and
@@ -167,21 +191,21 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
     k.get_row(E, row, h + t * d);
     for (int64_t i = 0; i < d; ++i) h[t * d + i] *= static_cast<float>(c.embedding_multiplier_scale);
   });
-  ctx.comm().all_reduce_sum(h, T * d);
+  comm.all_reduce_sum(h, T * d);
 
   float *a = ws.a, *b = ws.b;  // [T, d] scratch
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
     // h = h + rms_norm_1(attention(rms_norm(h)))
     rms_norm_rows(ctx, h, L.rms_norm, a, T, d, eps);
-    attention(ctx, c, L, kv, l, batch, start, a, ws, b);
-    ctx.comm().all_reduce_sum(b, T * d);  // + the other heads' share of the output projection
+    attention(ctx, c, L, kv, l, batch, a, ws, b);
+    comm.all_reduce_sum(b, T * d);  // + the other heads' share of the output projection
     rms_norm_rows(ctx, b, L.rms_norm_1, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
     // h = h + rms_norm_3(moe(rms_norm_2(h)))
     rms_norm_rows(ctx, h, L.rms_norm_2, a, T, d, eps);
     moe(ctx, c, L, a, T, ws, b);
-    ctx.comm().all_reduce_sum(b, T * d);  // + the other shares of every expert's width
+    comm.all_reduce_sum(b, T * d);  // + the other shares of every expert's width
     rms_norm_rows(ctx, b, L.rms_norm_3, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
     if (ws.first_nonfinite_layer < 0 && !all_finite(h, T * d)) ws.first_nonfinite_layer = l;  // diagnostics only
@@ -197,7 +221,7 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   const int64_t rows = w.lm_head.n_out;  // vocab, or this share's rows of it
   matmul(ctx, w.lm_head, a, logits, n);  // [n, rows]
   for (int64_t i = 0; i < n * rows; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);
-  ctx.comm().gather_columns(logits, n, rows);  // [n, vocab] where the sampling happens
+  comm.gather_columns(logits, n, rows);  // [n, vocab] where the sampling happens
 }
 
 std::string check_batch(const Model& model, const Batch& batch, const KVCache& kv, const Workspace& ws) {
@@ -210,41 +234,72 @@ std::string check_batch(const Model& model, const Batch& batch, const KVCache& k
   for (int64_t s = 0; s < kv.n_seq(); ++s) next[static_cast<size_t>(s)] = kv.length(s);
   for (int64_t t = 0; t < batch.size(); ++t) {
     const BatchToken& bt = batch.tokens[static_cast<size_t>(t)];
-    const std::string at = " (batch index " + std::to_string(t) + ")";
+    const auto at = [t] { return " (batch index " + std::to_string(t) + ")"; };  // built only for a message
     if (bt.token < 0 || bt.token >= c.vocab_size)
-      return "token id " + std::to_string(bt.token) + at + " is outside the vocabulary [0, " +
+      return "token id " + std::to_string(bt.token) + at() + " is outside the vocabulary [0, " +
              std::to_string(c.vocab_size) + ")";
     if (bt.seq < 0 || bt.seq >= kv.n_seq())
-      return "sequence id " + std::to_string(bt.seq) + at + " is outside [0, " + std::to_string(kv.n_seq()) + ")";
+      return "sequence id " + std::to_string(bt.seq) + at() + " is outside [0, " + std::to_string(kv.n_seq()) + ")";
     int64_t& expect = next[static_cast<size_t>(bt.seq)];
     if (bt.pos != expect)
-      return "position " + std::to_string(bt.pos) + at + " of sequence " + std::to_string(bt.seq) +
+      return "position " + std::to_string(bt.pos) + at() + " of sequence " + std::to_string(bt.seq) +
              " should be " + std::to_string(expect) + " (positions continue the sequence, in order)";
     if (bt.pos >= kv.capacity())
-      return "position " + std::to_string(bt.pos) + at + " is beyond the context of " +
+      return "position " + std::to_string(bt.pos) + at() + " is beyond the context of " +
              std::to_string(kv.capacity()) + " tokens";
     ++expect;
   }
   return {};
 }
 
-Workspace::Workspace(const Config& c, int64_t max_tokens, int64_t capacity, int threads)
+namespace {
+// Hands out consecutive pieces of one buffer, each on a cache line; with no buffer it only measures.
+struct Carver {
+  uint8_t* base = nullptr;
+  size_t used = 0;
+  template <class T>
+  T* take(int64_t n) {
+    constexpr size_t kAlign = 64;
+    T* p = base ? reinterpret_cast<T*>(base + used) : nullptr;
+    used += (static_cast<size_t>(n) * sizeof(T) + kAlign - 1) / kAlign * kAlign;
+    return p;
+  }
+};
+}  // namespace
+
+Workspace::Workspace(const Config& c, int64_t max_tokens, int64_t capacity, int64_t sequences, Context& ctx)
     : max_tokens_(max_tokens), capacity_(capacity) {
   const int64_t T = max_tokens, d = c.emb_size, qw = c.q_size(), f = c.ffn_size(), E = c.num_experts;
   const int64_t kvw = c.kv_size();
-  const int64_t sizes[] = {T * d, T * d, T * d, T * qw, T * std::max(qw, kvw), T * E, T * std::max(d, kvw),
-                           T * f, T * f, T * d, threads * capacity};
-  size_t total = 0;
-  for (int64_t s : sizes) total += static_cast<size_t>((s + 15) / 16 * 16);  // 64-byte aligned pieces
-  bytes_ = total * sizeof(float);
-  mem_.reset(static_cast<float*>(std::calloc(total, sizeof(float))));
-  if (!mem_) throw std::bad_alloc();
-  float* p = mem_.get();
-  float** slots[] = {&h, &a, &b, &q, &attn, &probs, &xe, &gate, &up, &ye, &scores};
-  for (size_t i = 0; i < std::size(slots); ++i) {
-    *slots[i] = p;
-    p += (sizes[i] + 15) / 16 * 16;
-  }
+  auto carve = [&](Carver& m) {
+    h = m.take<float>(T * d);
+    a = m.take<float>(T * d);
+    b = m.take<float>(T * d);
+    q = m.take<float>(T * qw);
+    attn = m.take<float>(T * std::max(qw, kvw));
+    probs = m.take<float>(T * E);
+    xe = m.take<float>(T * std::max(d, kvw));
+    gate = m.take<float>(T * f);
+    up = m.take<float>(T * f);
+    ye = m.take<float>(T * d);
+    scores = m.take<float>(ctx.threads() * capacity);
+    seq_first_pos = m.take<int64_t>(sequences);
+    seq_begin = m.take<int32_t>(sequences + 1);
+    by_seq = m.take<int32_t>(T);
+    routed_count = m.take<int32_t>(E);
+    routed_token = m.take<int32_t>(E * T);
+    routed_gate = m.take<float>(E * T);
+    chosen = m.take<int64_t>(c.num_selected_experts);
+  };
+  Carver measure;
+  carve(measure);
+  mem_ = ZeroedBuffer(measure.used);
+  Carver place{mem_.get<uint8_t>()};
+  carve(place);
+  // The quantised activations of the widest product (so that no pass grows the buffer).
+  const int64_t widest = (std::max({d, qw, f}) + 255) / 256 * 256;  // whole blocks of either format
+  ctx.reserve_act(static_cast<size_t>(T) * std::max(act_row_bytes(ActFormat::Q8_0, widest),
+                                                    act_row_bytes(ActFormat::Q8_K, widest)));
 }
 
 }  // namespace groak

@@ -3,14 +3,15 @@
 // Sequence s holds positions [0, length(s)); a batch appends to any of them.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
-#include <new>
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "util/zeroed_buffer.h"
 
 namespace groak {
+
+// Sequences one cache (one engine) may hold: the server's --parallel bound.
+inline constexpr int64_t kMaxSequences = 256;
 
 class KVCache {
  public:
@@ -18,9 +19,7 @@ class KVCache {
   KVCache(int64_t num_layers, int64_t capacity, int64_t kv_size, int64_t n_seq = 1, KvType type = KvType::F32)
       : num_layers_(num_layers), capacity_(capacity), kv_size_(kv_size), n_seq_(n_seq), type_(type),
         lengths_(static_cast<size_t>(n_seq), 0) {
-    // calloc: large zeroed blocks come straight from mmap, so untouched positions cost no memory.
-    data_.reset(static_cast<uint8_t*>(std::calloc(bytes() ? bytes() : 1, 1)));
-    if (!data_) throw std::bad_alloc();
+    data_ = ZeroedBuffer(bytes());  // untouched positions cost no memory
   }
 
   int64_t capacity() const { return capacity_; }
@@ -47,14 +46,13 @@ class KVCache {
 
  private:
   uint8_t* block(int64_t layer, int64_t seq, int64_t kv) const {
-    return data_.get() +
+    return data_.get<uint8_t>() +
            static_cast<size_t>(((layer * n_seq_ + seq) * 2 + kv) * capacity_ * kv_size_) * kv_type_bytes(type_);
   }
-  struct Free { void operator()(uint8_t* p) const { std::free(p); } };
   int64_t num_layers_, capacity_, kv_size_, n_seq_;
   KvType type_;
   std::vector<int64_t> lengths_;
-  std::unique_ptr<uint8_t, Free> data_;  // [num_layers][n_seq][K|V][capacity][kv_size]
+  ZeroedBuffer data_;       // [num_layers][n_seq][K|V][capacity][kv_size]
 };
 
 }  // namespace groak

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/context.h"
 #include "kernels/tensor.h"
+#include "model/communicator.h"
 #include "model/config.h"
 
 namespace groak {
@@ -59,6 +59,8 @@ struct Model {
   // config holds the local sizes (heads, expert width). `group` joins the shares; null in one process.
   int shard_rank = 0, shard_count = 1;
   std::shared_ptr<Communicator> group;
+  // The communicator the forward pass reduces over: the group, or a no-op one.
+  Communicator& comm() const { return group ? *group : one_process(); }
 
   uint64_t parameter_count() const;
   uint64_t weight_bytes_per_token() const;  // bytes read to decode one token (attention, top-k experts, LM head)

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "kernels/probe.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 
 namespace groak {
 
@@ -39,7 +39,7 @@ double macs_per_token(const Model& model) {
 
 BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   const Config& c = model.config;
-  Context ctx(opt.threads, opt.kernels, model.group);
+  Context ctx(opt.threads, opt.kernels);
   BenchResult res;
   res.threads = ctx.threads();
   res.kernels = ctx.kernels().name;
@@ -53,7 +53,7 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   std::vector<int32_t> prompt(static_cast<size_t>(opt.prompt));
   for (auto& t : prompt) t = pick(rng);
   const int64_t context = opt.depth + std::max<int64_t>(1, std::max(opt.prompt, opt.gen));
-  Session s(model, ctx, context, std::min(opt.batch, context), opt.cache_type);
+  Engine s(model, ctx, {.context = context, .batch = std::min(opt.batch, context), .cache_type = opt.cache_type});
   std::vector<float> logits;
   // The context each test starts from: empty, or `depth` tokens already evaluated (kept as a snapshot
   // by re-running them would cost more than the test; instead the cache is rewound to `depth`).
@@ -65,11 +65,11 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   // Seconds of each test and of its communication (tensor parallelism), over the measured repetitions.
   struct Totals { double seconds = 0, comm = 0; int64_t all_reduces = 0; } pp_total, tg_total;
   auto timed = [&](Totals& total, const auto& body) {
-    const CommStats c0 = ctx.comm().stats();
+    const CommStats c0 = model.comm().stats();
     const auto t0 = std::chrono::steady_clock::now();
     body();
     const double sec = since(t0);
-    const CommStats c1 = ctx.comm().stats();
+    const CommStats c1 = model.comm().stats();
     total.seconds += sec;
     total.comm += c1.reduce_seconds - c0.reduce_seconds;
     total.all_reduces += c1.all_reduces - c0.all_reduces;

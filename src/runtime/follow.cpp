@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "util/error.h"
 
 namespace groak {
@@ -18,7 +18,7 @@ enum class Op : int64_t { Open = 1, Step = 2, Close = 3, Quit = 4 };
 // Every message starts with this; a step's payload follows in a second broadcast.
 struct Header {
   int64_t op = 0, id = 0;
-  int64_t a = 0, b = 0, c = 0;  // open: context, batch, cache type; step: tokens, sequences
+  int64_t a = 0, b = 0, c = 0, d = 0;  // open: context, sequences, batch, cache type; step: tokens, sequences
 };
 
 // A batch token on the wire: token, seq, pos, logits.
@@ -28,15 +28,15 @@ bool leads(const Communicator& comm) { return comm.size() > 1 && comm.rank() == 
 
 }  // namespace
 
-void announce_open(Communicator& comm, int64_t id, int64_t context, int64_t batch, KvType type) {
+void announce_open(Communicator& comm, int64_t id, const EngineShape& e) {
   if (!leads(comm)) return;
-  Header h{static_cast<int64_t>(Op::Open), id, context, batch, static_cast<int64_t>(type)};
+  Header h{static_cast<int64_t>(Op::Open), id, e.context, e.sequences, e.batch, static_cast<int64_t>(e.cache_type)};
   comm.broadcast(&h, sizeof h);
 }
 
 void announce_step(Communicator& comm, int64_t id, const Batch& batch, const KVCache& kv) {
   if (!leads(comm)) return;
-  Header h{static_cast<int64_t>(Op::Step), id, batch.size(), kv.n_seq(), 0};
+  Header h{static_cast<int64_t>(Op::Step), id, batch.size(), kv.n_seq(), 0, 0};
   comm.broadcast(&h, sizeof h);
   // [n_seq] cache lengths before the pass, then [tokens][kTokenFields].
   std::vector<int64_t> payload;
@@ -48,19 +48,19 @@ void announce_step(Communicator& comm, int64_t id, const Batch& batch, const KVC
 
 void announce_close(Communicator& comm, int64_t id) {
   if (!leads(comm)) return;
-  Header h{static_cast<int64_t>(Op::Close), id, 0, 0, 0};
+  Header h{static_cast<int64_t>(Op::Close), id, 0, 0, 0, 0};
   comm.broadcast(&h, sizeof h);
 }
 
 void release_followers(Communicator& comm) {
   if (!leads(comm)) return;
-  Header h{static_cast<int64_t>(Op::Quit), 0, 0, 0, 0};
+  Header h{static_cast<int64_t>(Op::Quit), 0, 0, 0, 0, 0};
   comm.broadcast(&h, sizeof h);
 }
 
 void follow(const Model& model, Context& ctx) {
-  Communicator& comm = ctx.comm();
-  std::map<int64_t, std::unique_ptr<Session>> sessions;
+  Communicator& comm = model.comm();
+  std::map<int64_t, std::unique_ptr<Engine>> engines;
   std::vector<int64_t> payload;
   std::vector<float> logits;
   Batch batch;
@@ -71,7 +71,8 @@ void follow(const Model& model, Context& ctx) {
       case Op::Open: {
         std::string error;
         try {
-          sessions[h.id] = std::make_unique<Session>(model, ctx, h.a, h.b, static_cast<KvType>(h.c));
+          engines[h.id] = std::make_unique<Engine>(
+              model, ctx, EngineOptions{.context = h.a, .sequences = h.b, .batch = h.c, .cache_type = static_cast<KvType>(h.d)});
         } catch (const std::exception& e) {
           error = e.what();
         }
@@ -82,12 +83,12 @@ void follow(const Model& model, Context& ctx) {
         const int64_t T = h.a, n_seq = h.b;
         payload.resize(static_cast<size_t>(n_seq + T * kTokenFields));
         comm.broadcast(payload.data(), payload.size() * sizeof(int64_t));
-        auto it = sessions.find(h.id);
-        if (it == sessions.end()) throw Error("rank 0 ran a pass of session " + std::to_string(h.id) + " that this rank never opened");
-        Session& s = *it->second;
-        if (n_seq != s.cache().n_seq()) throw Error("rank 0's session has " + std::to_string(n_seq) + " sequences, this rank's " +
-                                                    std::to_string(s.cache().n_seq()));
-        for (int64_t q = 0; q < n_seq; ++q) s.set_length(q, payload[static_cast<size_t>(q)]);
+        auto it = engines.find(h.id);
+        if (it == engines.end()) throw Error("rank 0 ran a pass of engine " + std::to_string(h.id) + " that this rank never opened");
+        Engine& s = *it->second;
+        if (n_seq != s.sequences()) throw Error("rank 0's engine has " + std::to_string(n_seq) + " sequences, this rank's " +
+                                                std::to_string(s.sequences()));
+        for (int64_t q = 0; q < n_seq; ++q) s.set_length(static_cast<int32_t>(q), payload[static_cast<size_t>(q)]);
         batch.clear();
         const int64_t* t = payload.data() + n_seq;
         for (int64_t i = 0; i < T; ++i, t += kTokenFields)
@@ -97,7 +98,7 @@ void follow(const Model& model, Context& ctx) {
         break;
       }
       case Op::Close:
-        sessions.erase(h.id);
+        engines.erase(h.id);
         break;
       case Op::Quit:
         return;

@@ -1,5 +1,5 @@
-// Text generation: prefill the prompt in chunks of the session's batch, then sample and decode one token
-// at a time, streaming complete UTF-8 text to a callback.
+// Text generation for one sequence: prefill the prompt in chunks of the engine's batch, then decode one
+// token at a time through a Decoder, streaming complete UTF-8 text to a callback.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -7,21 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "runtime/session.h"
-#include "sampling/sampler.h"
+#include "runtime/decoder.h"
+#include "runtime/engine.h"
 #include "tokenizer/tokenizer.h"
 
 namespace groak {
 
-struct GenerateOptions {
-  int64_t max_tokens = 128;          // -n: tokens to generate at most; < 0 = no limit (EOS or the context ends)
-  SamplingParams sampling;
-  std::vector<std::string> stop;     // generation ends before the first occurrence of any of these
-  bool ignore_eos = false;           // keep going past EOS (the official runner never checks it)
-};
-
-enum class StopReason { Eos, MaxTokens, StopString, ContextFull, Cancelled };
-const char* stop_reason_text(StopReason r);
+using GenerateOptions = DecodeOptions;
 
 struct GenerateStats {
   int64_t prompt_tokens = 0;
@@ -35,9 +27,10 @@ struct GenerateStats {
 
 // Streams text through on_text as it becomes complete UTF-8 (held back while it could still turn
 // into a stop string). `cancel` (may be null) ends generation cleanly when set (e.g. Ctrl-C): at the next
-// prompt chunk boundary during the prefill, before the next token while decoding.
-// Throws groak::Error for an empty prompt or one that does not fit the session's context.
-GenerateStats generate(Session& session, const Tokenizer& tok, const std::vector<int32_t>& prompt,
+// prompt chunk boundary during the prefill, before the next token while decoding. Runs sequence 0 of
+// the engine, continuing what its cache holds. Throws groak::Error for an empty prompt, one that does
+// not fit the context, a tokenizer of another vocabulary, or non-finite logits (naming the layer).
+GenerateStats generate(Engine& engine, const Tokenizer& tok, const std::vector<int32_t>& prompt,
                        const GenerateOptions& opt, const std::function<void(const std::string&)>& on_text,
                        const std::atomic<bool>* cancel = nullptr);
 

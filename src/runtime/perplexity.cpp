@@ -79,7 +79,7 @@ KldBaseHeader read_kld_header(std::istream& in, const std::string& file) {
   return h;
 }
 
-PerplexityReport perplexity(Session& session, const std::vector<int32_t>& tokens, int64_t max_chunks, std::ostream* save,
+PerplexityReport perplexity(Engine& session, const std::vector<int32_t>& tokens, int64_t max_chunks, std::ostream* save,
                             std::istream* base, const std::function<void(const PerplexityReport&)>& on_chunk,
                             const std::atomic<bool>* cancel) {
   const int64_t ctx = session.context(), V = session.model().config.vocab_size;

@@ -9,7 +9,7 @@
 #include <optional>
 #include <vector>
 
-#include "runtime/session.h"
+#include "runtime/engine.h"
 
 namespace groak {
 
@@ -40,7 +40,7 @@ KldBaseHeader read_kld_header(std::istream& in, const std::string& file);  // th
 // log-probabilities [vocab] f32. base: if not null, the same from another model of the same vocabulary
 // (header already read), compared per position. on_chunk (may be empty) sees the report after each window.
 // `cancel` ends it after the current window. Throws groak::Error on a text shorter than one window.
-PerplexityReport perplexity(Session& session, const std::vector<int32_t>& tokens, int64_t max_chunks, std::ostream* save,
+PerplexityReport perplexity(Engine& session, const std::vector<int32_t>& tokens, int64_t max_chunks, std::ostream* save,
                             std::istream* base, const std::function<void(const PerplexityReport&)>& on_chunk = {},
                             const std::atomic<bool>* cancel = nullptr);
 

@@ -247,7 +247,7 @@ GenerationRequest parse_generation_request(const json& body, bool chat, const To
   if (!chat) r.echo = get_bool(body, "echo", false);
 
   // ---- sampling (groak's defaults, which are llama.cpp's, where the request says nothing)
-  SamplingParams& s = r.params.sampling;
+  SamplingParams& s = r.params.decode.sampling;
   const double temperature = get_number(body, "temperature", s.temperature);
   if (temperature < 0) bad("temperature", "must be >= 0 (0 = greedy), got " + std::to_string(temperature));
   s.temperature = static_cast<float>(temperature);
@@ -275,7 +275,7 @@ GenerationRequest parse_generation_request(const json& body, bool chat, const To
       bad(unsupported, "is not supported by groak; use repetition_penalty (1 = off)");
   if (const json* lb = field(body, "logit_bias"); lb && !(lb->is_object() && lb->empty()))
     bad("logit_bias", "is not supported by groak");
-  r.params.ignore_eos = get_bool(body, "ignore_eos", false);
+  r.params.decode.ignore_eos = get_bool(body, "ignore_eos", false);
 
   // ---- stop strings
   if (const json* st = field(body, "stop")) {
@@ -293,7 +293,7 @@ GenerationRequest parse_generation_request(const json& body, bool chat, const To
       add(*st, "stop");
     }
   }
-  r.params.stop = stops;
+  r.params.decode.stop = stops;
 
   // ---- logprobs
   if (chat) {
@@ -337,7 +337,7 @@ GenerationRequest parse_generation_request(const json& body, bool chat, const To
                        std::to_string(longest) + " in the prompt, " + std::to_string(max_tokens) +
                        " in the completion); lower " + max_field + " to at most " + std::to_string(room),
                    max_field, "invalid_request_error", "context_length_exceeded");
-  r.params.max_tokens = max_tokens;
+  r.params.decode.max_tokens = max_tokens;
   return r;
 }
 

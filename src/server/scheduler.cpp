@@ -19,8 +19,37 @@ constexpr double kRecentSeconds = 10.0;
 double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 int64_t checked_parallel(int parallel) {
-  if (parallel < 1 || parallel > 256) throw Error("--parallel must be in [1, 256], got " + std::to_string(parallel));
+  if (parallel < 1 || parallel > kMaxSequences)
+    throw Error("--parallel must be in [1, " + std::to_string(kMaxSequences) + "], got " + std::to_string(parallel));
   return parallel;
+}
+
+int64_t checked_step_batch(const SchedulerOptions& opt) {
+  if (opt.batch < 1 || opt.batch > kMaxProductRows)
+    throw Error("--batch must be in [1, " + std::to_string(kMaxProductRows) + "], got " + std::to_string(opt.batch));
+  if (opt.batch < opt.parallel)
+    throw Error("--batch (" + std::to_string(opt.batch) + ") must hold at least one token per slot (--parallel " +
+                std::to_string(opt.parallel) + ")");
+  return opt.batch;
+}
+
+// How many leading tokens two sequences share.
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+FinishReason finish_reason_of(StopReason r) {
+  switch (r) {
+    case StopReason::Eos:
+    case StopReason::StopString: return FinishReason::Stop;
+    case StopReason::MaxTokens:
+    case StopReason::ContextFull: return FinishReason::Length;
+    case StopReason::Cancelled: return FinishReason::Cancelled;
+    case StopReason::Error: return FinishReason::Error;
+  }
+  return FinishReason::Error;
 }
 
 }  // namespace
@@ -75,27 +104,22 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOp
     : model_(model),
       tok_(tok),
       opt_(opt),
-      ctx_(opt.threads, opt.kernels),
-      kv_(model.config.num_layers, checked_context(model.config, opt.context), model.config.kv_size(),
-          checked_parallel(opt.parallel), opt.cache_type),
-      ws_(model.config, std::min(opt.batch, kMaxProductRows), kv_.capacity(), ctx_.threads()) {
-  if (opt.batch < 1 || opt.batch > kMaxProductRows)
-    throw Error("--batch must be in [1, " + std::to_string(kMaxProductRows) + "], got " + std::to_string(opt.batch));
-  if (opt.batch < opt.parallel)
-    throw Error("--batch (" + std::to_string(opt.batch) + ") must hold at least one token per slot (--parallel " +
-                std::to_string(opt.parallel) + ")");
+      engine_(model, EngineOptions{.context = opt.context,
+                                   .sequences = checked_parallel(opt.parallel),
+                                   .batch = checked_step_batch(opt),
+                                   .cache_type = opt.cache_type,
+                                   .threads = opt.threads,
+                                   .kernels = opt.kernels}) {
   if (opt.chunk < 1) throw Error("--chunk must be >= 1, got " + std::to_string(opt.chunk));
   if (opt.queue < 0) throw Error("--queue must be >= 0, got " + std::to_string(opt.queue));
-  if (tok.vocab_size() > model.config.vocab_size)
-    throw Error("the tokenizer has " + std::to_string(tok.vocab_size()) + " pieces but the model's vocabulary is " +
-                std::to_string(model.config.vocab_size) + "; use the tokenizer that belongs to this model (--tokenizer)");
+  check_tokenizer(tok, model.config);
   logits_.resize(static_cast<size_t>((opt.parallel + kPromptLogitRows) * model.config.vocab_size));
   slots_.resize(static_cast<size_t>(opt.parallel));
   for (int i = 0; i < opt.parallel; ++i) slots_[static_cast<size_t>(i)].seq = i;
   stats_.parallel = opt.parallel;
-  stats_.context = kv_.capacity();
-  stats_.kv_capacity = kv_.capacity() * opt.parallel;
-  stats_.kv_bytes = kv_.bytes();
+  stats_.context = engine_.context();
+  stats_.kv_capacity = engine_.context() * opt.parallel;
+  stats_.kv_bytes = engine_.cache().bytes();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -157,20 +181,13 @@ SchedulerStats Scheduler::stats() const {
 void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
   const JobParams& p = job->params();
   // Reuse the cached prefix, but always run the last prompt token (its logits pick the first token).
-  size_t common = 0;
-  while (common < s.cached.size() && common < p.prompt.size() && s.cached[common] == p.prompt[common]) ++common;
-  size_t reuse = std::min(common, p.prompt.size() - 1);
+  size_t reuse = std::min(common_prefix(s.cached, p.prompt), p.prompt.size() - 1);
   if (p.prompt_logprobs) reuse = 0;  // every prompt token's logits are needed
   s.cached.resize(reuse);
-  kv_.set_length(s.seq, static_cast<int64_t>(reuse));
+  engine_.set_length(s.seq, static_cast<int64_t>(reuse));
   s.prompt_done = reuse;
   s.next = -1;
-  s.history = p.prompt;
-  s.sampler.emplace(p.sampling, static_cast<int>(model_.config.vocab_size));
-  s.text.emplace(tok_);
-  // Prime the detokenizer with the prompt so the continuation keeps its leading space.
-  for (int32_t id : p.prompt) s.text->push(id);
-  s.filter.emplace(p.stop);
+  s.decoder = std::make_unique<Decoder>(engine_, s.seq, tok_, p.decode, p.prompt);
   s.result = JobResult{};
   s.result.prompt_tokens = static_cast<int64_t>(p.prompt.size());
   s.result.cached_tokens = static_cast<int64_t>(reuse);
@@ -188,16 +205,13 @@ void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
   s.last_used = ++uses_;
   s.t_admit = std::chrono::steady_clock::now();
   s.job = std::move(job);
+  s.state = SlotState::Prompt;
 }
 
 void Scheduler::finish(Slot& s, FinishReason r, const std::string& error) {
-  if (r != FinishReason::Cancelled && r != FinishReason::Error && s.text && s.filter) {
-    // Whatever the stream still holds (an unfinished character, a partial stop string that never
-    // completed) belongs to the reply unless a stop string was hit.
-    bool hit = false;
-    std::string rest = s.filter->push(s.text->flush(), &hit);
-    if (!hit) rest += s.filter->flush();
-    if (!rest.empty()) {
+  if (r != FinishReason::Cancelled && r != FinishReason::Error && s.decoder) {
+    // Whatever the stream still holds belongs to the reply (the decoder knows when it does not).
+    if (std::string rest = s.decoder->finish_text(); !rest.empty()) {
       TokenOut t;
       t.text = std::move(rest);
       s.job->emit(std::move(t));
@@ -219,65 +233,40 @@ void Scheduler::finish(Slot& s, FinishReason r, const std::string& error) {
   }
   s.job->finish(std::move(s.result));
   s.job.reset();
-  s.filter.reset();  // holds a reference into the job's stop strings
-  s.sampler.reset();
-  s.text.reset();
-  s.history.clear();
-  s.history.shrink_to_fit();
+  s.decoder.reset();
   s.next = -1;
+  s.state = SlotState::Free;
 }
 
 TokenOut Scheduler::logprobs_of(const float* logits, int32_t id, int top) const {
-  const int64_t V = model_.config.vocab_size;
-  // log_softmax in f64: logprob(i) = z_i - (max + log Σ exp(z_j - max)).
-  double zmax = -INFINITY;
-  for (int64_t i = 0; i < V; ++i) zmax = std::max(zmax, static_cast<double>(logits[i]));
-  double sum = 0;
-  for (int64_t i = 0; i < V; ++i) sum += std::exp(static_cast<double>(logits[i]) - zmax);
-  const double lse = zmax + std::log(sum);
+  Logprobs lp = token_logprobs(logits, model_.config.vocab_size, id, top);
   TokenOut t;
   t.id = id;
-  t.logprob = static_cast<float>(logits[id] - lse);
-  if (top > 0) {
-    std::vector<int32_t> order(static_cast<size_t>(V));
-    for (int32_t i = 0; i < V; ++i) order[static_cast<size_t>(i)] = i;
-    const size_t k = std::min<size_t>(static_cast<size_t>(top), order.size());
-    std::partial_sort(order.begin(), order.begin() + static_cast<long>(k), order.end(), [&](int32_t a, int32_t b) {
-      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-    });
-    for (size_t i = 0; i < k; ++i)
-      t.top.push_back({order[i], static_cast<float>(logits[order[i]] - lse)});
-  }
+  t.logprob = lp.logprob;
+  t.top = std::move(lp.top);
   return t;
 }
 
 void Scheduler::sample_row(Slot& s, const float* logits) {
   const JobParams& p = s.job->params();
-  const int32_t id = s.sampler->sample(logits, s.history);
+  Decoder& dec = *s.decoder;
+  const Decoder::Token d = dec.next(logits);
   if (s.result.completion_tokens == 0) s.t_first = std::chrono::steady_clock::now();
-  if (id == tok_.eos_id() && !p.ignore_eos) {
-    finish(s, FinishReason::Stop);
-    return;
-  }
-  TokenOut t = p.top_logprobs >= 0 ? logprobs_of(logits, id, p.top_logprobs) : TokenOut{};
-  t.id = id;
-  ++s.result.completion_tokens;
-  ++step_tokens_;
-  s.history.push_back(id);
-  bool hit = false;
-  // A model vocabulary may be padded beyond the tokenizer's pieces: such an id has no text.
-  t.text = s.filter->push(id < tok_.vocab_size() ? s.text->push(id) : std::string(), &hit);
-  s.job->emit(std::move(t));
-  {
+  if (d.id >= 0) {
+    TokenOut t = p.top_logprobs >= 0 ? logprobs_of(logits, d.id, p.top_logprobs) : TokenOut{};
+    t.id = d.id;
+    t.text = d.text;
+    ++s.result.completion_tokens;
+    ++step_tokens_;
+    s.job->emit(std::move(t));
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.generated_tokens;
   }
-  if (hit) {
-    finish(s, FinishReason::Stop);
-  } else if (s.result.completion_tokens >= p.max_tokens || kv_.length(s.seq) >= kv_.capacity()) {
-    finish(s, FinishReason::Length);  // the token limit, or no room to run this token
+  if (dec.done()) {
+    finish(s, finish_reason_of(dec.reason()), dec.error());
   } else {
-    s.next = id;
+    s.next = d.id;
+    s.state = SlotState::Decoding;
   }
 }
 
@@ -289,8 +278,8 @@ void Scheduler::step() {
   int64_t n_decode = 0;
   int sequences = 0;
   for (Slot& s : slots_) {
-    if (!s.job || s.next < 0) continue;
-    batch_.add(s.next, s.seq, kv_.length(s.seq), true);
+    if (s.state != SlotState::Decoding) continue;
+    batch_.add(s.next, s.seq, engine_.position(s.seq), true);
     s.cached.push_back(s.next);
     s.next = -1;
     rows_.push_back({&s, RowKind::Sample, 0});
@@ -300,9 +289,9 @@ void Scheduler::step() {
   // Prompts, first come first served, in what is left of this step's budget.
   std::vector<Slot*> reading;
   for (Slot& s : slots_)
-    if (s.job && s.prompt_done < s.job->params().prompt.size()) reading.push_back(&s);
+    if (s.state == SlotState::Prompt) reading.push_back(&s);
   std::sort(reading.begin(), reading.end(), [](const Slot* a, const Slot* b) { return a->admitted < b->admitted; });
-  int64_t budget = std::min(n_decode > 0 ? opt_.chunk : opt_.batch, ws_.max_tokens() - n_decode);
+  int64_t budget = std::min(n_decode > 0 ? opt_.chunk : opt_.batch, engine_.batch() - n_decode);
   int64_t logit_rows_left = kPromptLogitRows;
   uint64_t evaluated = 0;
   for (Slot* s : reading) {
@@ -314,7 +303,7 @@ void Scheduler::step() {
     for (int64_t i = 0; i < n; ++i) {
       const size_t at = s->prompt_done + static_cast<size_t>(i);
       const bool last = at + 1 == p.prompt.size();
-      batch_.add(p.prompt[at], s->seq, kv_.length(s->seq) + i, last || p.prompt_logprobs);
+      batch_.add(p.prompt[at], s->seq, engine_.position(s->seq) + i, last || p.prompt_logprobs);
       if (last)
         rows_.push_back({s, RowKind::Sample, at});
       else if (p.prompt_logprobs)
@@ -330,7 +319,7 @@ void Scheduler::step() {
   if (batch_.size() == 0) return;
 
   const auto t0 = std::chrono::steady_clock::now();
-  grok_forward(ctx_, model_, batch_, kv_, ws_, logits_.data());
+  engine_.forward(batch_, logits_.data());
   for (size_t r = 0; r < rows_.size(); ++r) {
     const Row& row = rows_[r];
     Slot& s = *row.slot;
@@ -359,7 +348,7 @@ void Scheduler::step() {
   while (!recent_.empty() && seconds(t1 - recent_.front().first) > kRecentSeconds) recent_.pop_front();
   int64_t used = 0;
   for (const Slot& s : slots_)
-    if (s.job) used += kv_.length(s.seq);
+    if (s.job) used += engine_.position(s.seq);
   stats_.kv_used = used;
 }
 
@@ -394,10 +383,8 @@ void Scheduler::loop() {
       Slot* best = nullptr;
       size_t best_common = 0;
       for (Slot& s : slots_) {
-        if (s.job) continue;
-        size_t common = 0;
-        const auto& prompt = job->params().prompt;
-        while (common < s.cached.size() && common < prompt.size() && s.cached[common] == prompt[common]) ++common;
+        if (s.state != SlotState::Free) continue;
+        const size_t common = common_prefix(s.cached, job->params().prompt);
         if (!best || common > best_common || (common == best_common && s.last_used < best->last_used)) {
           best = &s;
           best_common = common;
@@ -410,21 +397,21 @@ void Scheduler::loop() {
       admit(*best, std::move(job));
     }
     for (Slot& s : slots_)
-      if (s.job && s.job->cancelled()) finish(s, FinishReason::Cancelled);
+      if (s.state != SlotState::Free && s.job->cancelled()) finish(s, FinishReason::Cancelled);
     try {
       step();
     } catch (const std::exception& e) {  // bad_alloc and the like: fail the running jobs, keep serving
       std::fprintf(stderr, "groak serve: step failed: %s\n", e.what());
       for (Slot& s : slots_) {
-        if (!s.job) continue;
+        if (s.state == SlotState::Free) continue;
         finish(s, FinishReason::Error, e.what());
         s.cached.clear();
-        kv_.set_length(s.seq, 0);
+        engine_.reset(s.seq);
       }
     }
   }
   for (Slot& s : slots_)
-    if (s.job) finish(s, FinishReason::Cancelled);
+    if (s.state != SlotState::Free) finish(s, FinishReason::Cancelled);
 }
 
 }  // namespace groak

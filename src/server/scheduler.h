@@ -18,20 +18,12 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/context.h"
-#include "model/grok.h"
-#include "model/kv_cache.h"
-#include "runtime/session.h"
-#include "runtime/stop_filter.h"
-#include "sampling/sampler.h"
+#include "runtime/decoder.h"
+#include "runtime/engine.h"
+#include "sampling/logprobs.h"
 #include "tokenizer/tokenizer.h"
 
 namespace groak {
-
-struct TokenLogprob {
-  int32_t id = 0;
-  float logprob = 0;  // natural log of the model's probability (softmax of the raw logits)
-};
 
 // One generated token, or (id < 0) text released at the end with no token of its own, or (prompt) a
 // prompt token with its logprob (echo + logprobs; all of them come before the first generated token).
@@ -49,10 +41,7 @@ const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled
 
 struct JobParams {
   std::vector<int32_t> prompt;  // [1, context] ids in [0, vocab) (the HTTP layer checks)
-  SamplingParams sampling;
-  int64_t max_tokens = 16;      // >= 1, prompt + max_tokens <= context
-  std::vector<std::string> stop;
-  bool ignore_eos = false;
+  DecodeOptions decode{.max_tokens = 16};  // max_tokens >= 1, prompt + max_tokens <= context
   int top_logprobs = -1;        // -1: none; N >= 0: the chosen token's logprob and the N most likely
   bool prompt_logprobs = false; // also the logprob of every prompt token after the first (echo)
 };
@@ -128,7 +117,8 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  // The model and tokenizer must outlive the scheduler. Throws groak::Error for bad options.
+  // The model and tokenizer must outlive the scheduler. Throws groak::Error for bad options or a tokenizer
+  // of another vocabulary.
   Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOptions& opt);
   ~Scheduler();  // finishes every job as cancelled and joins the thread
   Scheduler(const Scheduler&) = delete;
@@ -140,24 +130,25 @@ class Scheduler {
   Submit submit(const std::vector<std::shared_ptr<ServeJob>>& jobs);
   SchedulerStats stats() const;
   int parallel() const { return opt_.parallel; }
-  int64_t context() const { return kv_.capacity(); }
-  uint64_t kv_bytes() const { return kv_.bytes(); }
+  int64_t context() const { return engine_.context(); }
+  uint64_t kv_bytes() const { return engine_.cache().bytes(); }
   // Holds steps and admissions (tests use it to fill the queue deterministically).
   void pause(bool paused);
   // Finishes every job as cancelled; later submissions get ShuttingDown.
   void shutdown();
 
  private:
+  // A slot is one sequence of the engine. Free: no request (its cache may still serve a prefix);
+  // Prompt: reading the prompt, a chunk per step; Decoding: one token per step.
+  enum class SlotState : uint8_t { Free, Prompt, Decoding };
   struct Slot {
     int32_t seq = 0;
-    std::shared_ptr<ServeJob> job;           // null = free
-    std::vector<int32_t> cached;        // tokens whose K/V are in the cache, == kv length
+    SlotState state = SlotState::Free;
+    std::shared_ptr<ServeJob> job;      // null when Free
+    std::vector<int32_t> cached;        // tokens whose K/V are in the cache, == the sequence's length
     size_t prompt_done = 0;             // prompt tokens in the cache
-    int32_t next = -1;                  // sampled, not yet run through the model
-    std::vector<int32_t> history;       // prompt + generated, for the repetition penalty
-    std::optional<Sampler> sampler;
-    std::optional<TextStream> text;
-    std::optional<StopFilter> filter;
+    int32_t next = -1;                  // Decoding: sampled, not yet run through the model
+    std::unique_ptr<Decoder> decoder;   // while the slot holds a job
     JobResult result;
     std::vector<TokenOut> prompt_lp;    // [prompt] logprobs of the prompt tokens (echo + logprobs)
     uint64_t admitted = 0;              // admission order (prompts are read first come, first served)
@@ -181,9 +172,7 @@ class Scheduler {
   const Model& model_;
   const Tokenizer& tok_;
   const SchedulerOptions opt_;
-  Context ctx_;
-  KVCache kv_;
-  Workspace ws_;
+  Engine engine_;
   Batch batch_;
   std::vector<Row> rows_;
   std::vector<float> logits_;  // [parallel + kPromptLogitRows, vocab]

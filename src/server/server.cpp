@@ -460,7 +460,7 @@ void HttpServer::routes() {
         for (int i = 0; i < g.n; ++i) {
           JobParams params = g.params;
           params.prompt = g.prompts[p];
-          params.sampling.seed += static_cast<uint64_t>(i);  // the n choices of a prompt differ when sampling
+          params.decode.sampling.seed += static_cast<uint64_t>(i);  // the n choices of a prompt differ when sampling
           Choice c;
           c.job = std::make_shared<ServeJob>(std::move(params));
           c.index = static_cast<int>(choices->size());

@@ -1,4 +1,4 @@
-#include "dist/job.h"
+#include "parallel/job.h"
 
 #include <sched.h>
 #include <unistd.h>
@@ -230,7 +230,7 @@ Model Job::load(const std::function<Model()>& load) {
 
 int Job::follow(const Model& model, int threads, const Kernels& kernels) {
   try {
-    Context ctx(threads ? threads : default_threads(), &kernels, model.group);
+    Context ctx(threads ? threads : default_threads(), &kernels);
     groak::follow(model, ctx);
   } catch (const std::exception& e) {
     report(e, 1);
