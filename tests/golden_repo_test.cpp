@@ -14,7 +14,7 @@
 
 #include "kernels/kernels.h"
 #include "model/loader.h"
-#include "runtime/session.h"
+#include "runtime/engine.h"
 #include "test_util.h"
 
 namespace groak::test {
@@ -62,7 +62,7 @@ class GoldenRepo : public ::testing::Test {
 
   // Logits of every position, one token per eval through the KV cache.
   std::vector<float> decode_one_by_one(const std::vector<int32_t>& tokens, const Kernels& k) {
-    Session s(*model_, static_cast<int64_t>(tokens.size()), k);
+    Engine s(*model_, {.context = static_cast<int64_t>(tokens.size()), .kernels = &k});
     std::vector<float> all, row;
     for (size_t t = 0; t < tokens.size(); ++t) {
       s.eval(std::span<const int32_t>(&tokens[t], 1), row, LogitRows::LastOnly);
@@ -79,7 +79,7 @@ class GoldenRepo : public ::testing::Test {
 
 TEST_F(GoldenRepo, FullPrefillMatchesReference) {
   for (const Kernels* k : {&fast_kernels(), &reference_kernels()}) {
-    Session s(*model_, static_cast<int64_t>(tokens_.size()), *k);
+    Engine s(*model_, {.context = static_cast<int64_t>(tokens_.size()), .kernels = k});
     std::vector<float> logits;
     s.eval(tokens_, logits, LogitRows::All);
     check(logits, golden_, std::string("full ") + k->name);
@@ -94,7 +94,7 @@ TEST_F(GoldenRepo, IncrementalDecodeMatchesReference) {
 // A pad token (0) in the middle of one prefill: model.py hides it from every query as a key.
 TEST_F(GoldenRepo, PadKeyIsMaskedInPrefill) {
   for (const Kernels* k : {&fast_kernels(), &reference_kernels()}) {
-    Session s(*model_, static_cast<int64_t>(pad_tokens_.size()), *k);
+    Engine s(*model_, {.context = static_cast<int64_t>(pad_tokens_.size()), .kernels = k});
     std::vector<float> logits;
     s.eval(pad_tokens_, logits, LogitRows::All);
     check(logits, pad_golden_, std::string("pad full ") + k->name);

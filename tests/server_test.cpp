@@ -16,7 +16,7 @@
 
 #include "model/loader.h"
 #include "runtime/generate.h"
-#include "server/chat_template.h"
+#include "runtime/chat_template.h"
 #include "server/openai.h"
 #include "server/server.h"
 #include "synth/synth.h"

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/chat_template.h"
+#include "runtime/chat_template.h"
 #include "server/scheduler.h"
 #include "tokenizer/tokenizer.h"
 

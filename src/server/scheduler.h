@@ -39,9 +39,16 @@ struct TokenOut {
 enum class FinishReason { Stop, Length, Cancelled, Error };
 const char* finish_reason_name(FinishReason r);  // "stop", "length", "cancelled", "error"
 
+// OpenAI's default for /v1/completions: 16 tokens.
+inline DecodeOptions default_job_decode() {
+  DecodeOptions d;
+  d.max_tokens = 16;
+  return d;
+}
+
 struct JobParams {
   std::vector<int32_t> prompt;  // [1, context] ids in [0, vocab) (the HTTP layer checks)
-  DecodeOptions decode{.max_tokens = 16};  // max_tokens >= 1, prompt + max_tokens <= context
+  DecodeOptions decode = default_job_decode();  // max_tokens >= 1, prompt + max_tokens <= context
   int top_logprobs = -1;        // -1: none; N >= 0: the chosen token's logprob and the N most likely
   bool prompt_logprobs = false; // also the logprob of every prompt token after the first (echo)
 };

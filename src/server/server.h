@@ -19,7 +19,7 @@
 #include <utility>
 
 #include "model/weights.h"
-#include "server/chat_template.h"
+#include "runtime/chat_template.h"
 #include "server/scheduler.h"
 #include "tokenizer/tokenizer.h"
 

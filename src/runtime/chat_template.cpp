@@ -1,4 +1,4 @@
-#include "server/chat_template.h"
+#include "runtime/chat_template.h"
 
 #include <fstream>
 #include <sstream>

@@ -1,0 +1,82 @@
+// What every command of the groak CLI shares: exit codes, Ctrl-C handling, standard output that reports
+// its failures, progress on stderr, reading inputs. Argument parsing lives in apps/ only.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "model/weights.h"
+#include "util/error.h"
+
+namespace groak::cli {
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as shells report it
+
+// ---- Ctrl-C and SIGTERM: the first signal sets a flag that long jobs poll at safe points (a prompt
+// chunk, a decoded token, a written block, a loaded file): they stop, remove partial output and exit
+// 130. A second one exits at once.
+extern std::atomic<bool> g_interrupted;
+
+// Installed for the whole of a command that writes files or runs the model (before loading).
+class InterruptHandler {
+ public:
+  InterruptHandler();
+  ~InterruptHandler();
+  InterruptHandler(const InterruptHandler&) = delete;
+  InterruptHandler& operator=(const InterruptHandler&) = delete;
+
+ private:
+  void (*old_int_)(int);
+  void (*old_term_)(int);
+};
+
+// Thrown at a safe point after Ctrl-C; main() says so and exits 130 (the unwinding removes .tmp files).
+struct Interrupted : Error {
+  Interrupted() : Error("interrupted") {}
+};
+void check_interrupt();
+
+// ---- standard output: failing to write (a full disk, a closed pipe) is an error of the command.
+void check_stdout();
+void write_stdout(const std::string& text);
+
+// ---- inputs
+std::string read_stdin();
+std::string read_file_text(const std::string& path);  // throws groak::Error
+// Token ids from "1,2,3" or whitespace/comma separated text; throws CLI::ValidationError naming `origin`.
+std::vector<int32_t> parse_token_list(const std::string& text, const std::string& origin);
+// "2G", "500M", "64K" or plain bytes; throws CLI::ValidationError naming `option`.
+uint64_t parse_size(const std::string& s, const std::string& option);
+
+// ---- messages
+std::string human_bytes(double bytes);                 // "1.23 GB"
+std::string count_of(int64_t n, const char* noun);     // "1 token", "2 tokens"
+double seconds_since(std::chrono::steady_clock::time_point t0);
+
+// A one-line progress bar on stderr, only when stderr is a terminal and the job is big.
+class ProgressBar {
+ public:
+  ProgressBar(std::string label, uint64_t min_total);
+  ~ProgressBar() { finish(); }
+  void update(uint64_t done, uint64_t total, const std::string& extra = "");
+  void finish();
+
+ private:
+  std::string label_;
+  uint64_t min_total_;
+  bool tty_;
+  bool shown_ = false;
+};
+
+// Loads a model with a progress bar (Ctrl-C aware) and prints its warnings.
+Model load_with_progress(const std::string& path);
+// Files an output may never replace: the model's own and the tokenizer the command reads (given or found).
+std::vector<std::string> input_files(const Model& m, const std::string& tokenizer_arg, const std::string& model_path);
+
+}  // namespace groak::cli

@@ -1,0 +1,107 @@
+// groak serve: the OpenAI-compatible HTTP server with continuous batching and a chat page.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <thread>
+
+#include "../cli.h"
+#include "../options.h"
+#include "model/model_path.h"
+#include "server/server.h"
+#include "tokenizer/discover.h"
+
+namespace groak::cli {
+
+namespace {
+
+struct ServeArgs {
+  std::string model, tokenizer, chat_template, alias;
+  ServerOptions opt;
+  EngineArgs engine;
+};
+
+std::atomic<bool> g_serve_stop{false};
+extern "C" void on_serve_signal(int) { g_serve_stop.store(true); }
+
+int run_serve(ServeArgs& a) {
+  ServerOptions& o = a.opt;
+  if (!a.chat_template.empty()) o.chat_template = ChatTemplate::load(a.chat_template);
+  if (o.api_key.empty())
+    if (const char* k = std::getenv("GROAK_API_KEY")) o.api_key = k;
+  SchedulerOptions& so = o.scheduler;
+  so.context = a.engine.ctx;
+  so.threads = a.engine.threads;
+  so.kernels = &kernels_named(a.engine.kernels);
+  so.cache_type = cache_type_named(a.engine.cache_type);
+  o.model_id = a.alias.empty() ? model_id_of(a.model) : a.alias;
+  o.random_weights = has_random_weights(a.model);
+  HttpServer server(o);
+  const int port = server.bind();
+  std::fprintf(stderr, "groak serve: listening on http://%s:%d/ (loading the model; /health answers 503 until ready)\n",
+               o.host.c_str(), port);
+  std::thread listener([&] { server.listen(); });
+  try {
+    auto model = std::make_shared<Model>(load_with_progress(a.model));
+    auto tok = std::make_shared<Tokenizer>(open_tokenizer(a.tokenizer, a.model));
+    server.set_model(model, tok);
+    Scheduler* s = server.scheduler();
+    std::fprintf(stderr,
+                 "groak serve: ready: %s (%s%s), %d slots x %lld tokens of context, KV cache %s (%s, allocated up "
+                 "front), queue %d\n",
+                 o.model_id.c_str(), model->format.c_str(), o.random_weights ? ", RANDOM weights" : "", s->parallel(),
+                 static_cast<long long>(s->context()), human_bytes(static_cast<double>(s->kv_bytes())).c_str(),
+                 a.engine.cache_type.c_str(), so.queue);
+    std::fprintf(stderr, "groak serve: chat page http://%s:%d/  API http://%s:%d/v1  (Ctrl-C stops)\n", o.host.c_str(),
+                 port, o.host.c_str(), port);
+  } catch (...) {
+    server.stop();
+    listener.join();
+    throw;
+  }
+  std::signal(SIGINT, on_serve_signal);
+  std::signal(SIGTERM, on_serve_signal);
+  while (!g_serve_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::fprintf(stderr, "groak serve: stopping\n");
+  server.stop();
+  listener.join();
+  return 0;
+}
+
+}  // namespace
+
+Command serve_command() {
+  auto a = std::make_shared<ServeArgs>();
+  Command c;
+  c.name = "serve";
+  c.description = "Serve the model over an OpenAI-compatible HTTP API with continuous batching, and a chat page at /";
+  c.options = [a](CLI::App& cmd) {
+    SchedulerOptions& so = a->opt.scheduler;
+    add_model_option(cmd, a->model);
+    add_tokenizer_option(cmd, a->tokenizer, "SentencePiece tokenizer.model (default: the model's own)");
+    cmd.add_option("--host", a->opt.host, "address to listen on (loopback unless told otherwise)")->capture_default_str();
+    cmd.add_option("--port", a->opt.port, "port (0 = any free port, printed)")->capture_default_str()
+        ->check(CLI::Range(0, 65535));
+    cmd.add_option("--parallel", so.parallel, "slots: requests decoded together in one pass over the weights")
+        ->capture_default_str()->check(CLI::Range(1, 256));
+    cmd.add_option("--queue", so.queue, "requests that may wait for a slot; beyond that, 503")->capture_default_str()
+        ->check(CLI::Range(0, 4096));
+    cmd.add_option("--api-key", a->opt.api_key, "require Authorization: Bearer KEY on every endpoint but /health and "
+                                                "the page (default: $GROAK_API_KEY)");
+    cmd.add_option("--chat-template", a->chat_template, "JSON chat template replacing the built-in one (README)")
+        ->check(CLI::ExistingFile);
+    cmd.add_option("--alias", a->alias, "model id shown in /v1/models (default: the model folder's name)");
+    cmd.add_option("-b,--batch", so.batch, "tokens per forward pass at most (a prompt read while nobody decodes)")
+        ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));
+    cmd.add_option("--chunk", so.chunk, "prompt tokens per pass while other requests decode (bounds their stall)")
+        ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));
+    cmd.add_option("--max-body", a->opt.max_body, "largest request body in bytes (larger: 413)")->capture_default_str()
+        ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
+    add_engine_options(cmd, a->engine, "context per slot in tokens (default: the model's sequence_len); every slot's "
+                                       "KV cache is allocated up front");
+  };
+  c.run = [a](Job&) { return run_serve(*a); };
+  return c;
+}
+
+}  // namespace groak::cli

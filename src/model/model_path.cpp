@@ -1,0 +1,39 @@
+#include "model/model_path.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace groak {
+
+namespace fs = std::filesystem;
+
+std::string model_id_of(const std::string& model_path) {
+  fs::path p = fs::path(model_path).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  if (p.filename() == "ckpt-0") p = p.parent_path();
+  std::string name = p.filename().string();
+  return name.empty() ? "grok-1" : name;
+}
+
+bool has_random_weights(const std::string& model_path) {
+  fs::path p(model_path);
+  for (fs::path dir : {p, p.parent_path(), p.parent_path().parent_path()}) {
+    std::error_code ec;
+    if (dir.empty() || !fs::is_regular_file(dir / "config.json", ec)) continue;
+    std::ifstream in(dir / "config.json", std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    try {
+      auto j = nlohmann::json::parse(text.str());
+      return j.is_object() && j.contains("generator");
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return false;
+}
+
+}  // namespace groak

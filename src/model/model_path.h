@@ -1,0 +1,13 @@
+// What a model's location says about it, before or besides loading it.
+#pragma once
+#include <string>
+
+namespace groak {
+
+// The id clients see: the model folder's (or file's) name; "ckpt-0" stands for its parent folder.
+std::string model_id_of(const std::string& model_path);
+
+// True for a model written by `groak synth` (its config.json names the generator): random weights.
+bool has_random_weights(const std::string& model_path);
+
+}  // namespace groak
