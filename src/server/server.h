@@ -25,6 +25,8 @@
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }
 
 namespace groak {
@@ -63,9 +65,19 @@ class HttpServer {
   const ServerOptions& options() const { return opt_; }
 
  private:
-  void routes();
-  void count(const std::string& endpoint, int status);
+  void routes();  // endpoints.cpp: one named handler per endpoint
+  void count(const std::string& path, int status);
+  void require_ready() const;  // ApiError(503) while the model loads
   std::string metrics_text();
+  // The handlers (endpoints.cpp, generation.cpp).
+  void page(const httplib::Request& req, httplib::Response& res);
+  void health(const httplib::Request& req, httplib::Response& res);
+  void models(const httplib::Request& req, httplib::Response& res);
+  void model(const httplib::Request& req, httplib::Response& res);
+  void metrics(const httplib::Request& req, httplib::Response& res);
+  void tokenize(const httplib::Request& req, httplib::Response& res);
+  void detokenize(const httplib::Request& req, httplib::Response& res);
+  void generation(const httplib::Request& req, httplib::Response& res, bool chat);
 
   ServerOptions opt_;
   std::unique_ptr<httplib::Server> http_;

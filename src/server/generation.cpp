@@ -1,0 +1,195 @@
+// POST /v1/completions and /v1/chat/completions: a parsed request becomes jobs for the scheduler, and
+// their tokens become one reply or a stream of chunks (OpenAI's shapes: openai_reply.h).
+#include <random>
+#include <thread>
+
+#include "server/openai.h"
+#include "server/openai_reply.h"
+#include "server/server.h"
+#include "server/transport.h"
+
+namespace groak {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr auto kPoll = std::chrono::milliseconds(100);  // how often a waiting handler looks again
+
+std::string random_id(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string(prefix) + buf;
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The whole reply, once every choice has finished.
+json whole_reply(const ReplyShape& shape, const GenerationRequest& g, std::vector<Choice>& choices) {
+  for (Choice& c : choices) {
+    while (!c.finished) {
+      for (TokenOut& t : take(c, kPoll)) {
+        c.text += shape.chat() ? chat_delta(c, t.text) : t.text;
+        if (t.id >= 0) c.tokens.push_back(std::move(t));
+      }
+    }
+    const JobResult& r = c.job->result();
+    if (r.finish == FinishReason::Cancelled)
+      throw ApiError(503, "the server is shutting down", "", "server_error", "shutting_down");
+    if (r.finish == FinishReason::Error) throw ApiError(500, "generation failed: " + r.error, "", "server_error");
+  }
+  json out = json::array();
+  for (Choice& c : choices) {
+    const char* finish = finish_reason_name(c.job->result().finish);
+    json lp = nullptr;
+    std::string text = c.text;
+    if (!shape.chat() && g.echo) text = g.prompt_texts[c.prompt] + text;
+    if (g.logprobs) {
+      std::vector<TokenOut> all = !shape.chat() && g.echo ? c.prompt_tokens : std::vector<TokenOut>{};
+      all.insert(all.end(), c.tokens.begin(), c.tokens.end());
+      lp = shape.logprobs(all, 0);
+    }
+    out.push_back(shape.choice(c.index, ReplyShape::Part::Whole, text, lp, finish));
+  }
+  json reply = shape.reply(out, ReplyShape::Part::Whole);
+  reply["usage"] = usage(choices, g.prompts.size());
+  reply["timings"] = timings(choices);
+  return reply;
+}
+
+// A streaming response's state, shared with the content provider that httplib calls until it says done.
+struct Stream {
+  ReplyShape shape;
+  GenerationRequest g;
+  std::vector<Choice> choices;
+  bool opened = false;
+  std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
+
+  // Writes what is new; false when the client is gone. Sets *done after [DONE].
+  bool pump(SseWriter& sse, bool* done);
+};
+
+bool Stream::pump(SseWriter& sse, bool* done) {
+  using Part = ReplyShape::Part;
+  auto send = [&](json choice) {
+    last_write = std::chrono::steady_clock::now();
+    return sse.event(shape.reply(json::array({std::move(choice)}), Part::Chunk));
+  };
+  if (!opened) {  // chat: the role first; completions with echo: the prompt first (unless its logprobs must come)
+    opened = true;
+    for (Choice& c : choices) {
+      if (shape.chat()) {
+        if (!send(shape.choice(c.index, Part::Chunk, std::nullopt, nullptr, nullptr, /*role=*/true))) return false;
+      } else if (g.echo && !g.logprobs) {
+        if (!send(shape.choice(c.index, Part::Chunk, g.prompt_texts[c.prompt], nullptr, nullptr))) return false;
+      }
+    }
+  }
+  bool all_done = true, any_news = false;
+  for (Choice& c : choices) {
+    if (c.finished) continue;
+    const auto timeout = choices.size() == 1 ? kPoll : std::chrono::milliseconds(0);
+    const size_t had_prompt = c.prompt_tokens.size();
+    std::vector<TokenOut> toks = take(c, timeout);
+    if (!shape.chat() && g.echo && g.logprobs && had_prompt == 0 && !c.prompt_tokens.empty()) {
+      any_news = true;
+      if (!send(shape.choice(c.index, Part::Chunk, g.prompt_texts[c.prompt], shape.logprobs(c.prompt_tokens, 0), nullptr)))
+        return false;
+    }
+    for (TokenOut& t : toks) {
+      any_news = true;
+      std::string text = shape.chat() ? chat_delta(c, t.text) : t.text;
+      if (t.id < 0 && text.empty()) continue;
+      json lp = nullptr;
+      if (g.logprobs && t.id >= 0) lp = shape.logprobs({t}, c.text.size());
+      c.text += text;
+      if (!send(shape.choice(c.index, Part::Chunk, text, lp, nullptr))) return false;
+    }
+    if (c.finished) {
+      any_news = true;
+      const JobResult& r = c.job->result();
+      json choice = shape.choice(c.index, Part::Chunk, shape.chat() ? std::nullopt : std::optional<std::string>(""),
+                                 nullptr, finish_reason_name(r.finish));
+      if (r.finish == FinishReason::Error) choice["error"] = r.error;
+      if (!send(choice)) return false;
+    } else {
+      all_done = false;
+    }
+  }
+  if (all_done) {
+    json last = shape.reply(json::array(), Part::Chunk);
+    last["timings"] = timings(choices);
+    if (g.include_usage) last["usage"] = usage(choices, g.prompts.size());
+    if (!sse.event(last)) return false;
+    *done = true;
+    return sse.done();
+  }
+  // Several choices are polled without blocking; rest a moment when none had news.
+  if (!any_news && choices.size() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return sse.keep_alive(last_write);
+}
+
+}  // namespace
+
+void HttpServer::generation(const httplib::Request& req, httplib::Response& res, bool chat) {
+  require_ready();
+  const json body = parse_body(req);
+  RequestLimits limits;
+  limits.vocab = std::min<int64_t>(model_->config.vocab_size, tok_->vocab_size());
+  limits.context = scheduler_->context();
+  limits.max_choices = std::min(64, opt_.scheduler.parallel + opt_.scheduler.queue);
+  GenerationRequest g = parse_generation_request(body, chat, *tok_, opt_.chat_template, limits);
+
+  std::vector<Choice> choices;
+  std::vector<std::shared_ptr<ServeJob>> jobs;
+  for (size_t p = 0; p < g.prompts.size(); ++p)
+    for (int i = 0; i < g.n; ++i) {
+      JobParams params = g.params;
+      params.prompt = g.prompts[p];
+      params.decode.sampling.seed += static_cast<uint64_t>(i);  // the n choices of a prompt differ when sampling
+      Choice c;
+      c.job = std::make_shared<ServeJob>(std::move(params));
+      c.index = static_cast<int>(choices.size());
+      c.prompt = p;
+      jobs.push_back(c.job);
+      choices.push_back(std::move(c));
+    }
+  switch (scheduler_->submit(jobs)) {
+    case Scheduler::Submit::Ok: break;
+    case Scheduler::Submit::QueueFull: {
+      const SchedulerStats s = scheduler_->stats();
+      res.set_header("Retry-After", "1");
+      throw ApiError(503,
+                     "the server is busy: " + std::to_string(s.busy_slots) + " of " + std::to_string(s.parallel) +
+                         " slots are working and " + std::to_string(s.queued) +
+                         " requests are waiting (--parallel, --queue); retry later",
+                     "", "server_error", "server_busy");
+    }
+    case Scheduler::Submit::ShuttingDown:
+      throw ApiError(503, "the server is shutting down", "", "server_error", "shutting_down");
+  }
+  ReplyShape shape(chat, random_id(chat ? "chatcmpl-" : "cmpl-"), unix_now(), opt_.model_id, *tok_);
+  if (!g.stream) {
+    send_json(res, 200, whole_reply(shape, g, choices));
+    return;
+  }
+  auto stream = std::make_shared<Stream>(Stream{shape, std::move(g), std::move(choices)});
+  auto provider = [stream](size_t, httplib::DataSink& sink) -> bool {
+    SseWriter sse(sink);
+    bool done = false;
+    return stream->pump(sse, &done);
+  };
+  // Whatever ends the response (done, client gone, server stopping), no job outlives it.
+  auto release = [stream](bool) {
+    for (Choice& c : stream->choices)
+      if (!c.job->done()) c.job->cancel();
+  };
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider("text/event-stream", provider, release);
+}
+
+}  // namespace groak

@@ -1,0 +1,119 @@
+#include "server/transport.h"
+
+#include <memory>
+
+namespace groak {
+
+using nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(dump(j), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  send_json(res, e.status, error_body(e.status, e.what(), e.type, e.code, e.param));
+}
+
+namespace {
+
+// An error answered before the request's body was read, on a connection that is then closed: the unread
+// body must not be taken for the next request of a kept-alive connection. (httplib closes a connection
+// when a content provider reports failure; this one writes the whole error first.)
+void send_error_and_close(httplib::Response& res, const ApiError& e) {
+  auto text = std::make_shared<std::string>(dump(error_body(e.status, e.what(), e.type, e.code, e.param)));
+  res.status = e.status;
+  res.set_header("Connection", "close");
+  res.set_content_provider(text->size(), "application/json", [text](size_t offset, size_t length, httplib::DataSink& sink) {
+    sink.write(text->data() + offset, length);
+    return false;
+  });
+}
+
+}  // namespace
+
+json parse_body(const httplib::Request& req) {
+  if (req.body.empty()) throw ApiError(400, "the request body is empty; send a JSON object");
+  try {
+    return json::parse(req.body);
+  } catch (const json::parse_error& e) {
+    throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what(), "", "invalid_request_error",
+                   "invalid_json");
+  }
+}
+
+void install_transport(httplib::Server& h, const TransportOptions& opt,
+                       std::function<void(const std::string& path, int status)> count) {
+  // Before the body is read: authentication, then the size limit.
+  h.set_pre_routing_handler([opt](const httplib::Request& req, httplib::Response& res) {
+    const bool open = req.path == "/health" || (req.path == "/" && req.method == "GET");
+    const bool has_body = req.has_header("Transfer-Encoding") ||
+                          (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+    auto reject = [&](const ApiError& e) { has_body ? send_error_and_close(res, e) : send_error(res, e); };
+    if (!opt.api_key.empty() && !open && req.get_header_value("Authorization") != "Bearer " + opt.api_key) {
+      reject(ApiError(401,
+                      req.has_header("Authorization") ? "the API key is wrong; send Authorization: Bearer KEY"
+                                                      : "this server needs an API key: send Authorization: Bearer KEY",
+                      "", "authentication_error", "invalid_api_key"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (req.has_header("Content-Length")) {
+      const std::string v = req.get_header_value("Content-Length");
+      unsigned long long n = 0;
+      const bool number = !v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() < 20;
+      if (number) n = std::stoull(v);
+      if (!number || n > opt.max_body) {
+        send_error_and_close(res, ApiError(413,
+                                           "the request body (" + v + " bytes) is larger than this server's limit of " +
+                                               std::to_string(opt.max_body) + " bytes (--max-body)",
+                                           "", "invalid_request_error", "request_too_large"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Errors raised by httplib itself (404, 413 of a chunked body, 400 of a bad request line) as JSON.
+  h.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty() || res.has_header("Content-Type")) return;  // already an error of ours
+    std::string msg = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path +
+                                              " (see GET /v1/models, POST /v1/completions, POST /v1/chat/completions)"
+                      : res.status == 413 && req.get_header_value("Content-Type").find("form-urlencoded") != std::string::npos
+                          ? "a form-encoded body is limited to 8 KB; send JSON with Content-Type: application/json"
+                      : res.status == 413 ? "the request body is larger than this server's limit"
+                                          : "the request could not be served (HTTP " + std::to_string(res.status) + ")";
+    res.set_content(dump(error_body(res.status, msg, "", "", "")), "application/json");
+  });
+  h.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const std::exception& e) {
+      send_error(res, ApiError(500, std::string("internal error: ") + e.what(), "", "server_error"));
+    } catch (...) {
+      send_error(res, ApiError(500, "internal error", "", "server_error"));
+    }
+  });
+  h.set_logger([count](const httplib::Request& req, const httplib::Response& res) { count(req.path, res.status); });
+}
+
+bool SseWriter::write(const std::string& s) { return sink_.write(s.data(), s.size()); }
+
+bool SseWriter::event(const json& data) { return write("data: " + dump(data) + "\n\n"); }
+
+bool SseWriter::done() {
+  if (!write("data: [DONE]\n\n")) return false;
+  sink_.done();
+  return true;
+}
+
+bool SseWriter::keep_alive(std::chrono::steady_clock::time_point& last_write) {
+  const auto now = std::chrono::steady_clock::now();
+  if (std::chrono::duration<double>(now - last_write).count() <= kKeepAliveSeconds) return true;
+  last_write = now;
+  return write(": keep-alive\n\n");
+}
+
+}  // namespace groak
