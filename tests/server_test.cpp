@@ -279,9 +279,12 @@ TEST_F(Serve, ModelsTokenizeDetokenizeMetricsAndThePage) {
   expect_error(post(r->port, "/detokenize", json{{"tokens", {1, 512}}}), 400, "outside the vocabulary", "detokenize 512");
 
   ASSERT_EQ(post(r->port, "/v1/completions", json{{"prompt", text}, {"max_tokens", 3}, {"ignore_eos", true}}).status, 200);
-  // The reply can reach the client a moment before the scheduler thread frees the slot: poll briefly.
+  // The reply can reach the client a moment before the scheduler thread frees the slot, and before the
+  // server's logger counts the request (it runs after the response is written): poll briefly.
   Reply met = get(r->port, "/metrics");
-  for (int i = 0; i < 200 && met.raw.find("groak_slots_busy 0") == std::string::npos; ++i) {
+  const std::string counted = "groak_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1";
+  for (int i = 0; i < 200 && (met.raw.find("groak_slots_busy 0") == std::string::npos ||
+                              met.raw.find(counted) == std::string::npos); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     met = get(r->port, "/metrics");
   }
