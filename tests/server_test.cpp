@@ -206,20 +206,14 @@ class Serve : public ::testing::Test {
   // A server on a free loopback port, stopped at scope exit.
   struct Running {
     std::unique_ptr<HttpServer> server;
-    std::thread thread;
     int port = 0;
-    ~Running() {
-      server->stop();
-      thread.join();
-    }
+    ~Running() { server->stop(); }
     Scheduler& sched() { return *server->scheduler(); }
   };
   std::unique_ptr<Running> start(ServerOptions o = options(), bool load = true) {
     auto r = std::make_unique<Running>();
     r->server = std::make_unique<HttpServer>(o);
-    r->port = r->server->bind();
-    HttpServer* s = r->server.get();
-    r->thread = std::thread([s] { s->listen(); });
+    r->port = r->server->start();
     if (load) r->server->set_model(model_, tok_);
     return r;
   }

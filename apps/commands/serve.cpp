@@ -37,10 +37,9 @@ int run_serve(ServeArgs& a) {
   o.model_id = a.alias.empty() ? model_id_of(a.model) : a.alias;
   o.random_weights = has_random_weights(a.model);
   HttpServer server(o);
-  const int port = server.bind();
+  const int port = server.start();
   std::fprintf(stderr, "groak serve: listening on http://%s:%d/ (loading the model; /health answers 503 until ready)\n",
                o.host.c_str(), port);
-  std::thread listener([&] { server.listen(); });
   try {
     auto model = std::make_shared<Model>(load_with_progress(a.model));
     auto tok = std::make_shared<Tokenizer>(open_tokenizer(a.tokenizer, a.model));
@@ -55,8 +54,7 @@ int run_serve(ServeArgs& a) {
     std::fprintf(stderr, "groak serve: chat page http://%s:%d/  API http://%s:%d/v1  (Ctrl-C stops)\n", o.host.c_str(),
                  port, o.host.c_str(), port);
   } catch (...) {
-    server.stop();
-    listener.join();
+    server.stop();  // a model that cannot load ends the command: the error, exit 1
     throw;
   }
   std::signal(SIGINT, on_serve_signal);
@@ -64,7 +62,6 @@ int run_serve(ServeArgs& a) {
   while (!g_serve_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   std::fprintf(stderr, "groak serve: stopping\n");
   server.stop();
-  listener.join();
   return 0;
 }
 
@@ -90,6 +87,8 @@ Command serve_command() {
                                                 "the page (default: $GROAK_API_KEY)");
     cmd.add_option("--chat-template", a->chat_template, "JSON chat template replacing the built-in one (README)")
         ->check(CLI::ExistingFile);
+    cmd.add_option("--cors", a->opt.cors_origin, "allow browsers on this origin (e.g. http://localhost:3000, or *) to "
+                                                 "call the API: CORS headers and preflight answers (default: off)");
     cmd.add_option("--alias", a->alias, "model id shown in /v1/models (default: the model folder's name)");
     cmd.add_option("-b,--batch", so.batch, "tokens per forward pass at most (a prompt read while nobody decodes)")
         ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));

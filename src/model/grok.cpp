@@ -166,7 +166,8 @@ bool all_finite(const float* x, int64_t n) {
 }
 }  // namespace
 
-void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache& kv, Workspace& ws, float* logits) {
+void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache& kv, Workspace& ws, float* logits,
+                  float* hidden) {
   const Config& c = model.config;
   const Weights& w = model.weights;
   const Kernels& k = ctx.kernels();
@@ -218,6 +219,7 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   for (int64_t t = 0; t < T; ++t)
     if (batch.tokens[static_cast<size_t>(t)].logits) k.rms_norm(h + t * d, w.rms_norm.data(), a + (n++) * d, d, eps);
   if (n == 0) return;
+  if (hidden) std::copy(a, a + n * d, hidden);
   const int64_t rows = w.lm_head.n_out;  // vocab, or this share's rows of it
   matmul(ctx, w.lm_head, a, logits, n);  // [n, rows]
   for (int64_t i = 0; i < n * rows; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);

@@ -62,7 +62,10 @@ class Workspace {
 // writes logits [n_logits, vocab] for the tokens that want them, in batch order. The caller guarantees
 // the batch rule of batch.h, tokens in [0, vocab), positions < kv.capacity() and batch.size() ≤
 // ws.max_tokens() (Engine checks all; check_batch says what is wrong).
-void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache& kv, Workspace& ws, float* logits);
+// hidden (may be null): also the final-normed hidden states [n_logits, d] of those tokens (what embeddings
+// pool).
+void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache& kv, Workspace& ws, float* logits,
+                  float* hidden = nullptr);
 
 // Empty when the batch can run against kv; otherwise what is wrong with it.
 std::string check_batch(const Model& model, const Batch& batch, const KVCache& kv, const Workspace& ws);

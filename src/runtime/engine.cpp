@@ -69,11 +69,11 @@ Engine::~Engine() {
   if (model_.comm().size() > 1) announce_close(model_.comm(), reinterpret_cast<int64_t>(this));
 }
 
-void Engine::forward(const Batch& batch, float* logits) {
+void Engine::forward(const Batch& batch, float* logits, float* hidden) {
   if (const std::string why = check_batch(model_, batch, cache_, ws_); !why.empty()) throw Error(why);
   announce_step(model_.comm(), reinterpret_cast<int64_t>(this), batch, cache_);
   try {
-    grok_forward(*ctx_, model_, batch, cache_, ws_, logits);  // throws only bad_alloc (packing a weight slice)
+    grok_forward(*ctx_, model_, batch, cache_, ws_, logits, hidden);  // throws only bad_alloc (packing a weight slice)
   } catch (const std::exception& e) {
     if (model_.comm().size() == 1) throw;
     throw PassFailed(std::string("a forward pass failed (") + e.what() + "); the other ranks cannot continue without it");

@@ -44,8 +44,9 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // One forward pass of a batch that follows the rule of batch.h against this engine's cache; writes
-  // [batch.n_logits(), vocab] logits. Throws groak::Error naming what is wrong with the batch.
-  void forward(const Batch& batch, float* logits);
+  // [batch.n_logits(), vocab] logits, and (hidden not null) their final-normed hidden states
+  // [batch.n_logits(), d]. Throws groak::Error naming what is wrong with the batch.
+  void forward(const Batch& batch, float* logits, float* hidden = nullptr);
   // Runs tokens of one sequence (a prompt, or one decode token) in chunks of batch() and returns logits:
   // [T, vocab] for LogitRows::All, [vocab] for LogitRows::LastOnly.
   void eval(std::span<const int32_t> tokens, std::vector<float>& logits, LogitRows rows, int32_t seq = 0);

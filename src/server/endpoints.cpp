@@ -1,5 +1,7 @@
 // Every endpoint but the generation ones (generation.cpp): its route and its handler.
+#include <span>
 #include <sstream>
+#include <string_view>
 
 #include "server/openai.h"
 #include "server/server.h"
@@ -18,23 +20,64 @@ const unsigned char kChatPage[] = {
 
 }  // namespace
 
-void HttpServer::routes() {
-  httplib::Server& h = *http_;
-  auto handler = [this](void (HttpServer::*f)(const httplib::Request&, httplib::Response&)) {
-    return [this, f](const httplib::Request& req, httplib::Response& res) { (this->*f)(req, res); };
+// Every route: method, path ("…/" ends a prefix: /v1/models/ID), and its handler.
+struct Route {
+  const char* method;
+  const char* path;
+  void (HttpServer::*handler)(const httplib::Request&, httplib::Response&);
+};
+
+const Route* HttpServer::route_table(size_t* n) {
+  static const Route kRoutes[] = {
+      {"GET", "/", &HttpServer::page},
+      {"GET", "/health", &HttpServer::health},
+      {"GET", "/v1/models", &HttpServer::models},
+      {"GET", "/v1/models/", &HttpServer::model},
+      {"GET", "/metrics", &HttpServer::metrics},
+      {"GET", "/props", &HttpServer::props},
+      {"GET", "/slots", &HttpServer::slots},
+      {"POST", "/tokenize", &HttpServer::tokenize},
+      {"POST", "/detokenize", &HttpServer::detokenize},
+      {"POST", "/v1/completions", &HttpServer::completions},
+      {"POST", "/completions", &HttpServer::completions},
+      {"POST", "/v1/chat/completions", &HttpServer::chat_completions},
+      {"POST", "/chat/completions", &HttpServer::chat_completions},
+      {"POST", "/completion", &HttpServer::completion},
+      {"POST", "/v1/embeddings", &HttpServer::embeddings},
+      {"POST", "/embeddings", &HttpServer::embeddings},
   };
-  h.Get("/", handler(&HttpServer::page));
-  h.Get("/health", handler(&HttpServer::health));
-  h.Get("/v1/models", handler(&HttpServer::models));
-  h.Get(R"(/v1/models/(.+))", handler(&HttpServer::model));
-  h.Get("/metrics", handler(&HttpServer::metrics));
-  h.Post("/tokenize", handler(&HttpServer::tokenize));
-  h.Post("/detokenize", handler(&HttpServer::detokenize));
-  for (const char* path : {"/v1/completions", "/completions"})
-    h.Post(path, [this](const httplib::Request& req, httplib::Response& res) { generation(req, res, /*chat=*/false); });
-  for (const char* path : {"/v1/chat/completions", "/chat/completions"})
-    h.Post(path, [this](const httplib::Request& req, httplib::Response& res) { generation(req, res, /*chat=*/true); });
+  *n = std::size(kRoutes);
+  return kRoutes;
 }
+
+void HttpServer::routes() {
+  size_t n = 0;
+  const Route* table = route_table(&n);
+  for (const Route& r : std::span(table, n)) {
+    auto f = [this, fn = r.handler](const httplib::Request& req, httplib::Response& res) { (this->*fn)(req, res); };
+    const std::string path = r.path;
+    const std::string pattern = path.size() > 1 && path.back() == '/' ? path + "(.+)" : path;
+    if (std::string_view(r.method) == "GET")
+      http_->Get(pattern, f);
+    else
+      http_->Post(pattern, f);
+  }
+}
+
+std::string HttpServer::allowed_methods(const std::string& path) {
+  size_t n = 0;
+  const Route* table = route_table(&n);
+  std::string methods;
+  for (const Route& r : std::span(table, n)) {
+    const std::string_view p = r.path;
+    const bool match = p.size() > 1 && p.back() == '/' ? path.size() > p.size() && path.compare(0, p.size(), p) == 0 : path == p;
+    if (match && methods.find(r.method) == std::string::npos) methods += (methods.empty() ? "" : ", ") + std::string(r.method);
+  }
+  return methods;
+}
+
+void HttpServer::completions(const httplib::Request& req, httplib::Response& res) { generation(req, res, /*chat=*/false); }
+void HttpServer::chat_completions(const httplib::Request& req, httplib::Response& res) { generation(req, res, /*chat=*/true); }
 
 void HttpServer::require_ready() const {
   if (!ready_)

@@ -47,11 +47,9 @@ json whole_reply(const ReplyShape& shape, const GenerationRequest& g, std::vecto
     json lp = nullptr;
     std::string text = c.text;
     if (!shape.chat() && g.echo) text = g.prompt_texts[c.prompt] + text;
-    if (g.logprobs) {
-      std::vector<TokenOut> all = !shape.chat() && g.echo ? c.prompt_tokens : std::vector<TokenOut>{};
-      all.insert(all.end(), c.tokens.begin(), c.tokens.end());
-      lp = shape.logprobs(all, 0);
-    }
+    if (g.logprobs)
+      lp = !shape.chat() && g.echo ? shape.echo_logprobs(c.prompt_tokens, g.prompt_texts[c.prompt], c.tokens)
+                                   : shape.logprobs(c.tokens, 0);
     out.push_back(shape.choice(c.index, ReplyShape::Part::Whole, text, lp, finish));
   }
   json reply = shape.reply(out, ReplyShape::Part::Whole);
@@ -89,6 +87,7 @@ bool Stream::pump(SseWriter& sse, bool* done) {
     }
   }
   bool all_done = true, any_news = false;
+  std::vector<json> finishes;  // sent after the loop: the last one carries the timings
   for (Choice& c : choices) {
     if (c.finished) continue;
     const auto timeout = choices.size() == 1 ? kPoll : std::chrono::milliseconds(0);
@@ -96,7 +95,8 @@ bool Stream::pump(SseWriter& sse, bool* done) {
     std::vector<TokenOut> toks = take(c, timeout);
     if (!shape.chat() && g.echo && g.logprobs && had_prompt == 0 && !c.prompt_tokens.empty()) {
       any_news = true;
-      if (!send(shape.choice(c.index, Part::Chunk, g.prompt_texts[c.prompt], shape.logprobs(c.prompt_tokens, 0), nullptr)))
+      const std::string& text = g.prompt_texts[c.prompt];
+      if (!send(shape.choice(c.index, Part::Chunk, text, shape.echo_logprobs(c.prompt_tokens, text, {}), nullptr)))
         return false;
     }
     for (TokenOut& t : toks) {
@@ -104,7 +104,9 @@ bool Stream::pump(SseWriter& sse, bool* done) {
       std::string text = shape.chat() ? chat_delta(c, t.text) : t.text;
       if (t.id < 0 && text.empty()) continue;
       json lp = nullptr;
-      if (g.logprobs && t.id >= 0) lp = shape.logprobs({t}, c.text.size());
+      // Offsets index the whole text the client assembles: the echoed prompt, then the completion.
+      const size_t before = (!shape.chat() && g.echo ? g.prompt_texts[c.prompt].size() : 0) + c.text.size();
+      if (g.logprobs && t.id >= 0) lp = shape.logprobs({t}, before);
       c.text += text;
       if (!send(shape.choice(c.index, Part::Chunk, text, lp, nullptr))) return false;
     }
@@ -114,16 +116,26 @@ bool Stream::pump(SseWriter& sse, bool* done) {
       json choice = shape.choice(c.index, Part::Chunk, shape.chat() ? std::nullopt : std::optional<std::string>(""),
                                  nullptr, finish_reason_name(r.finish));
       if (r.finish == FinishReason::Error) choice["error"] = r.error;
-      if (!send(choice)) return false;
+      finishes.push_back(std::move(choice));
     } else {
       all_done = false;
     }
   }
+  for (size_t i = 0; i < finishes.size(); ++i) {
+    json chunk = shape.reply(json::array({std::move(finishes[i])}), Part::Chunk);
+    // Without include_usage the timings extension rides on the last chunk that has a choice (OpenAI's
+    // clients read choices[0] of every chunk; an empty choices list comes only with usage).
+    if (all_done && !g.include_usage && i + 1 == finishes.size()) chunk["timings"] = timings(choices);
+    last_write = std::chrono::steady_clock::now();
+    if (!sse.event(chunk)) return false;
+  }
   if (all_done) {
-    json last = shape.reply(json::array(), Part::Chunk);
-    last["timings"] = timings(choices);
-    if (g.include_usage) last["usage"] = usage(choices, g.prompts.size());
-    if (!sse.event(last)) return false;
+    if (g.include_usage) {
+      json last = shape.reply(json::array(), Part::Chunk);
+      last["usage"] = usage(choices, g.prompts.size());
+      last["timings"] = timings(choices);
+      if (!sse.event(last)) return false;
+    }
     *done = true;
     return sse.done();
   }
@@ -134,15 +146,7 @@ bool Stream::pump(SseWriter& sse, bool* done) {
 
 }  // namespace
 
-void HttpServer::generation(const httplib::Request& req, httplib::Response& res, bool chat) {
-  require_ready();
-  const json body = parse_body(req);
-  RequestLimits limits;
-  limits.vocab = std::min<int64_t>(model_->config.vocab_size, tok_->vocab_size());
-  limits.context = scheduler_->context();
-  limits.max_choices = std::min(64, opt_.scheduler.parallel + opt_.scheduler.queue);
-  GenerationRequest g = parse_generation_request(body, chat, *tok_, opt_.chat_template, limits);
-
+std::vector<Choice> HttpServer::submit(const GenerationRequest& g, httplib::Response& res) {
   std::vector<Choice> choices;
   std::vector<std::shared_ptr<ServeJob>> jobs;
   for (size_t p = 0; p < g.prompts.size(); ++p)
@@ -171,6 +175,21 @@ void HttpServer::generation(const httplib::Request& req, httplib::Response& res,
     case Scheduler::Submit::ShuttingDown:
       throw ApiError(503, "the server is shutting down", "", "server_error", "shutting_down");
   }
+  return choices;
+}
+
+RequestLimits HttpServer::limits() const {
+  RequestLimits l;
+  l.vocab = std::min<int64_t>(model_->config.vocab_size, tok_->vocab_size());
+  l.context = scheduler_->context();
+  l.max_choices = std::min(64, opt_.scheduler.parallel + opt_.scheduler.queue);
+  return l;
+}
+
+void HttpServer::generation(const httplib::Request& req, httplib::Response& res, bool chat) {
+  require_ready();
+  GenerationRequest g = parse_generation_request(parse_body(req), chat, *tok_, opt_.chat_template, limits());
+  std::vector<Choice> choices = submit(g, res);
   ReplyShape shape(chat, random_id(chat ? "chatcmpl-" : "cmpl-"), unix_now(), opt_.model_id, *tok_);
   if (!g.stream) {
     send_json(res, 200, whole_reply(shape, g, choices));

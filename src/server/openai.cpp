@@ -93,7 +93,7 @@ std::vector<int32_t> token_ids(const json& arr, const std::string& where, int64_
 std::string message_content(const json& m, size_t index) {
   const std::string where = "messages[" + std::to_string(index) + "].content";
   auto it = m.find("content");
-  if (it == m.end() || it->is_null()) return "";
+  if (it == m.end() || it->is_null()) bad(where, "is required: the message's text (a string, or an array of text parts)");
   if (it->is_string()) return it->get<std::string>();
   if (it->is_array()) {  // content parts: only text
     std::string text;
@@ -328,7 +328,7 @@ GenerationRequest parse_generation_request(const json& body, bool chat, const To
   }
   const char* max_field = field(body, "max_completion_tokens") && chat ? "max_completion_tokens" : "max_tokens";
   const int64_t room = limits.context - static_cast<int64_t>(longest);
-  const int64_t max_tokens = get_int(body, max_field, chat ? room : kDefaultCompletionTokens);
+  const int64_t max_tokens = get_int(body, max_field, chat || limits.max_tokens_room ? room : kDefaultCompletionTokens);
   if (max_tokens < 1) bad(max_field, "must be >= 1, got " + std::to_string(max_tokens));
   if (max_tokens > room)
     throw ApiError(400,

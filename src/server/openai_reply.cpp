@@ -88,6 +88,22 @@ json ReplyShape::logprobs(const std::vector<TokenOut>& toks, size_t offset) cons
   return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
 }
 
+json ReplyShape::echo_logprobs(const std::vector<TokenOut>& prompt, const std::string& text,
+                               const std::vector<TokenOut>& generated) const {
+  json lp = logprobs(prompt, 0);
+  // The first piece's leading space is the tokenizer's dummy prefix when the text does not start with one.
+  const bool dummy = !prompt.empty() && !token_text(tok_, prompt[0].id).empty() &&
+                     token_text(tok_, prompt[0].id)[0] == ' ' && (text.empty() || text[0] != ' ');
+  for (json& o : lp["text_offset"]) {
+    const size_t at = o.get<size_t>();
+    o = std::min(dummy && at > 0 ? at - 1 : at, text.size());
+  }
+  const json more = logprobs(generated, text.size());
+  for (const char* k : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
+    for (const json& v : more[k]) lp[k].push_back(v);
+  return lp;
+}
+
 json timings(const std::vector<Choice>& choices) {
   int64_t prompt_n = 0, predicted_n = 0;
   double prompt_s = 0, decode_s = 0;

@@ -48,6 +48,10 @@ class ReplyShape {
   // Logprobs of a run of tokens: chat {"content": [...]}, completions the legacy object whose text
   // offsets start at `offset`.
   nlohmann::json logprobs(const std::vector<TokenOut>& toks, size_t offset) const;
+  // Completions with echo: the prompt's tokens, whose text offsets index `text` (the prompt as returned:
+  // SentencePiece's dummy-prefix space of the first token is not in it), then the generated ones after it.
+  nlohmann::json echo_logprobs(const std::vector<TokenOut>& prompt, const std::string& text,
+                               const std::vector<TokenOut>& generated) const;
   bool chat() const { return chat_; }
 
  private:

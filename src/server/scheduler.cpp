@@ -114,12 +114,14 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOp
   if (opt.queue < 0) throw Error("--queue must be >= 0, got " + std::to_string(opt.queue));
   check_tokenizer(tok, model.config);
   logits_.resize(static_cast<size_t>((opt.parallel + kPromptLogitRows) * model.config.vocab_size));
+  hidden_.resize(static_cast<size_t>((opt.parallel + kPromptLogitRows) * model.config.emb_size));
   slots_.resize(static_cast<size_t>(opt.parallel));
   for (int i = 0; i < opt.parallel; ++i) slots_[static_cast<size_t>(i)].seq = i;
   stats_.parallel = opt.parallel;
   stats_.context = engine_.context();
   stats_.kv_capacity = engine_.context() * opt.parallel;
   stats_.kv_bytes = engine_.cache().bytes();
+  publish_slots();
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -175,6 +177,7 @@ SchedulerStats Scheduler::stats() const {
   for (const auto& [t, n] : recent_)
     if (seconds(now - t) <= kRecentSeconds) tokens += n;
   s.recent_tokens_per_second = static_cast<double>(tokens) / kRecentSeconds;
+  s.slots = slot_info_;
   return s;
 }
 
@@ -182,7 +185,7 @@ void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
   const JobParams& p = job->params();
   // Reuse the cached prefix, but always run the last prompt token (its logits pick the first token).
   size_t reuse = std::min(common_prefix(s.cached, p.prompt), p.prompt.size() - 1);
-  if (p.prompt_logprobs) reuse = 0;  // every prompt token's logits are needed
+  if (p.prompt_logprobs || p.embedding) reuse = 0;  // every prompt token's logits (or hidden state) are needed
   s.cached.resize(reuse);
   engine_.set_length(s.seq, static_cast<int64_t>(reuse));
   s.prompt_done = reuse;
@@ -193,6 +196,7 @@ void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
   s.result.cached_tokens = static_cast<int64_t>(reuse);
   s.result.queued_seconds = seconds(std::chrono::steady_clock::now() - job->created());
   s.prompt_lp.clear();
+  s.embed_sum.assign(p.embedding ? static_cast<size_t>(model_.config.emb_size) : 0, 0.0);
   if (p.prompt_logprobs) {
     s.prompt_lp.assign(p.prompt.size(), TokenOut{});
     for (size_t i = 0; i < p.prompt.size(); ++i) {
@@ -236,6 +240,8 @@ void Scheduler::finish(Slot& s, FinishReason r, const std::string& error) {
   s.decoder.reset();
   s.next = -1;
   s.state = SlotState::Free;
+  std::lock_guard<std::mutex> lock(mu_);
+  publish_slots();
 }
 
 TokenOut Scheduler::logprobs_of(const float* logits, int32_t id, int top) const {
@@ -263,11 +269,26 @@ void Scheduler::sample_row(Slot& s, const float* logits) {
     ++stats_.generated_tokens;
   }
   if (dec.done()) {
+    s.result.stop = dec.reason();
     finish(s, finish_reason_of(dec.reason()), dec.error());
   } else {
     s.next = d.id;
     s.state = SlotState::Decoding;
   }
+}
+
+void Scheduler::embed_row(Slot& s, const float* hidden, bool last) {
+  const int64_t d = model_.config.emb_size;
+  for (int64_t i = 0; i < d; ++i) s.embed_sum[static_cast<size_t>(i)] += hidden[i];
+  if (!last) return;
+  // Mean over the prompt's tokens, then unit length (what OpenAI's and llama-server's embeddings return).
+  double norm = 0;
+  for (double v : s.embed_sum) norm += v * v;
+  norm = std::sqrt(norm);
+  s.result.embedding.resize(static_cast<size_t>(d));
+  for (int64_t i = 0; i < d; ++i)
+    s.result.embedding[static_cast<size_t>(i)] = static_cast<float>(norm > 0 ? s.embed_sum[static_cast<size_t>(i)] / norm : 0.0);
+  finish(s, FinishReason::Stop);
 }
 
 void Scheduler::step() {
@@ -297,20 +318,23 @@ void Scheduler::step() {
   for (Slot* s : reading) {
     if (budget <= 0) break;
     const JobParams& p = s->job->params();
+    const bool every_row = p.prompt_logprobs || p.embedding;  // rows kept for all prompt tokens
     int64_t n = std::min(static_cast<int64_t>(p.prompt.size() - s->prompt_done), budget);
-    if (p.prompt_logprobs) n = std::min(n, logit_rows_left);
+    if (every_row) n = std::min(n, logit_rows_left);
     if (n <= 0) continue;
     for (int64_t i = 0; i < n; ++i) {
       const size_t at = s->prompt_done + static_cast<size_t>(i);
       const bool last = at + 1 == p.prompt.size();
-      batch_.add(p.prompt[at], s->seq, engine_.position(s->seq) + i, last || p.prompt_logprobs);
-      if (last)
+      batch_.add(p.prompt[at], s->seq, engine_.position(s->seq) + i, last || every_row);
+      if (p.embedding)
+        rows_.push_back({s, RowKind::Embed, at});
+      else if (last)
         rows_.push_back({s, RowKind::Sample, at});
       else if (p.prompt_logprobs)
         rows_.push_back({s, RowKind::PromptLogprob, at});
       s->cached.push_back(p.prompt[at]);
     }
-    if (p.prompt_logprobs) logit_rows_left -= n;
+    if (every_row) logit_rows_left -= n;
     s->prompt_done += static_cast<size_t>(n);
     budget -= n;
     evaluated += static_cast<uint64_t>(n);
@@ -319,13 +343,17 @@ void Scheduler::step() {
   if (batch_.size() == 0) return;
 
   const auto t0 = std::chrono::steady_clock::now();
-  engine_.forward(batch_, logits_.data());
+  const bool any_embedding = std::any_of(rows_.begin(), rows_.end(), [](const Row& r) { return r.kind == RowKind::Embed; });
+  engine_.forward(batch_, logits_.data(), any_embedding ? hidden_.data() : nullptr);
   for (size_t r = 0; r < rows_.size(); ++r) {
     const Row& row = rows_[r];
     Slot& s = *row.slot;
     const float* lg = logits_.data() + static_cast<int64_t>(r) * V;
     if (!s.job) continue;  // finished by an earlier row of this step (cannot happen: one Sample row per slot)
-    if (row.kind == RowKind::PromptLogprob) {
+    if (row.kind == RowKind::Embed) {
+      embed_row(s, hidden_.data() + static_cast<int64_t>(r) * model_.config.emb_size,
+                row.prompt_index + 1 == s.job->params().prompt.size());
+    } else if (row.kind == RowKind::PromptLogprob) {
       const JobParams& p = s.job->params();
       const int32_t id = p.prompt[row.prompt_index + 1];
       TokenOut& t = s.prompt_lp[row.prompt_index + 1];
@@ -350,6 +378,20 @@ void Scheduler::step() {
   for (const Slot& s : slots_)
     if (s.job) used += engine_.position(s.seq);
   stats_.kv_used = used;
+  publish_slots();
+}
+
+void Scheduler::publish_slots() {  // under mu_
+  slot_info_.resize(slots_.size());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
+    SlotInfo& o = slot_info_[i];
+    o.id = s.seq;
+    o.state = s.state == SlotState::Free ? "idle" : s.state == SlotState::Prompt ? "prompt" : "generating";
+    o.cached_tokens = static_cast<int64_t>(s.cached.size());
+    o.prompt_tokens = s.job ? static_cast<int64_t>(s.job->params().prompt.size()) : 0;
+    o.generated_tokens = s.job ? s.result.completion_tokens : 0;
+  }
 }
 
 void Scheduler::loop() {

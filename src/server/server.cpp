@@ -1,5 +1,11 @@
 #include "server/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <sstream>
 
 #include "server/transport.h"
@@ -9,14 +15,21 @@ namespace groak {
 
 namespace {
 
-// Which counter a path belongs to (unknown paths share one, so the table stays bounded).
-std::string endpoint_of(const std::string& path) {
-  static const char* known[] = {"/", "/health", "/v1/models", "/v1/completions", "/v1/chat/completions", "/completions",
-                                "/chat/completions", "/tokenize", "/detokenize", "/metrics"};
-  for (const char* k : known)
-    if (path == k) return k;
-  if (path.rfind("/v1/models/", 0) == 0) return "/v1/models";
-  return "other";
+// Why host:port cannot be bound, in words (the listener's own bind only says that it failed).
+std::string bind_failure(const std::string& host, int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ipv4 = ::inet_pton(AF_INET, host.c_str(), &a.sin_addr) == 1;
+  int err = 0;
+  if (fd >= 0 && ipv4 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) err = errno;
+  if (fd >= 0) ::close(fd);
+  if (err == EADDRINUSE)
+    return "port " + std::to_string(port) + " is in use (another groak serve, or another server); pick another with --port";
+  if (err == EACCES) return "port " + std::to_string(port) + " needs privileges; pick one above 1023 with --port";
+  return "cannot listen on " + host + ":" + std::to_string(port) +
+         ": the address is not this machine's or the port is taken; pick another with --port/--host";
 }
 
 }  // namespace
@@ -27,27 +40,40 @@ HttpServer::HttpServer(ServerOptions opt) : opt_(std::move(opt)), http_(std::mak
   const int threads = opt_.http_threads > 0 ? opt_.http_threads : opt_.scheduler.parallel + opt_.scheduler.queue + 16;
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   http_->set_payload_max_length(opt_.max_body);
-  install_transport(*http_, {opt_.api_key, opt_.max_body}, [this](const std::string& path, int status) { count(path, status); });
+  // SO_REUSEADDR only (httplib's default adds SO_REUSEPORT, which lets a second server bind the same
+  // port and take half of the requests).
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  install_transport(*http_, {opt_.api_key, opt_.max_body, opt_.cors_origin, &HttpServer::allowed_methods},
+                    [this](const std::string& path, int status) { count(path, status); });
   routes();
 }
 
 HttpServer::~HttpServer() { stop(); }
 
-int HttpServer::bind() {
+int HttpServer::start() {
   if (opt_.port < 0 || opt_.port > 65535) throw Error("--port must be in [0, 65535], got " + std::to_string(opt_.port));
   int port = opt_.port;
   if (port == 0) {
     port = http_->bind_to_any_port(opt_.host);
     if (port < 0) throw Error("cannot listen on " + opt_.host + " (any port): is the address one of this machine's?");
   } else if (!http_->bind_to_port(opt_.host, port)) {
-    throw Error("cannot listen on " + opt_.host + ":" + std::to_string(port) +
-                ": the port is taken or the address is not this machine's; pick another with --port/--host");
+    throw Error(bind_failure(opt_.host, port));
   }
   static_cast<HttpTransport&>(*http_).raise_backlog();
+  listener_ = std::thread([this] { http_->listen_after_bind(); });
+  // stop() only ends a listener that is running: wait for it, so a failure right after start() (a model
+  // that cannot load) never leaves a listener behind that nobody can stop.
+  constexpr auto kStartLimit = std::chrono::seconds(10);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!http_->is_running()) {
+    if (std::chrono::steady_clock::now() - t0 > kStartLimit) throw Error("the HTTP listener did not start within 10 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return port;
 }
-
-void HttpServer::listen() { http_->listen_after_bind(); }
 
 void HttpServer::set_model(std::shared_ptr<const Model> model, std::shared_ptr<const Tokenizer> tok) {
   model_ = std::move(model);
@@ -61,11 +87,14 @@ void HttpServer::stop() {
   // Finish every job first, so handlers waiting on them return and the listener can join its threads.
   if (scheduler_) scheduler_->shutdown();
   http_->stop();
+  if (listener_.joinable()) listener_.join();
 }
 
 void HttpServer::count(const std::string& path, int status) {
   std::lock_guard<std::mutex> lock(counts_mu_);
-  ++counts_[{endpoint_of(path), status}];
+  // Unknown paths share one counter, so the table stays bounded.
+  const std::string endpoint = path.rfind("/v1/models/", 0) == 0 ? "/v1/models" : allowed_methods(path).empty() ? "other" : path;
+  ++counts_[{endpoint, status}];
 }
 
 // ---- metrics --------------------------------------------------------------------------------------------

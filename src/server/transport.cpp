@@ -1,6 +1,8 @@
 #include "server/transport.h"
 
+#include <cctype>
 #include <memory>
+#include <string_view>
 
 namespace groak {
 
@@ -44,15 +46,38 @@ json parse_body(const httplib::Request& req) {
   }
 }
 
+bool bearer_matches(const std::string& header, const std::string& key) {
+  constexpr std::string_view kScheme = "bearer";
+  if (header.size() <= kScheme.size()) return false;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != kScheme[i]) return false;
+  size_t at = kScheme.size();
+  if (header[at] != ' ' && header[at] != '\t') return false;
+  while (at < header.size() && (header[at] == ' ' || header[at] == '\t')) ++at;
+  return header.compare(at, std::string::npos, key) == 0;
+}
+
 void install_transport(httplib::Server& h, const TransportOptions& opt,
                        std::function<void(const std::string& path, int status)> count) {
-  // Before the body is read: authentication, then the size limit.
+  // Before the body is read: CORS, authentication, then the size limit.
   h.set_pre_routing_handler([opt](const httplib::Request& req, httplib::Response& res) {
+    if (!opt.cors_origin.empty()) {
+      res.set_header("Access-Control-Allow-Origin", opt.cors_origin);
+      if (opt.cors_origin != "*") res.set_header("Vary", "Origin");
+      if (req.method == "OPTIONS") {  // a browser's preflight: what a cross-origin request may send
+        const std::string allowed = opt.allowed_methods ? opt.allowed_methods(req.path) : "";
+        res.set_header("Access-Control-Allow-Methods", allowed.empty() ? "GET, POST" : allowed + ", OPTIONS");
+        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+        res.set_header("Access-Control-Max-Age", "600");
+        res.status = 204;
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
     const bool open = req.path == "/health" || (req.path == "/" && req.method == "GET");
     const bool has_body = req.has_header("Transfer-Encoding") ||
                           (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
     auto reject = [&](const ApiError& e) { has_body ? send_error_and_close(res, e) : send_error(res, e); };
-    if (!opt.api_key.empty() && !open && req.get_header_value("Authorization") != "Bearer " + opt.api_key) {
+    if (!opt.api_key.empty() && !open && !bearer_matches(req.get_header_value("Authorization"), opt.api_key)) {
       reject(ApiError(401,
                       req.has_header("Authorization") ? "the API key is wrong; send Authorization: Bearer KEY"
                                                       : "this server needs an API key: send Authorization: Bearer KEY",
@@ -75,8 +100,18 @@ void install_transport(httplib::Server& h, const TransportOptions& opt,
     return httplib::Server::HandlerResponse::Unhandled;
   });
   // Errors raised by httplib itself (404, 413 of a chunked body, 400 of a bad request line) as JSON.
-  h.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  h.set_error_handler([opt](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty() || res.has_header("Content-Type")) return;  // already an error of ours
+    if (res.status == 404 && opt.allowed_methods) {
+      if (const std::string allowed = opt.allowed_methods(req.path); !allowed.empty()) {
+        res.status = 405;
+        res.set_header("Allow", allowed);
+        res.set_content(dump(error_body(405, req.method + " " + req.path + " is not served; this endpoint takes " +
+                                                 allowed, "invalid_request_error", "method_not_allowed", "")),
+                        "application/json");
+        return;
+      }
+    }
     std::string msg = res.status == 404   ? "no such endpoint: " + req.method + " " + req.path +
                                               " (see GET /v1/models, POST /v1/completions, POST /v1/chat/completions)"
                       : res.status == 413 && req.get_header_value("Content-Type").find("form-urlencoded") != std::string::npos

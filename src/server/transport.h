@@ -23,9 +23,17 @@ class HttpTransport : public httplib::Server {
 };
 
 struct TransportOptions {
-  std::string api_key;  // empty = no authentication
+  std::string api_key;      // empty = no authentication
   size_t max_body = 1 << 20;
+  std::string cors_origin;  // empty = no CORS headers; "*" = any origin
+  // The methods a path answers ("GET", "POST", "GET, POST"); empty for an unknown path. A known path
+  // asked with another method gets 405 with an Allow header, not 404.
+  std::function<std::string(const std::string& path)> allowed_methods;
 };
+
+// True when an Authorization header carries `key` as a Bearer token (the scheme is case-insensitive,
+// RFC 7235; spaces after it are allowed).
+bool bearer_matches(const std::string& header, const std::string& key);
 
 // Text as JSON; invalid UTF-8 (a token that is one byte of a character) becomes U+FFFD.
 std::string dump(const nlohmann::json& j);
@@ -34,8 +42,9 @@ void send_error(httplib::Response& res, const ApiError& e);
 // The request's JSON body; ApiError(400) when it is empty or not JSON.
 nlohmann::json parse_body(const httplib::Request& req);
 
-// Installs on `http`: authentication and the body limit before routing (answered without reading the
-// body, on a connection then closed), httplib's own errors and uncaught exceptions as JSON errors, and
+// Installs on `http`: CORS (preflight answered, headers on every reply), authentication and the body
+// limit before routing (answered without reading the body, on a connection then closed), httplib's own
+// errors and uncaught exceptions as JSON errors (405 for a known path asked with another method), and
 // `count(path, status)` after every request.
 void install_transport(httplib::Server& http, const TransportOptions& opt,
                        std::function<void(const std::string& path, int status)> count);
