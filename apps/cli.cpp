@@ -39,9 +39,11 @@ void check_interrupt() {
 }
 
 void check_stdout() {
-  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    if (errno == EPIPE) throw OutputClosed();
     throw Error(std::string("writing to standard output failed (") + std::strerror(errno) +
-                "); is the disk full or the reading end of the pipe closed?");
+                "); is the disk full?");
+  }
 }
 
 void write_stdout(const std::string& text) {

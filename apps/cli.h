@@ -40,6 +40,12 @@ class InterruptHandler {
 struct Interrupted : Error {
   Interrupted() : Error("interrupted") {}
 };
+// The reader of standard output went away (`groak generate | head`): not an error to report; the
+// command ends quietly with kExitPipeClosed, the status a shell shows for a process ended by SIGPIPE.
+struct OutputClosed : Error {
+  OutputClosed() : Error("standard output closed by its reader") {}
+};
+constexpr int kExitPipeClosed = 141;  // 128 + SIGPIPE
 void check_interrupt();
 
 // ---- standard output: failing to write (a full disk, a closed pipe) is an error of the command.

@@ -4,6 +4,8 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "cli.h"
 #include "options.h"
@@ -11,8 +13,36 @@
 using namespace groak;
 using namespace groak::cli;
 
+namespace {
+
+// llama.cpp habits that do not fit CLI11's option grammar: `-np N` (a two-letter short option) becomes
+// --parallel, and `-ngl N` / `--n-gpu-layers N` / `--gpu-layers N` are dropped with one note, so a copied
+// llama.cpp command line runs (CLI11 would read `-ngl 99` as `-n gl`). Returns the note, if any.
+std::string rewrite_llama_habits(std::vector<std::string>& args) {
+  std::string note;
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const std::string name = a.substr(0, a.find('='));
+    if (name == "-np") {
+      out.push_back(a.size() > name.size() ? "--parallel" + a.substr(name.size()) : "--parallel");
+    } else if (name == "-ngl" || name == "--n-gpu-layers" || name == "--gpu-layers") {
+      std::string value = a.size() > name.size() ? a.substr(name.size() + 1) : "";
+      if (value.empty() && i + 1 < args.size()) value = args[++i];
+      note = name + " " + value + " ignored: no GPU offload in this build (groak runs on the CPU)";
+    } else {
+      out.push_back(a);
+    }
+  }
+  args = std::move(out);
+  return note;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  // A closed pipe becomes a write error that each command reports, not a silent death by SIGPIPE.
+  // A closed pipe becomes a write error (EPIPE) the command sees: a full disk is reported, a reader that
+  // went away (`| head`) ends the command quietly with status 141.
   std::signal(SIGPIPE, SIG_IGN);
   // One process, or a rank of a tensor-parallel group under mpirun (docs/distributed.md).
   std::unique_ptr<Job> job;
@@ -22,11 +52,27 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "groak: error: %s\n", e.what());
     return kExitError;
   }
+  std::vector<std::string> args(argv, argv + argc);
+  const std::string habit_note = rewrite_llama_habits(args);
+  if (!habit_note.empty() && job->leader()) std::fprintf(stderr, "groak: note: %s\n", habit_note.c_str());
+  std::vector<char*> arg_ptrs;
+  for (std::string& s : args) arg_ptrs.push_back(s.data());
+  argc = static_cast<int>(arg_ptrs.size());
+  arg_ptrs.push_back(nullptr);
+  argv = arg_ptrs.data();
+
   CLI::App app{"groak: runs and explains xAI's Grok-1 (314B mixture-of-experts) on the CPU"};
   app.require_subcommand(1);
   // A repeated option takes its last value (llama.cpp's behaviour; scripts/demo.sh -n 64 overrides its -n 48).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.set_version_flag("--version", "groak 0.1");
+  // A usage error is one line naming the command and the option, and where the options are listed.
+  app.failure_message([](const CLI::App* root, const CLI::Error& e) {
+    std::string cmd;
+    for (const CLI::App* s : root->get_subcommands()) cmd = s->get_name();
+    const std::string where = cmd.empty() ? "groak" : "groak " + cmd;
+    return where + ": " + e.what() + " (" + where + " --help lists the options)\n";
+  });
   const std::vector<Command> commands = all_commands();
   std::vector<CLI::App*> subs;
   for (const Command& c : commands) {
@@ -85,6 +131,8 @@ int main(int argc, char** argv) {
     const int rc = chosen->run(*job);
     if (chosen->under_mpirun) job->finish();
     return rc;
+  } catch (const OutputClosed&) {
+    return kExitPipeClosed;
   } catch (const Interrupted&) {
     std::fprintf(stderr, "groak: interrupted (Ctrl-C); partial output removed\n");
     return kExitInterrupted;

@@ -44,7 +44,7 @@ CLI::Validator number_in(double lo, double hi, const std::string& allowed) {
       "");  // the option's help says what is allowed; the message above says it on error
 }
 
-void add_model_option(CLI::App& c, std::string& model) { c.add_option("--model", model, kModelHelp)->required(); }
+void add_model_option(CLI::App& c, std::string& model) { c.add_option("-m,--model", model, kModelHelp)->required(); }
 
 void add_tokenizer_option(CLI::App& c, std::string& tokenizer, const std::string& help) {
   c.add_option("--tokenizer", tokenizer, help)->check(CLI::ExistingFile);

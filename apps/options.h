@@ -15,6 +15,11 @@
 
 namespace groak::cli {
 
+// A usage error whose message is the whole sentence (CLI11's RequiredError would append "is required").
+struct UsageError : CLI::ParseError {
+  explicit UsageError(const std::string& msg) : CLI::ParseError("UsageError", msg, CLI::ExitCodes::ValidationError) {}
+};
+
 // One subcommand: its options, the checks that need several options, and what it runs.
 struct Command {
   std::string name, description;
@@ -44,7 +49,7 @@ double leading_number(const std::string& s, size_t* used);
 // A number option's check with a message a person can read ("between 0 and 1e6", not 309 digits).
 CLI::Validator number_in(double lo, double hi, const std::string& allowed);
 
-// --model
+// -m,--model
 void add_model_option(CLI::App& c, std::string& model);
 // --tokenizer (an existing file); `help` says where the default comes from.
 void add_tokenizer_option(CLI::App& c, std::string& tokenizer, const std::string& help);

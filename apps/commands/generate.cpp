@@ -14,6 +14,8 @@ namespace {
 struct GenerateArgs {
   std::string model, tokenizer, prompt, prompt_file;
   bool bos = false, escape = false, echo = false;
+  const CLI::Option* prompt_opt = nullptr;  // given, even as "" (-p "" --bos is the BOS token alone)
+  const CLI::Option* prompt_file_opt = nullptr;
   SamplingArgs sampling;
   EngineArgs engine;
 };
@@ -77,6 +79,8 @@ Command generate_command() {
     auto* p_opt = cmd.add_option("-p,--prompt", a->prompt, "prompt text");
     auto* pf_opt = cmd.add_option("-f,--prompt-file", a->prompt_file, "read the prompt from a file ('-' = stdin)");
     p_opt->excludes(pf_opt);
+    a->prompt_opt = p_opt;
+    a->prompt_file_opt = pf_opt;
     add_predict_option(cmd, a->sampling, "tokens to generate at most; -1 = until EOS or the end of the context");
     add_sampling_options(cmd, a->sampling);
     cmd.add_flag("-e,--escape", a->escape, "process escapes in the prompt: \\n \\t \\\\ \\\" \\' (as llama.cpp's -e)");
@@ -86,8 +90,8 @@ Command generate_command() {
     add_engine_options(cmd, a->engine, "context size in tokens (default: the model's sequence_len)");
   };
   c.check = [a] {
-    if (a->prompt.empty() && a->prompt_file.empty())
-      throw CLI::RequiredError("generate needs --prompt TEXT or --prompt-file F ('-' for stdin)");
+    if (a->prompt_opt->count() == 0 && a->prompt_file_opt->count() == 0)
+      throw UsageError("generate needs a prompt: -p TEXT, or -f FILE ('-' for stdin)");
   };
   c.run = [a](Job& job) { return run_generate(*a, job); };
   return c;

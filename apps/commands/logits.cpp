@@ -80,7 +80,7 @@ Command logits_command() {
     add_engine_options(cmd, a->engine, nullptr);  // the context is the number of tokens
   };
   c.check = [a] {
-    if (a->tokens.empty() && a->tokens_file.empty()) throw CLI::RequiredError("logits needs --tokens or --tokens-file");
+    if (a->tokens.empty() && a->tokens_file.empty()) throw UsageError("logits needs --tokens or --tokens-file");
   };
   c.run = [a](Job& job) { return run_logits(*a, job); };
   return c;

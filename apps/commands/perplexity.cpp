@@ -147,8 +147,8 @@ Command perplexity_command() {
   };
   c.check = [a] {
     if (a->kld && a->kld_base.empty())
-      throw CLI::RequiredError("--kl-divergence needs --kl-divergence-base FILE (made by a run without --kl-divergence)");
-    if (!a->kld && a->file.empty()) throw CLI::RequiredError("perplexity needs --file TEXT ('-' for stdin)");
+      throw UsageError("--kl-divergence needs --kl-divergence-base FILE (made by a run without --kl-divergence)");
+    if (!a->kld && a->file.empty()) throw UsageError("perplexity needs --file TEXT ('-' for stdin)");
     if (a->engine.ctx < 4) throw CLI::ValidationError("--ctx", "a window needs at least 4 tokens");
   };
   c.run = [a](Job& job) { return run_perplexity(*a, job); };

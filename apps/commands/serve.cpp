@@ -46,8 +46,8 @@ int run_serve(ServeArgs& a) {
     server.set_model(model, tok);
     Scheduler* s = server.scheduler();
     std::fprintf(stderr,
-                 "groak serve: ready: %s (%s%s), %d slots x %lld tokens of context, KV cache %s (%s, allocated up "
-                 "front), queue %d\n",
+                 "groak serve: ready: %s (%s%s), %d slots x %lld tokens of context each (-c is per slot; "
+                 "llama-server's -c is the total over its slots), KV cache %s (%s, allocated up front), queue %d\n",
                  o.model_id.c_str(), model->format.c_str(), o.random_weights ? ", RANDOM weights" : "", s->parallel(),
                  static_cast<long long>(s->context()), human_bytes(static_cast<double>(s->kv_bytes())).c_str(),
                  a.engine.cache_type.c_str(), so.queue);
@@ -96,8 +96,8 @@ Command serve_command() {
         ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));
     cmd.add_option("--max-body", a->opt.max_body, "largest request body in bytes (larger: 413)")->capture_default_str()
         ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
-    add_engine_options(cmd, a->engine, "context per slot in tokens (default: the model's sequence_len); every slot's "
-                                       "KV cache is allocated up front");
+    add_engine_options(cmd, a->engine, "context per slot in tokens (default: the model's sequence_len; llama-server's "
+                                       "-c is the total over its slots); every slot's KV cache is allocated up front");
   };
   c.run = [a](Job&) { return run_serve(*a); };
   return c;

@@ -41,7 +41,7 @@ int run_detokenize(const TokenizerArgs& a) {
       throw Error("token id " + std::to_string(ids[i]) + " (at index " + std::to_string(i) +
                   ") is outside the tokenizer's vocabulary [0, " + std::to_string(tok.vocab_size()) + ")");
   }
-  write_stdout(tok.decode(ids) + "\n");
+  write_stdout(tok.decode(ids));  // exactly the text: tokenize | detokenize round-trips
   check_stdout();
   return 0;
 }

@@ -91,9 +91,11 @@ json ReplyShape::logprobs(const std::vector<TokenOut>& toks, size_t offset) cons
 json ReplyShape::echo_logprobs(const std::vector<TokenOut>& prompt, const std::string& text,
                                const std::vector<TokenOut>& generated) const {
   json lp = logprobs(prompt, 0);
-  // The first piece's leading space is the tokenizer's dummy prefix when the text does not start with one.
-  const bool dummy = !prompt.empty() && !token_text(tok_, prompt[0].id).empty() &&
-                     token_text(tok_, prompt[0].id)[0] == ' ' && (text.empty() || text[0] != ' ');
+  // SentencePiece's decode drops the dummy-prefix space its first piece starts with: then the pieces
+  // are one character longer than the text, and every offset after the first moves back by one.
+  std::string pieces;
+  for (const TokenOut& t : prompt) pieces += token_text(tok_, t.id);
+  const bool dummy = !pieces.empty() && pieces[0] == ' ' && pieces.size() == text.size() + 1;
   for (json& o : lp["text_offset"]) {
     const size_t at = o.get<size_t>();
     o = std::min(dummy && at > 0 ? at - 1 : at, text.size());
