@@ -6,11 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-BUILD_TARGET=groak scripts/build.sh build >/dev/null
+BUILD_TARGET=groak scripts/build.sh build >&2  # progress on stderr: stdout holds only the text
 model="${XDG_CACHE_HOME:-$HOME/.cache}/groak/demo-v1"
 if [ ! -f "$model/tokenizer.model" ]; then
-  build/groak synth --preset demo --seed 1 --out "$model" --force  # a run interrupted before the tokenizer
-  build/groak train-tokenizer --corpus data/corpus.txt --vocab 2048 --out "$model/tokenizer.model"
+  # synth also trains the preset's 2048-piece tokenizer on the built-in corpus (--force: a run interrupted before it)
+  build/groak synth --preset demo --seed 1 --out "$model" --force
 fi
 echo "groak demo: a synthetic Grok-1-architecture model with RANDOM weights ($model)." >&2
 echo "The text is gibberish by design; the format (ckpt-0 pickles) and the code path are the real ones." >&2

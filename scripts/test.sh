@@ -11,6 +11,8 @@ echo "== fuzzing the parsers (${FUZZ_SECONDS:-15} s per target)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 echo "== tests (Release)"
 ctest --test-dir build --output-on-failure -j 2
+scripts/skipped.sh build
 echo "== tests (ASan+UBSan)"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j 2
+scripts/skipped.sh build-asan

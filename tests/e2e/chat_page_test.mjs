@@ -1,7 +1,9 @@
 // The chat page at GET / in a real browser (Debian's chromium, driven by playwright-core): it names the
 // model, says the weights are random, streams a reply into the page as it is generated (several updates,
-// not one), shows the speed, and its Stop button ends a reply. Run by tests/e2e/run.sh (GROAK_URL,
-// CHROMIUM set).
+// not one), shows the speed, and its Stop button ends a reply; against a server with an API key and a small
+// context, it shows the server's error messages in the conversation (a missing key, with where to enter
+// it) and sizes max_tokens to fit the context. Run by tests/e2e/run.sh (GROAK_URL, GROAK_KEY_URL,
+// GROAK_KEY, CHROMIUM set).
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
@@ -69,6 +71,35 @@ try {
   }
   console.log("ok   Stop ends a reply (" + JSON.stringify(stopped) + ")");
   assert.deepEqual(errors, [], "no script errors on the page");
+
+  // A server with an API key: the page says what is missing and where to enter it, in the conversation.
+  const keyed = await browser.newPage();
+  keyed.on("pageerror", (e) => errors.push(e.message));
+  await keyed.goto(process.env.GROAK_KEY_URL + "/");
+  await keyed.waitForSelector(".msg.error", { timeout: 30000 });
+  const keyError = await keyed.textContent(".msg.error");
+  assert.match(keyError, /needs an API key/, "the missing key is explained: " + keyError);
+  assert.match(keyError, /API key/, "the page says where to enter it");
+  await keyed.fill("#input", "Hi");
+  await keyed.click("#send");
+  await keyed.waitForFunction(() => document.querySelectorAll(".msg.error").length >= 2, null, { timeout: 30000 });
+  console.log("ok   a missing API key is explained in the conversation: " + JSON.stringify(keyError));
+  // With the key, and max_tokens far beyond the 256-token context: the page asks for what fits.
+  await keyed.fill("#api_key", process.env.GROAK_KEY);
+  await keyed.dispatchEvent("#api_key", "change");
+  await keyed.fill("#temperature", "0");
+  await keyed.fill("#max_tokens", "100000");
+  await keyed.waitForFunction(() => document.getElementById("model").textContent.includes("256 tokens"), null, { timeout: 30000 });
+  await keyed.fill("#input", "Hello there");
+  await keyed.click("#send");
+  // The refused "Hi" left one finished assistant message; this is the second.
+  await keyed.waitForSelector(".msg.assistant.done >> nth=1", { timeout: 60000 });
+  const fitted = await keyed.textContent(".msg.assistant >> nth=1 >> .meta");
+  assert.equal(await keyed.locator(".msg.error").count(), 2, "no new error once the key is given");
+  const lastError = await keyed.locator(".msg.error").last().textContent();
+  assert.doesNotMatch(fitted, /error/, "the reply was not refused: " + fitted + "; " + lastError);
+  console.log("ok   with the key, max_tokens 100000 is sized to the 256-token context (" + JSON.stringify(fitted) + ")");
+  assert.deepEqual(errors, [], "no script errors on the pages");
 } catch (e) {
   failed = true;
   console.log("FAIL " + (e.stack || e));

@@ -19,34 +19,43 @@ if [ "$which_test" = browser ]; then
 fi
 
 work="$(mktemp -d /tmp/groak-e2e-XXXXXX)"
-server_pid=""
+server_pids=""
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  for pid in $server_pids; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
+# synth trains the preset's 512-piece tokenizer beside the checkpoint.
 "$groak" synth --preset tiny --seed 5 --out "$work/model" >/dev/null 2>&1
-"$groak" train-tokenizer --corpus "$here/../../data/corpus.txt" --vocab 512 --out "$work/model/tokenizer.model" >/dev/null 2>&1
-"$groak" serve --model "$work/model" --port 0 --parallel 4 --queue 8 --ctx-size 4096 -t 2 --alias tiny-e2e \
-  2>"$work/server.log" &
-server_pid=$!
-port=""
-for _ in $(seq 1 300); do
-  grep -q "ready:" "$work/server.log" && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "the server exited" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "ready:" "$work/server.log" || { cat "$work/server.log" >&2; echo "the server never got ready" >&2; exit 1; }
-port="$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/server.log")"
-
+# Starts a server (its log in $work/$1.log, extra options after) and sets $port once it is ready.
+start_server() {
+  local name="$1"; shift
+  "$groak" serve --model "$work/model" --port 0 --parallel 4 --queue 8 -t 2 --alias tiny-e2e "$@" \
+    2>"$work/$name.log" &
+  server_pids="$server_pids $!"
+  for _ in $(seq 1 300); do
+    grep -q "ready:" "$work/$name.log" && break
+    kill -0 "$!" 2>/dev/null || { cat "$work/$name.log" >&2; echo "the server exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  grep -q "ready:" "$work/$name.log" || { cat "$work/$name.log" >&2; echo "the server never got ready" >&2; exit 1; }
+  port="$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/$name.log")"
+}
+start_server server --ctx-size 4096
 export GROAK_URL="http://127.0.0.1:$port"
+if [ "$which_test" = browser ]; then  # a second server with an API key and a small context, for the page's errors
+  start_server keyed --ctx-size 256 --api-key sekret
+  export GROAK_KEY_URL="http://127.0.0.1:$port" GROAK_KEY=sekret
+fi
 status=0
 case "$which_test" in
   openai) node "$here/openai_test.mjs" || status=$? ;;
   browser) node "$here/chat_page_test.mjs" || status=$? ;;
   *) echo "unknown test '$which_test' (openai or browser)" >&2; exit 2 ;;
 esac
-kill -0 "$server_pid" 2>/dev/null || { echo "the server died during the test" >&2; cat "$work/server.log" >&2; exit 1; }
-[ "$status" -eq 0 ] || cat "$work/server.log" >&2
+for pid in $server_pids; do
+  kill -0 "$pid" 2>/dev/null || { echo "a server died during the test" >&2; cat "$work"/*.log >&2; exit 1; }
+done
+[ "$status" -eq 0 ] || cat "$work"/*.log >&2
 exit "$status"
