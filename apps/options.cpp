@@ -50,11 +50,16 @@ void add_tokenizer_option(CLI::App& c, std::string& tokenizer, const std::string
   c.add_option("--tokenizer", tokenizer, help)->check(CLI::ExistingFile);
 }
 
-void add_engine_options(CLI::App& c, EngineArgs& a, const char* ctx_help) {
+void add_engine_options(CLI::App& c, EngineArgs& a, const char* ctx_help, bool thread_list) {
   if (ctx_help)
     c.add_option("-c,--ctx,--ctx-size", a.ctx, ctx_help)
         ->check(number_in(1, 1 << 24, "a positive number of tokens (at most the model's sequence_len)"));
-  c.add_option("-t,--threads", a.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
+  if (thread_list)
+    c.add_option("-t,--threads", a.thread_list, "threads, or a comma-separated list of counts to run each test with "
+                                                "(default: every core)")
+        ->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)->check(CLI::Range(1, 4096));
+  else
+    c.add_option("-t,--threads", a.threads, kThreadsHelp)->check(CLI::Range(1, 4096));
   c.add_option("--kernels", a.kernels, kKernelsHelp)
       ->check(CLI::IsMember({"fast", "avx512vnni", "avx2", "portable", "reference"}))
       ->capture_default_str();

@@ -58,10 +58,12 @@ void add_tokenizer_option(CLI::App& c, std::string& tokenizer, const std::string
 struct EngineArgs {
   int64_t ctx = 0;                 // 0 = the model's sequence_len (or the command's default)
   int threads = 0;                 // 0 = every core (divided among the ranks of a host under mpirun)
+  std::vector<int> thread_list{};  // bench: -t 1,2,4 (several runs); empty = every core
   std::string kernels = "fast";
   std::string cache_type = "f32";
 };
-void add_engine_options(CLI::App& c, EngineArgs& a, const char* ctx_help);
+// thread_list: -t takes a comma-separated list into a.thread_list (bench) instead of one count.
+void add_engine_options(CLI::App& c, EngineArgs& a, const char* ctx_help, bool thread_list = false);
 // The kernel table and cache type named by the options; throws groak::Error for a table this CPU lacks.
 const Kernels& kernels_named(const std::string& name);
 KvType cache_type_named(const std::string& name);

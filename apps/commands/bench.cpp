@@ -1,8 +1,12 @@
 // groak bench: llama-bench's prompt (pp) and generation (tg) tests, against this machine's read bandwidth
-// and FMA peak measured in the same run.
+// and FMA peak measured in the same run. Several -p/-n/-t values run one after another on the model loaded
+// once; -o md|csv|json|jsonl as llama-bench's -o; --profile adds the time of each phase of the step.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+
+#include <nlohmann/json.hpp>
 
 #include "../cli.h"
 #include "../options.h"
@@ -12,53 +16,193 @@ namespace groak::cli {
 
 namespace {
 
+using json = nlohmann::ordered_json;  // columns in the order written, model first as llama-bench's
+
 struct BenchArgs {
-  std::string model;
+  std::string model, output = "md";
+  std::vector<int64_t> prompts{512}, gens{128};
   BenchOptions opt;
   EngineArgs engine;
 };
 
+// The phases of PhaseTimes, in the order the step runs them.
+constexpr std::pair<const char*, double PhaseTimes::*> kPhases[] = {
+    {"embed", &PhaseTimes::embed},     {"attention", &PhaseTimes::attention}, {"router", &PhaseTimes::router},
+    {"experts", &PhaseTimes::experts}, {"head", &PhaseTimes::head},           {"reduce", &PhaseTimes::reduce}};
+
+// One measured test (pp or tg) as a row of every output format.
+json test_row(const BenchArgs& a, const Model& m, const BenchResult& r, bool pp, int64_t tokens) {
+  const BenchStat& st = pp ? r.pp : r.tg;
+  uint64_t size = 0;
+  for (const auto& t : m.tensors) size += t.bytes;
+  json row = {{"model_filename", std::filesystem::path(m.location).filename().string()},
+              {"model_type", m.format},
+              {"model_size", size},
+              {"model_n_params", m.parameter_count()},
+              {"kernels", r.kernels},
+              {"n_threads", r.threads},
+              {"n_prompt", pp ? tokens : 0},
+              {"n_gen", pp ? 0 : tokens},
+              {"n_depth", a.opt.depth},
+              {"n_batch", a.opt.batch},
+              {"repetitions", a.opt.reps},
+              {"test", (pp ? "pp" : "tg") + std::to_string(tokens) + (a.opt.depth > 0 ? " @ d" + std::to_string(a.opt.depth) : "")},
+              {"avg_ts", st.mean},
+              {"stddev_ts", st.stddev}};
+  if (pp) {
+    row["macs_per_token"] = r.macs_per_prompt_token;
+    row["gmacs"] = r.macs_per_prompt_token * st.mean / 1e9;
+    row["fma_peak_gmacs"] = r.fma_gmacs;
+  } else {
+    row["bytes_per_token"] = r.bytes_per_token;
+    row["weights_gbs"] = static_cast<double>(r.bytes_per_token) * st.mean / 1e9;
+    row["read_bandwidth_gbs"] = r.read_gbs;
+  }
+  if (a.opt.profile) {  // milliseconds per token of each phase; "other": sampling, batching, the loop
+    const PhaseTimes& ph = pp ? r.pp_phases : r.tg_phases;
+    const double per = 1e3 / static_cast<double>(tokens * a.opt.reps);
+    json prof;
+    for (const auto& [name, field] : kPhases) prof[name] = ph.*field * per;
+    prof["other"] = std::max(0.0, (pp ? r.pp_seconds : r.tg_seconds) - ph.total()) * per;
+    row["profile_ms_per_token"] = prof;
+  }
+  return row;
+}
+
+void print_md(const std::vector<json>& rows, bool profile) {
+  std::printf("| model | size | params | kernels | threads | test | t/s |\n|---|---:|---:|---|---:|---|---:|\n");
+  for (const json& r : rows)
+    std::printf("| %s | %s | %.2f B | %s | %d | %s | %.2f ± %.2f |\n", r["model_filename"].get<std::string>().c_str(),
+                human_bytes(r["model_size"].get<double>()).c_str(), r["model_n_params"].get<double>() / 1e9,
+                r["kernels"].get<std::string>().c_str(), r["n_threads"].get<int>(), r["test"].get<std::string>().c_str(),
+                r["avg_ts"].get<double>(), r["stddev_ts"].get<double>());
+  std::printf("\n");
+  for (const json& r : rows) {
+    const int t = r["n_threads"].get<int>();
+    const std::string test = r["test"].get<std::string>() + ", " + std::to_string(t) + (t == 1 ? " thread" : " threads");
+    if (r.contains("bytes_per_token")) {
+      const double gbs = r["weights_gbs"], bw = r["read_bandwidth_gbs"];
+      std::printf("decode %s: %s of weights per token x %.2f tok/s = %.1f GB/s", test.c_str(),
+                  human_bytes(r["bytes_per_token"].get<double>()).c_str(), r["avg_ts"].get<double>(), gbs);
+      if (bw > 0) std::printf(" = %.0f %% of the %.1f GB/s read bandwidth measured in this run", 100 * gbs / bw, bw);
+    } else {
+      const double g = r["gmacs"], peak = r["fma_peak_gmacs"];
+      std::printf("prefill %s: %.2f GMAC per token x %.2f tok/s = %.1f GMAC/s", test.c_str(),
+                  r["macs_per_token"].get<double>() / 1e9, r["avg_ts"].get<double>(), g);
+      if (peak > 0) std::printf(" = %.0f %% of the %.1f GMAC/s f32 FMA peak measured in this run", 100 * g / peak, peak);
+    }
+    std::printf("\n");
+  }
+  if (!profile) return;
+  std::printf("\nms per token in each phase of the step (share of the test's time):\n\n| test | threads |");
+  for (const auto& [name, field] : kPhases) std::printf(" %s |", name);
+  std::printf(" other |\n|---|---:|");
+  for (size_t i = 0; i <= std::size(kPhases); ++i) std::printf("---:|");
+  std::printf("\n");
+  for (const json& r : rows) {
+    const json& p = r["profile_ms_per_token"];
+    double total = 0;
+    for (const auto& [k, v] : p.items()) total += v.get<double>();
+    std::printf("| %s | %d |", r["test"].get<std::string>().c_str(), r["n_threads"].get<int>());
+    for (const auto& [name, field] : kPhases)
+      std::printf(" %.3f (%.0f %%) |", p[name].get<double>(), total > 0 ? 100 * p[name].get<double>() / total : 0.0);
+    std::printf(" %.3f (%.0f %%) |\n", p["other"].get<double>(), total > 0 ? 100 * p["other"].get<double>() / total : 0.0);
+  }
+}
+
+// CSV: one header, then one line per test; nested profile fields flattened as profile_<phase>_ms.
+void print_csv(const std::vector<json>& rows) {
+  std::vector<std::string> keys;
+  for (const json& r : rows)
+    for (const auto& [k, v] : r.items()) {
+      std::vector<std::string> names;
+      if (v.is_object())
+        for (const auto& [pk, pv] : v.items()) names.push_back("profile_" + pk + "_ms");
+      else
+        names.push_back(k);
+      for (const std::string& n : names)
+        if (std::find(keys.begin(), keys.end(), n) == keys.end()) keys.push_back(n);
+    }
+  for (size_t i = 0; i < keys.size(); ++i) std::printf("%s%s", i ? "," : "", keys[i].c_str());
+  std::printf("\n");
+  for (const json& r : rows) {
+    json flat;
+    for (const auto& [k, v] : r.items()) {
+      if (v.is_object())
+        for (const auto& [pk, pv] : v.items()) flat["profile_" + pk + "_ms"] = pv;
+      else
+        flat[k] = v;
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const json v = flat.value(keys[i], json());
+      // Strings are quoted (a model file name may hold a comma); numbers as JSON writes them.
+      std::printf("%s%s", i ? "," : "", v.is_null() ? "" : v.dump().c_str());
+    }
+    std::printf("\n");
+  }
+}
+
 int run_bench_cli(BenchArgs& a, Job& job) {
   a.opt.cache_type = cache_type_named(a.engine.cache_type);
+  if (job.size() > 1 && a.engine.thread_list.size() > 1)
+    throw Error("several -t values run one after another in one process; under mpirun give one");
   Model m = job.load([&] {
     a.opt.kernels = &kernels_named(a.engine.kernels);
     return load_with_progress(a.model);
   });
-  a.opt.threads = a.engine.threads;
-  if (!job.leader()) return job.follow(m, a.opt.threads, *a.opt.kernels);
-  if (a.opt.threads == 0) a.opt.threads = job.default_threads();
+  std::vector<int> threads = a.engine.thread_list;
+  if (threads.empty()) threads.push_back(0);
+  if (!job.leader()) return job.follow(m, threads[0], *a.opt.kernels);
+  for (int& t : threads)
+    if (t == 0) t = job.default_threads();
   std::fprintf(stderr, "bench: %s, warming up (the first pass reads the weights into memory)\n", m.format.c_str());
-  BenchResult r = run_bench(m, a.opt);
-  uint64_t size = 0;
-  for (const auto& t : m.tensors) size += t.bytes;
-  const std::string name = std::filesystem::path(m.location).filename().string();
-  std::printf("| model | size | params | kernels | threads | test | t/s |\n|---|---:|---:|---|---:|---|---:|\n");
-  auto row = [&](const std::string& test, const BenchStat& st) {
-    std::printf("| %s | %s | %.2f B | %s | %d | %s | %.2f ± %.2f |\n", name.c_str(), human_bytes(static_cast<double>(size)).c_str(),
-                static_cast<double>(m.parameter_count()) / 1e9, r.kernels.c_str(), r.threads, test.c_str(), st.mean, st.stddev);
-  };
-  const std::string at = a.opt.depth > 0 ? " @ d" + std::to_string(a.opt.depth) : "";
-  if (a.opt.prompt > 0) row("pp" + std::to_string(a.opt.prompt) + at, r.pp);
-  if (a.opt.gen > 0) row("tg" + std::to_string(a.opt.gen) + at, r.tg);
-  std::printf("\n");
-  if (a.opt.gen > 0) {
-    const double gbs = static_cast<double>(r.bytes_per_token) * r.tg.mean / 1e9;
-    std::printf("decode:  %s of weights per token x %.2f tok/s = %.1f GB/s", human_bytes(static_cast<double>(r.bytes_per_token)).c_str(),
-                r.tg.mean, gbs);
-    if (r.read_gbs > 0) std::printf(" = %.0f %% of the %.1f GB/s read bandwidth measured in this run", 100 * gbs / r.read_gbs, r.read_gbs);
-    std::printf("\n");
+  std::vector<json> rows;
+  for (int t : threads) {
+    bool probed = false;  // the machine's ceilings, once per thread count, shown beside every test
+    double read_gbs = 0, fma_gmacs = 0;
+    auto run = [&](int64_t prompt, int64_t gen) {
+      BenchOptions o = a.opt;
+      o.threads = t;
+      o.prompt = prompt;
+      o.gen = gen;
+      o.probes = a.opt.probes && !probed;
+      std::fprintf(stderr, "bench: %s%lld, %d threads\n", prompt ? "pp" : "tg",
+                   static_cast<long long>(prompt ? prompt : gen), t);
+      BenchResult r = run_bench(m, o);
+      if (o.probes) {
+        read_gbs = r.read_gbs;
+        fma_gmacs = r.fma_gmacs;
+        probed = true;
+      }
+      r.read_gbs = read_gbs;
+      r.fma_gmacs = fma_gmacs;
+      rows.push_back(test_row(a, m, r, prompt > 0, prompt ? prompt : gen));
+      if (job.size() > 1)
+        rows.back()["tensor_parallel"] = {{"ranks", job.size()},
+                                          {"comm_share", prompt ? r.pp_comm_share : r.tg_comm_share},
+                                          {"all_reduces_per_token", r.tg_all_reduces_per_token}};
+    };
+    for (int64_t p : a.prompts)
+      if (p > 0) run(p, 0);
+    for (int64_t n : a.gens)
+      if (n > 0) run(0, n);
   }
-  if (a.opt.prompt > 0) {
-    const double gmacs = r.macs_per_prompt_token * r.pp.mean / 1e9;
-    std::printf("prefill: %.2f GMAC per token x %.2f tok/s = %.1f GMAC/s", r.macs_per_prompt_token / 1e9, r.pp.mean, gmacs);
-    if (r.fma_gmacs > 0)
-      std::printf(" = %.0f %% of the %.1f GMAC/s f32 FMA peak measured in this run", 100 * gmacs / r.fma_gmacs, r.fma_gmacs);
-    std::printf("\n");
+  if (a.output == "md") {
+    print_md(rows, a.opt.profile);
+    for (const json& r : rows)
+      if (r.contains("tensor_parallel"))
+        std::printf("tensor parallel %s: %d ranks, rank 0's time in all-reduces and gathers (waiting for the other "
+                    "ranks included) %.0f %%, %.0f all-reduces per decoded token\n",
+                    r["test"].get<std::string>().c_str(), r["tensor_parallel"]["ranks"].get<int>(),
+                    100 * r["tensor_parallel"]["comm_share"].get<double>(),
+                    r["tensor_parallel"]["all_reduces_per_token"].get<double>());
+  } else if (a.output == "csv") {
+    print_csv(rows);
+  } else if (a.output == "json") {
+    std::printf("%s\n", json(rows).dump(2).c_str());
+  } else {  // jsonl
+    for (const json& r : rows) std::printf("%s\n", r.dump().c_str());
   }
-  if (job.size() > 1)
-    std::printf("tensor parallel: %d ranks, %.0f all-reduces per decoded token; rank 0's time in all-reduces and gathers "
-                "(waiting for the other ranks included): pp %.0f %%, tg %.0f %%\n",
-                job.size(), r.tg_all_reduces_per_token, 100 * r.pp_comm_share, 100 * r.tg_comm_share);
   check_stdout();
   return 0;
 }
@@ -74,9 +218,12 @@ Command bench_command() {
   c.under_mpirun = true;
   c.options = [a](CLI::App& cmd) {
     add_model_option(cmd, a->model);
-    cmd.add_option("-p,--n-prompt", a->opt.prompt, "prompt tokens of the pp test (0 = skip)")->capture_default_str()
+    // Lists as llama-bench takes them: -p 128,512 (or -p 128 -p 512) runs both.
+    cmd.add_option("-p,--n-prompt", a->prompts, "prompt tokens of the pp test, or a comma-separated list (0 = skip)")
+        ->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)->capture_default_str()
         ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-    cmd.add_option("-n,--n-gen", a->opt.gen, "tokens of the tg test (0 = skip)")->capture_default_str()
+    cmd.add_option("-n,--n-gen", a->gens, "tokens of the tg test, or a comma-separated list (0 = skip)")
+        ->delimiter(',')->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)->capture_default_str()
         ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
     cmd.add_option("-r,--repetitions", a->opt.reps, "repetitions of each test")->capture_default_str()
         ->check(CLI::Range(1, 1000));
@@ -85,10 +232,18 @@ Command bench_command() {
     cmd.add_flag("--no-probes", [a](int64_t) { a->opt.probes = false; }, "skip the bandwidth and FMA probes");
     cmd.add_option("-d,--depth", a->opt.depth, "tokens already in the context when each test starts")
         ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
-    add_engine_options(cmd, a->engine, nullptr);  // the context is what the tests need
+    cmd.add_option("-o,--output", a->output, "output format: md (a table and the ceilings), csv, json or jsonl "
+                                             "(llama-bench's -o; machine-readable ones print only the rows)")
+        ->capture_default_str()->check(CLI::IsMember({"md", "csv", "json", "jsonl"}));
+    cmd.add_flag("--profile", a->opt.profile,
+                 "time each phase of the step (embed, attention, router, experts, head, reduce) in the measured runs");
+    add_engine_options(cmd, a->engine, nullptr, /*thread_list=*/true);  // the context is what the tests need
   };
   c.check = [a] {
-    if (a->opt.prompt == 0 && a->opt.gen == 0) throw CLI::ValidationError("bench: -p and -n are both 0; nothing to measure");
+    bool any = false;
+    for (int64_t v : a->prompts) any = any || v > 0;
+    for (int64_t v : a->gens) any = any || v > 0;
+    if (!any) throw UsageError("-p and -n are both 0: nothing to measure");
   };
   c.run = [a](Job& job) { return run_bench_cli(*a, job); };
   return c;

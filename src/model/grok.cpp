@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cmath>
 #include <string>
 
@@ -18,6 +19,24 @@
 namespace groak {
 
 namespace {
+
+// Adds the time since the previous lap to one phase of ws.phases; nothing when profiling is off.
+class PhaseClock {
+ public:
+  explicit PhaseClock(PhaseTimes* p) : p_(p) {
+    if (p_) t_ = std::chrono::steady_clock::now();
+  }
+  void lap(double PhaseTimes::*phase) {
+    if (!p_) return;
+    const auto t = std::chrono::steady_clock::now();
+    p_->*phase += std::chrono::duration<double>(t - t_).count();
+    t_ = t;
+  }
+
+ private:
+  PhaseTimes* p_;
+  std::chrono::steady_clock::time_point t_;
+};
 
 // Applies an RMSNorm row by row: x [T, d] -> y [T, d] (y may alias x).
 void rms_norm_rows(Context& ctx, const float* x, const std::vector<float>& scale, float* y, int64_t T, int64_t d,
@@ -92,7 +111,8 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
 }
 
 // moe: x [T, d] (already rms_norm_2'ed) -> out [T, d] (before rms_norm_3).
-void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, int64_t T, Workspace& ws, float* out) {
+void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, int64_t T, Workspace& ws, float* out,
+         PhaseClock& clock) {
   const Kernels& k = ctx.kernels();
   const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts, top = c.num_selected_experts;
 
@@ -110,6 +130,7 @@ void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, i
       ws.routed_gate[at] = p[e];
     }
   }
+  clock.lap(&PhaseTimes::router);
 
   std::fill(out, out + T * d, 0.f);
   // Each expert runs once on all of its tokens, so its weights are read once per batch.
@@ -176,6 +197,7 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   Communicator& comm = model.comm();
   assert(check_batch(model, batch, kv, ws).empty());  // Engine::forward checks it in every build
 
+  PhaseClock clock(ws.phases);
   group_by_sequence(batch, kv.n_seq(), ws);  // for the key-padding mask
 
   // in_out_embed: h = E[token] · embedding_multiplier_scale.  h: [T, d] residual stream.
@@ -192,7 +214,9 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
     k.get_row(E, row, h + t * d);
     for (int64_t i = 0; i < d; ++i) h[t * d + i] *= static_cast<float>(c.embedding_multiplier_scale);
   });
+  clock.lap(&PhaseTimes::embed);
   comm.all_reduce_sum(h, T * d);
+  clock.lap(&PhaseTimes::reduce);
 
   float *a = ws.a, *b = ws.b;  // [T, d] scratch
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -200,15 +224,21 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
     // h = h + rms_norm_1(attention(rms_norm(h)))
     rms_norm_rows(ctx, h, L.rms_norm, a, T, d, eps);
     attention(ctx, c, L, kv, l, batch, a, ws, b);
+    clock.lap(&PhaseTimes::attention);
     comm.all_reduce_sum(b, T * d);  // + the other heads' share of the output projection
+    clock.lap(&PhaseTimes::reduce);
     rms_norm_rows(ctx, b, L.rms_norm_1, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
     // h = h + rms_norm_3(moe(rms_norm_2(h)))
     rms_norm_rows(ctx, h, L.rms_norm_2, a, T, d, eps);
-    moe(ctx, c, L, a, T, ws, b);
+    clock.lap(&PhaseTimes::attention);
+    moe(ctx, c, L, a, T, ws, b, clock);
+    clock.lap(&PhaseTimes::experts);
     comm.all_reduce_sum(b, T * d);  // + the other shares of every expert's width
+    clock.lap(&PhaseTimes::reduce);
     rms_norm_rows(ctx, b, L.rms_norm_3, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
+    clock.lap(&PhaseTimes::experts);
     if (ws.first_nonfinite_layer < 0 && !all_finite(h, T * d)) ws.first_nonfinite_layer = l;  // diagnostics only
   }
   for (const BatchToken& bt : batch.tokens) kv.set_length(bt.seq, std::max(kv.length(bt.seq), bt.pos + 1));
@@ -218,12 +248,14 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   int64_t n = 0;
   for (int64_t t = 0; t < T; ++t)
     if (batch.tokens[static_cast<size_t>(t)].logits) k.rms_norm(h + t * d, w.rms_norm.data(), a + (n++) * d, d, eps);
-  if (n == 0) return;
+  if (n == 0) return clock.lap(&PhaseTimes::head);
   if (hidden) std::copy(a, a + n * d, hidden);
   const int64_t rows = w.lm_head.n_out;  // vocab, or this share's rows of it
   matmul(ctx, w.lm_head, a, logits, n);  // [n, rows]
   for (int64_t i = 0; i < n * rows; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);
+  clock.lap(&PhaseTimes::head);
   comm.gather_columns(logits, n, rows);  // [n, vocab] where the sampling happens
+  clock.lap(&PhaseTimes::reduce);
 }
 
 std::string check_batch(const Model& model, const Batch& batch, const KVCache& kv, const Workspace& ws) {

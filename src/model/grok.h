@@ -21,6 +21,13 @@ enum class LogitRows : uint8_t { All, LastOnly };
 
 // Everything the forward pass writes besides the KV cache, sized once for the largest batch (llama2.c's
 // RunState), so that no pass allocates. Zero-filled pages that a smaller batch never touches cost no memory.
+// Seconds in each phase of the forward pass, summed over passes (groak bench --profile). attention
+// includes its norms and residual add; reduce is the tensor-parallel all-reduces (0 in one process).
+struct PhaseTimes {
+  double embed = 0, attention = 0, router = 0, experts = 0, head = 0, reduce = 0;
+  double total() const { return embed + attention + router + experts + head + reduce; }
+};
+
 class Workspace {
  public:
   // max_tokens: tokens per pass; capacity: positions per sequence; sequences: of the KV cache. Reserves
@@ -51,6 +58,8 @@ class Workspace {
   // Diagnostics, not math: the first layer after which the residual stream held NaN/Inf (-1 = never), so
   // that non-finite logits can be traced to a layer.
   int64_t first_nonfinite_layer = -1;
+  // Not null: each pass adds its phases' seconds here (a clock read per phase; off by default).
+  PhaseTimes* phases = nullptr;
   size_t bytes() const { return mem_.bytes(); }  // the scratch memory, fixed at construction
 
  private:

@@ -77,10 +77,12 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   };
   auto run_pp = [&](Totals& total) {
     rewind();
+    s.profile(&total == &pp_total && opt.profile ? &res.pp_phases : nullptr);
     return static_cast<double>(opt.prompt) / timed(total, [&] { s.eval(prompt, logits, LogitRows::LastOnly); });
   };
   auto run_tg = [&](Totals& total) {
     rewind();
+    s.profile(&total == &tg_total && opt.profile ? &res.tg_phases : nullptr);
     int32_t tok = pick(rng);
     return static_cast<double>(opt.gen) / timed(total, [&] {
       for (int64_t i = 0; i < opt.gen; ++i) s.eval(std::span<const int32_t>(&tok, 1), logits, LogitRows::LastOnly);
@@ -96,6 +98,9 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
     if (opt.prompt > 0) pp.push_back(run_pp(pp_total));
     if (opt.gen > 0) tg.push_back(run_tg(tg_total));
   }
+  s.profile(nullptr);
+  res.pp_seconds = pp_total.seconds;
+  res.tg_seconds = tg_total.seconds;
   res.pp = stat_of(pp);
   res.tg = stat_of(tg);
   if (pp_total.seconds > 0) res.pp_comm_share = pp_total.comm / pp_total.seconds;

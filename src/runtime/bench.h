@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/kernels.h"
+#include "model/grok.h"
 #include "model/weights.h"
 
 namespace groak {
@@ -19,6 +20,7 @@ struct BenchOptions {
   bool probes = true;          // measure read bandwidth and the FMA peak
   int64_t depth = 0;           // -d: tokens already in the context before each test (attention at depth)
   KvType cache_type = KvType::F32;
+  bool profile = false;        // --profile: time each phase of the forward pass in the measured runs
 };
 
 struct BenchStat {
@@ -36,6 +38,9 @@ struct BenchResult {
   // Tensor parallelism (rank 0's view): share of the test's time spent in all-reduces and gathers
   // (waiting for slower ranks included), and all-reduces per decoded token.
   double pp_comm_share = 0, tg_comm_share = 0, tg_all_reduces_per_token = 0;
+  // --profile: seconds per phase summed over the measured repetitions, and the tests' own seconds.
+  PhaseTimes pp_phases, tg_phases;
+  double pp_seconds = 0, tg_seconds = 0;
 };
 
 BenchResult run_bench(const Model& model, const BenchOptions& opt);

@@ -64,6 +64,8 @@ class Engine {
   const Model& model() const { return model_; }
   Context& ctx() { return *ctx_; }
   size_t scratch_bytes() const { return ws_.bytes(); }  // fixed by the batch and context, not the prompt
+  // Not null: every forward pass adds its phases' seconds to *p (groak bench --profile); null: off.
+  void profile(PhaseTimes* p) { ws_.phases = p; }
 
   // Empty when every value of logits[0, n) is finite; otherwise why not, naming the first layer whose
   // output held NaN/Inf in any pass so far and what to do. `pos`: the position the logits belong to.

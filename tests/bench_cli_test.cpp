@@ -1,0 +1,77 @@
+// groak bench as llama-bench users drive it: lists of -p/-n/-t in one run, -o csv|json|jsonl that a
+// script can read (nothing else on stdout), and --profile's phases of the step. Speeds are not checked
+// here (benchmarks measure, tests do not time); the shapes and the accounting are.
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace groak::test {
+
+namespace {
+
+std::string bench_cmd(const std::string& model, const std::string& args) {
+  // stdout only: progress goes to stderr.
+  return "{ " + std::string(GROAK_BIN) + " bench --model " + model + " --no-probes -r 1 " + args + " 2>/dev/null; }";
+}
+
+}  // namespace
+
+TEST(BenchCli, ListsFormatsAndProfile) {
+  TempDir tmp;
+  const std::string model = tmp / "m";
+  std::string out;
+  ASSERT_EQ(run_command(std::string(GROAK_BIN) + " synth --preset tiny --seed 1 --no-tokenizer --out " + model, &out), 0)
+      << out;
+
+  // Every combination: for each thread count, each pp then each tg.
+  ASSERT_EQ(run_command(bench_cmd(model, "-p 8,16 -n 4 -t 1,2 -o json --profile"), &out), 0) << out;
+  const auto rows = nlohmann::json::parse(out);
+  ASSERT_EQ(rows.size(), 6u) << out;
+  const std::vector<std::pair<std::string, int>> want = {{"pp8", 1}, {"pp16", 1}, {"tg4", 1},
+                                                         {"pp8", 2}, {"pp16", 2}, {"tg4", 2}};
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    EXPECT_EQ(r["test"], want[i].first) << r.dump();
+    EXPECT_EQ(r["n_threads"], want[i].second) << r.dump();
+    EXPECT_GT(r["avg_ts"].get<double>(), 0) << r.dump();
+    // The phases add up to no more than the test's time, and the experts (most of the work) are in it.
+    const auto& p = r["profile_ms_per_token"];
+    double phases = 0;
+    for (const char* k : {"embed", "attention", "router", "experts", "head", "reduce", "other"}) {
+      ASSERT_TRUE(p.contains(k)) << k << " missing: " << p.dump();
+      EXPECT_GE(p[k].get<double>(), 0) << k;
+      phases += p[k].get<double>();
+    }
+    EXPECT_GT(p["experts"].get<double>(), 0) << p.dump();
+    EXPECT_NEAR(phases, 1e3 / r["avg_ts"].get<double>(), 0.05 * 1e3 / r["avg_ts"].get<double>())
+        << "the phases and 'other' are the whole test: " << r.dump();
+  }
+  EXPECT_EQ(rows[0]["n_prompt"], 8);
+  EXPECT_EQ(rows[2]["n_gen"], 4);
+  EXPECT_TRUE(rows[2].contains("bytes_per_token"));
+
+  // -p 8 -p 16 is the same list as -p 8,16; csv: a header and one line per test, model first.
+  ASSERT_EQ(run_command(bench_cmd(model, "-p 8 -p 16 -n 0 -t 1 -o csv"), &out), 0) << out;
+  std::vector<std::string> lines;
+  std::istringstream in(out);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 3u) << out;
+  EXPECT_EQ(lines[0].rfind("model_filename,", 0), 0u) << lines[0];
+  EXPECT_NE(lines[1].find("\"pp8\""), std::string::npos) << lines[1];
+  EXPECT_NE(lines[2].find("\"pp16\""), std::string::npos) << lines[2];
+
+  // jsonl: one object per line.
+  ASSERT_EQ(run_command(bench_cmd(model, "-p 0 -n 2,3 -t 1 -o jsonl"), &out), 0) << out;
+  std::istringstream jl(out);
+  int n = 0;
+  for (std::string l; std::getline(jl, l); ++n) EXPECT_EQ(nlohmann::json::parse(l)["n_gen"], n + 2) << l;
+  EXPECT_EQ(n, 2);
+
+  // Usage errors.
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " bench --model " + model + " -p 0 -n 0", &out), 2) << out;
+  EXPECT_NE(out.find("nothing to measure"), std::string::npos) << out;
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " bench --model " + model + " -o xml", &out), 2) << out;
+  EXPECT_NE(out.find("--output"), std::string::npos) << out;
+}
+
+}  // namespace groak::test
