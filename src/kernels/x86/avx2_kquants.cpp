@@ -30,13 +30,6 @@ inline int32_t load_i32(const uint8_t* p) {
   return v;
 }
 
-// Decode's integer step: s + Σ pairs of maddubs(u, x) × the pair's scale.
-struct Dot {
-  static inline __m256i step(__m256i s, __m256i u, __m256i x, __m256i scales) {
-    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), scales));
-  }
-};
-
 constexpr int64_t kPanelRows = 8;  // rows from which packing panels pays off
 
 // NR activation rows against a panel of 8 weight rows (kq::PanelLayout<T, 8>, pair scales).
@@ -88,7 +81,7 @@ struct Tile {
 template <class T>
 void matmul_t(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   if (a.n_rows >= kPanelRows && kq::panel_matmul<T, 8, true, Tile>(a, o0, o1, scratch)) return;
-  kq::rows_in_place<T, Dot>(a, o0, o1);
+  kq::rows_in_place<T, kq::DotAvx2>(a, o0, o1);
 }
 
 }  // namespace

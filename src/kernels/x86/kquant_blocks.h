@@ -83,12 +83,14 @@ struct Q2K {
   static constexpr int kSub = 16;                  // weights per scale
   static constexpr bool kOffsetSharesScale = false;
   static constexpr bool kFoldScales = true;        // sc·u ≤ 15·3 fits a byte: panels store the products
-  static inline void unpack(const uint8_t* b, KBlock& k) {
+  static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = load_h(b + 80);
     k.m = -load_h(b + 82);
     const __m128i s = load16(b), low4 = _mm_set1_epi8(0x0f);
     k.sc = _mm256_cvtepu8_epi16(_mm_and_si128(s, low4));
     k.off = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), low4));
+  }
+  static inline void codes(const uint8_t* b, KBlock& k) {
     const __m256i three = _mm256_set1_epi8(3);
     for (int h = 0; h < 2; ++h) {
       const __m256i q = load32(b + 16 + 32 * h);
@@ -108,7 +110,7 @@ struct Q3K {
   static constexpr int kSub = 16;
   static constexpr bool kOffsetSharesScale = true;
   static constexpr bool kFoldScales = false;
-  static inline void unpack(const uint8_t* b, KBlock& k) {
+  static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = k.m = load_h(b + 108);
     // Scale j: low nibble of byte j (j < 8) or high nibble of byte j − 8; top 2 bits at bit 2·(j/4) of
     // byte 8 + j%4.
@@ -120,6 +122,8 @@ struct Q3K {
     k.sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo))),
                             _mm256_set1_epi16(32));
     k.off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(k.sc, 2));
+  }
+  static inline void codes(const uint8_t* b, KBlock& k) {
     const __m256i hmask = load32(b), three = _mm256_set1_epi8(3);
     for (int h = 0; h < 2; ++h) {
       const __m256i q = load32(b + 32 + 32 * h);
@@ -151,10 +155,12 @@ struct Q4K {
   static constexpr int kSub = 32;
   static constexpr bool kOffsetSharesScale = false;
   static constexpr bool kFoldScales = false;
-  static inline void unpack(const uint8_t* b, KBlock& k) {
+  static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = load_h(b);
     k.m = -load_h(b + 2);
     scales_k4(b + 4, k);
+  }
+  static inline void codes(const uint8_t* b, KBlock& k) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     for (int c = 0; c < 4; ++c) {
       const __m256i q = load32(b + 16 + 32 * c);
@@ -171,10 +177,12 @@ struct Q5K {
   static constexpr int kSub = 32;
   static constexpr bool kOffsetSharesScale = false;
   static constexpr bool kFoldScales = false;
-  static inline void unpack(const uint8_t* b, KBlock& k) {
+  static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = load_h(b);
     k.m = -load_h(b + 2);
     scales_k4(b + 4, k);
+  }
+  static inline void codes(const uint8_t* b, KBlock& k) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), qh = load32(b + 16);
     for (int c = 0; c < 4; ++c) {
       const __m256i q = load32(b + 48 + 32 * c);
@@ -192,8 +200,12 @@ struct Q6K {
   static constexpr int kSub = 16;
   static constexpr bool kOffsetSharesScale = true;
   static constexpr bool kFoldScales = false;
-  static inline void unpack(const uint8_t* b, KBlock& k) {
+  static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = k.m = load_h(b + 208);
+    k.sc = _mm256_cvtepi8_epi16(load16(b + 192));
+    k.off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(k.sc, 5));  // |32·sc| ≤ 4096
+  }
+  static inline void codes(const uint8_t* b, KBlock& k) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     for (int h = 0; h < 2; ++h) {
       const __m256i ql0 = load32(b + 64 * h), ql1 = load32(b + 64 * h + 32), qh = load32(b + 128 + 32 * h);
@@ -205,10 +217,15 @@ struct Q6K {
       k.u[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
                                        _mm256_and_si256(_mm256_srli_epi16(qh, 2), bits45));
     }
-    k.sc = _mm256_cvtepi8_epi16(load16(b + 192));
-    k.off = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(k.sc, 5));  // |32·sc| ≤ 4096
   }
 };
+
+// The whole super-block: factors, scales and codes.
+template <class T>
+inline void unpack(const uint8_t* b, KBlock& k) {
+  T::scales(b, k);
+  T::codes(b, k);
+}
 
 // Scales of maddubs's 16 pair sums for weights 32v … 32v+31: lanes 0-7 take sc[2v], lanes 8-15 sc[2v+1].
 // lo/hi: sc[0…7] / sc[8…15] in both 128-bit halves.
@@ -238,9 +255,43 @@ inline void store_lanes8(float* y, __m256 v, int64_t n) {
 
 // ---------------------------------------------------------------------------------------------------
 // Decode: 8 weight rows read in place against NR ≤ 4 activation rows. Each row's super-block is unpacked
-// once, multiplied with every activation row (Dot: one maddubs, then × the pair scales and added into 8
-// int32 lanes), and the 8 rows' lanes are folded into one vector of 8 outputs (reduce8) for the float
-// steps. Dot::step(acc, u, x, scales) = acc + madd(maddubs(u, x), scales).
+// once and multiplied with every activation row by Dot::block<T, NR>(block, x, xrow, isum, msum, d, m),
+// which leaves per activation row r the exact integers I (plus M when M shares d) in isum[r] and M in
+// msum[r], each as 8 int32 lanes to be summed, and the block's f32 factors in d and m. The 8 rows' lanes
+// are then folded into one vector of 8 outputs (reduce8) for the float steps of the header.
+
+// The AVX2 block step: per 32 weights one maddubs, then × the pair scales and added into 8 int32 lanes.
+struct DotAvx2 {
+  template <class T, int NR>
+  static inline void block(const uint8_t* blk, const uint8_t* x, size_t xrow, __m256i* isum, __m256i* msum, float& d,
+                           float& m) {
+    KBlock k;
+    unpack<T>(blk, k);
+    d = k.d;
+    m = k.m;
+    const __m256i lo = _mm256_permute4x64_epi64(k.sc, 0x44), hi = _mm256_permute4x64_epi64(k.sc, 0xee);
+    __m256i s[NR], s2[NR];  // two chains: the multiply-adds have a latency of several cycles
+    for (int r = 0; r < NR; ++r) s[r] = s2[r] = _mm256_setzero_si256();
+    for (int v = 0; v < 8; v += 2) {
+      const __m256i mul = pair_scales(lo, hi, v), mul2 = pair_scales(lo, hi, v + 1);
+      for (int r = 0; r < NR; ++r) {
+        const uint8_t* xv = x + r * xrow + kXQs + 32 * v;
+        s[r] = _mm256_add_epi32(s[r], _mm256_madd_epi16(_mm256_maddubs_epi16(k.u[v], load32(xv)), mul));
+        s2[r] = _mm256_add_epi32(s2[r], _mm256_madd_epi16(_mm256_maddubs_epi16(k.u[v + 1], load32(xv + 32)), mul2));
+      }
+    }
+    for (int r = 0; r < NR; ++r) {
+      const __m256i mr = _mm256_madd_epi16(k.off, load32(x + r * xrow + kXSums));
+      const __m256i ir = _mm256_add_epi32(s[r], s2[r]);
+      if constexpr (T::kOffsetSharesScale) {
+        isum[r] = _mm256_add_epi32(ir, mr);
+      } else {
+        isum[r] = ir;
+        msum[r] = mr;
+      }
+    }
+  }
+};
 
 template <class T, class Dot, int NR>
 void rows8(const MatmulArgs& a, int64_t o, int64_t n_valid) {
@@ -252,44 +303,21 @@ void rows8(const MatmulArgs& a, int64_t o, int64_t n_valid) {
   for (int j = 0; j < 8; ++j) row[j] = w.data + static_cast<size_t>(o + std::min<int64_t>(j, n_valid - 1)) * stride;
   __m256 acc[NR];
   for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
-  alignas(32) __m256i isum[NR][8], msum[NR][8];  // [activation row][weight row]: 8 int32 lanes
-  alignas(32) float dw[8], mw[8];
   for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* xb = a.xq + static_cast<size_t>(b) * kQ8_KBlockBytes;
+    __m256i isum[NR][8], msum[NR][8];  // [activation row][weight row]: 8 int32 lanes
+    alignas(32) float dw[8], mw[8];
     for (int j = 0; j < 8; ++j) {
-      const uint8_t* blk = row[j] + static_cast<size_t>(b) * T::kBytes;
-      // The rows are short streams (a few KB): fetch the same block of the row 8 further, which the next
-      // call reads, so that the memory system works ahead (without it decode stalls on every block).
-      for (size_t ahead = 0; ahead < T::kBytes; ahead += 64)
-        (void)ahead; //_mm_prefetch(reinterpret_cast<const char*>(blk + 8 * stride + ahead), _MM_HINT_T0);
-      KBlock k;
-      T::unpack(blk, k);
-      dw[j] = k.d;
-      mw[j] = k.m;
-      const __m256i lo = _mm256_permute4x64_epi64(k.sc, 0x44), hi = _mm256_permute4x64_epi64(k.sc, 0xee);
-      __m256i s[NR], s2[NR];  // two chains: Dot::step may be a multiply-add with a latency of several cycles
-      for (int r = 0; r < NR; ++r) s[r] = s2[r] = _mm256_setzero_si256();
-      for (int v = 0; v < 8; v += 2) {
-        const __m256i mul = pair_scales(lo, hi, v), mul2 = pair_scales(lo, hi, v + 1);
-        for (int r = 0; r < NR; ++r) {
-          const uint8_t* xv = a.xq + r * xrow + static_cast<size_t>(b) * kQ8_KBlockBytes + kXQs + 32 * v;
-          s[r] = Dot::step(s[r], k.u[v], load32(xv), mul);
-          s2[r] = Dot::step(s2[r], k.u[v + 1], load32(xv + 32), mul2);
-        }
-      }
-      for (int r = 0; r < NR; ++r) s[r] = _mm256_add_epi32(s[r], s2[r]);
+      __m256i is[NR], ms[NR];
+      Dot::template block<T, NR>(row[j] + static_cast<size_t>(b) * T::kBytes, xb, xrow, is, ms, dw[j], mw[j]);
       for (int r = 0; r < NR; ++r) {
-        const __m256i m = _mm256_madd_epi16(k.off, load32(a.xq + r * xrow + static_cast<size_t>(b) * kQ8_KBlockBytes + kXSums));
-        if constexpr (T::kOffsetSharesScale) {
-          isum[r][j] = _mm256_add_epi32(s[r], m);
-        } else {
-          isum[r][j] = s[r];
-          msum[r][j] = m;
-        }
+        isum[r][j] = is[r];
+        if constexpr (!T::kOffsetSharesScale) msum[r][j] = ms[r];
       }
     }
     const __m256 d = _mm256_load_ps(dw), m = _mm256_load_ps(mw);
     for (int r = 0; r < NR; ++r) {
-      const __m256 dx = _mm256_set1_ps(load_s(a.xq + r * xrow + static_cast<size_t>(b) * kQ8_KBlockBytes));
+      const __m256 dx = _mm256_set1_ps(load_s(xb + r * xrow));
       acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(reduce8(isum[r])), acc[r]);
       if constexpr (!T::kOffsetSharesScale)
         acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(m, dx), _mm256_cvtepi32_ps(reduce8(msum[r])), acc[r]);
@@ -382,7 +410,7 @@ void pack_panel(const Matrix& w, int64_t o, int64_t n_valid, uint8_t* panel) {
     float* m = reinterpret_cast<float*>(pb + L::kM);
     for (int j = 0; j < P; ++j) {
       KBlock k;
-      T::unpack(row[j] + static_cast<size_t>(b) * T::kBytes, k);
+      unpack<T>(row[j] + static_cast<size_t>(b) * T::kBytes, k);
       if constexpr (T::kFoldScales) {
         // Scale bytes of weights 32v …: sc[2v] for the first 16, sc[2v+1] for the next.
         const __m256i s8 = _mm256_packus_epi16(k.sc, k.sc);  // bytes sc0-7 sc0-7 | sc8-15 sc8-15
