@@ -136,14 +136,16 @@ struct Q3K {
 // Q4_K/Q5_K scales (12 bytes): 8 6-bit scales and 8 6-bit mins (quant_kquants.cpp's scale_min_k4) as
 // int16 per group of 16: sc = scale[g/2], off = min[g/2].
 inline void scales_k4(const uint8_t* p, KBlock& k) {
-  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
-  const uint32_t s0 = load_u32(p), s1 = load_u32(p + 4), s2 = load_u32(p + 8);
-  const uint32_t scales_lo = s0 & kLow6;
-  const uint32_t scales_hi = (s2 & kLow4) | (((s0 >> 6) & kLow2) << 4);
-  const uint32_t mins_lo = s1 & kLow6;
-  const uint32_t mins_hi = ((s2 >> 4) & kLow4) | (((s1 >> 6) & kLow2) << 4);
-  const __m128i sm = _mm_set_epi32(static_cast<int>(mins_hi), static_cast<int>(mins_lo), static_cast<int>(scales_hi),
-                                   static_cast<int>(scales_lo));
+  // Dwords s0, s1, s2 of the 12 bytes -> sm = [scales 0-3, scales 4-7, mins 0-3, mins 4-7], one byte each:
+  // j < 4 in the low 6 bits of s0 (scale) and s1 (min); j ≥ 4 in the nibbles of s2 with the top 2 bits
+  // in the spare high bits of s0 (scale) and s1 (min). p + 12 … p + 15 are read and unused (the block's
+  // codes follow its scales).
+  const __m128i v = load16(p);
+  const __m128i a = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  const __m128i low = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  const __m128i top = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)), 2),
+                                    _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  const __m128i sm = _mm_or_si128(low, top);
   k.sc = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
   k.off = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
 }
