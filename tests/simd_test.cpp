@@ -108,6 +108,48 @@ TestMatrix ggml_matrix(GgmlType type, int64_t n_in, int64_t n_out, uint32_t seed
   return t;
 }
 
+// A k-quant matrix of random blocks: every bit pattern of the codes and packed scales (Q3_K's −32, Q6_K's
+// −128, 6-bit scales and mins at their limits), with small positive f16 factors so that no value is
+// inf or NaN. Types without a quantizer (Q2_K, Q3_K, Q5_K) are tested this way too.
+TestMatrix random_kquant(GgmlType type, int64_t n_in, int64_t n_out, uint32_t seed) {
+  TestMatrix t;
+  t.label = std::string("ggml ") + type_name(type) + " (random blocks)";
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> scale(0.002f, 0.02f);
+  const size_t rb = row_bytes(type, n_in), bb = type_size(type);
+  t.bytes.resize(1 + rb * static_cast<size_t>(n_out));
+  for (size_t i = 1; i < t.bytes.size(); ++i) t.bytes[i] = static_cast<uint8_t>(g());
+  // Byte offsets of each block's f16 factors (d, and dmin where the type has one).
+  std::vector<size_t> halves;
+  switch (type) {
+    case GgmlType::Q2_K: halves = {80, 82}; break;
+    case GgmlType::Q3_K: halves = {108}; break;
+    case GgmlType::Q4_K: case GgmlType::Q5_K: halves = {0, 2}; break;
+    case GgmlType::Q6_K: halves = {208}; break;
+    default: ADD_FAILURE() << "not a k-quant"; break;
+  }
+  for (size_t b = 0; b < rb * static_cast<size_t>(n_out) / bb; ++b)
+    for (size_t h : halves) {
+      const uint16_t v = f32_to_fp16(scale(g));
+      std::memcpy(t.bytes.data() + 1 + b * bb + h, &v, 2);
+    }
+  t.w.resize(static_cast<size_t>(n_in * n_out));
+  std::vector<float> row(static_cast<size_t>(n_in));
+  for (int64_t o = 0; o < n_out; ++o) {
+    dequantize_row(type, t.bytes.data() + 1 + rb * static_cast<size_t>(o), row.data(), n_in);
+    for (int64_t i = 0; i < n_in; ++i) t.w[static_cast<size_t>(i * n_out + o)] = row[static_cast<size_t>(i)];
+  }
+  t.m.format = WeightFormat::Ggml;
+  t.m.ggml = type;
+  t.m.layout = Layout::OutIn;
+  t.m.n_in = n_in;
+  t.m.n_out = n_out;
+  t.m.data = t.bytes.data() + 1;
+  return t;
+}
+
+constexpr GgmlType kKQuants[] = {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
 std::vector<TestMatrix> all_formats() {
   std::vector<TestMatrix> v;
   // Odd output counts (column tails), inputs not a multiple of 8 where the format allows.
@@ -122,10 +164,15 @@ std::vector<TestMatrix> all_formats() {
     v.push_back(ggml_matrix(t, 77, 23, 10 + static_cast<uint32_t>(t)));
   for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0})
     v.push_back(ggml_matrix(t, 160, 23, 20 + static_cast<uint32_t>(t)));
-  // k-quants: 2 and 3 super-blocks per row; 37 outputs cross the tiled path's band of 16 and the ops' grain.
+  // k-quants: 2 and 3 super-blocks per row; 9 outputs leave a partial panel of 8, 37 cross the panels of
+  // 16 and the ops' grain.
   for (GgmlType t : {GgmlType::Q4_K, GgmlType::Q6_K}) {
     v.push_back(ggml_matrix(t, 512, 9, 30 + static_cast<uint32_t>(t)));
     v.push_back(ggml_matrix(t, 768, 37, 40 + static_cast<uint32_t>(t)));
+  }
+  for (GgmlType t : kKQuants) {
+    v.push_back(random_kquant(t, 512, 9, 50 + static_cast<uint32_t>(t)));
+    v.push_back(random_kquant(t, 768, 37, 60 + static_cast<uint32_t>(t)));
   }
   return v;
 }
@@ -273,6 +320,41 @@ TEST(Simd, QuantisedProductsAreBatchInvariantAcrossTheirPaths) {
           kernel_matmul(*k, t.m, x.data() + 20 * t.m.n_in, some.data(), part);
           EXPECT_EQ(0, std::memcmp(some.data(), all.data() + 20 * n_out, 4 * static_cast<size_t>(part * n_out)))
               << k->name << " " << t.label << ": rows 20.." << 20 + part - 1;
+        }
+      }
+    }
+  }
+}
+
+TEST(Simd, KQuantProductsAreBatchInvariantAcrossTheirPaths) {
+  // k-quant products read rows in place for up to 7 rows and pack panels of 8 (AVX2) or 16 (AVX-512)
+  // rows from 8 on, with tiles of 8, 4, 2 and 1 activation rows: every row of a 45-row product must equal
+  // the same row alone and in every smaller batch, bit for bit; and the AVX2 and AVX-512 tables, which
+  // follow the same order of arithmetic, must agree bit for bit.
+  const Kernels* avx2 = avx2_kernels();
+  const Kernels* vnni = avx512_vnni_kernels();
+  for (const Kernels* k : fast_tables()) {
+    for (GgmlType type : kKQuants) {
+      for (int64_t n_out : {1, 23, 40}) {
+        const TestMatrix t = random_kquant(type, 768, n_out, 70 + static_cast<uint32_t>(n_out));
+        if (k->act_format(t.m) != ActFormat::Q8_K) continue;  // the portable table: f32 activations
+        const int64_t rows = 45;
+        auto x = randn(static_cast<size_t>(rows * t.m.n_in), 12, 2.f);
+        std::vector<float> all(static_cast<size_t>(rows * n_out));
+        kernel_matmul(*k, t.m, x.data(), all.data(), rows);
+        for (int64_t part : {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31}) {
+          const int64_t r0 = (part * 5) % (rows - part + 1);
+          std::vector<float> some(static_cast<size_t>(part * n_out));
+          kernel_matmul(*k, t.m, x.data() + r0 * t.m.n_in, some.data(), part);
+          EXPECT_EQ(0, std::memcmp(some.data(), all.data() + r0 * n_out, 4 * some.size()))
+              << k->name << " " << t.label << " n_out " << n_out << ": rows " << r0 << ".." << r0 + part - 1
+              << " differ from the same rows among " << rows;
+        }
+        if (k == vnni && avx2) {
+          std::vector<float> other(all.size());
+          kernel_matmul(*avx2, t.m, x.data(), other.data(), rows);
+          EXPECT_EQ(0, std::memcmp(other.data(), all.data(), 4 * all.size())) << t.label << " n_out " << n_out
+              << ": the avx2 and avx512vnni tables differ";
         }
       }
     }

@@ -10,8 +10,8 @@
 //   then hsum8() (fixed tree), then the n_in % 8 tail with scalar fma.
 // - [out, in] q8_0/q4_0 rows with q8_0 activations: per 32-block an exact int32 dot in 8 lanes,
 //   acc8 = fma(d_w·d_x, lanes, acc8) over blocks in order, then hsum8().
-// - [out, in] k-quant rows (Q4_K, Q6_K) with q8_K activations: avx2_kquants.cpp (its header states
-//   the sequence: per 256-block exact int32 lanes, one or two fma into acc8, then hsum8()).
+// - [out, in] k-quant rows (Q2_K … Q6_K) with q8_K activations: kquant_blocks.h states the sequence
+//   (per 256-block exact int32 sums, one or two fma into one f32 accumulator per output).
 // The streaming (few rows) and the tiled (many rows) paths follow the same sequences, so a row's
 // result is bit-identical whether it is alone in a product or shares it (tests/simd_test.cpp).
 #include "kernels/kernels.h"
@@ -480,7 +480,7 @@ ActFormat avx2_act_format(const Matrix& w) {
 void avx2_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const Matrix& w = *a.w;
   if (w.layout == Layout::InOut) return matmul_inout(a, o0, o1, scratch);
-  if (avx2::kquant_covers(w)) return avx2::kquant_matmul(a, o0, o1);
+  if (avx2::kquant_covers(w)) return avx2::kquant_matmul(a, o0, o1, scratch);
   switch (w.format) {
     case WeightFormat::F32: return outin_float<RowType::F32>(a, o0, o1);
     case WeightFormat::XaiInt8: break;  // xAI int8 is always [in, out]

@@ -13,8 +13,9 @@ namespace groak::avx2 {
 // Such a product reads its activations as q8_K blocks (ActFormat::Q8_K).
 bool kquant_covers(const Matrix& w);
 
-// y[:, o0:o1) = x·W for a w that kquant_covers(); a.xq holds the rows of x as q8_K blocks.
-void kquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1);
+// y[:, o0:o1) = x·W for a w that kquant_covers(); a.xq holds the rows of x as q8_K blocks. scratch:
+// kKernelScratchFloats floats (prefill panels).
+void kquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch);
 
 // quantize_row_q8_K, vectorised: the same bytes for every input (tests/simd_test.cpp checks).
 void quantize_q8_K(const float* x, uint8_t* out, int64_t n);

@@ -12,6 +12,8 @@
 //   - few rows (decode): 8 weight rows are read in place, one vpdpbusd per row and block, and the 8 lane
 //     sums are folded into one vector of 8 block sums (reduce8) before the same float steps.
 #include "kernels/kernels.h"
+#include "kernels/x86/avx2_kquants.h"
+#include "kernels/x86/avx512_kquants.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -273,6 +275,7 @@ void vnni_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   if (w.format == WeightFormat::Ggml && w.layout == Layout::OutIn) {
     if (w.ggml == GgmlType::Q8_0) return vnni_q<GgmlType::Q8_0>(a, o0, o1, scratch);
     if (w.ggml == GgmlType::Q4_0) return vnni_q<GgmlType::Q4_0>(a, o0, o1, scratch);
+    if (avx2::kquant_covers(w)) return avx512::kquant_matmul(a, o0, o1, scratch);
   }
   avx2_kernels()->matmul(a, o0, o1, scratch);
 }
