@@ -484,7 +484,7 @@ void avx2_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const Matrix& w = *a.w;
   if (w.layout == Layout::InOut) return matmul_inout(a, o0, o1, scratch);
   if (avx2::kquant_covers(w)) return avx2::kquant_matmul(a, o0, o1);
-  if (avx2::iquant_covers(w)) return avx2::iquant_matmul(a, o0, o1);
+  if (avx2::iquant_covers(w)) return avx2::iquant_matmul(a, o0, o1, scratch);
   switch (w.format) {
     case WeightFormat::F32: return outin_float<RowType::F32>(a, o0, o1);
     case WeightFormat::XaiInt8: break;  // xAI int8 is always [in, out]

@@ -25,9 +25,10 @@
 //   acc8 = 0; for each weight block b in increasing order: acc8 = fma(D_b·d_x,b, float(S_b lanes), acc8);
 //   y = hsum8(acc8)  (the fixed tree of avx2.cpp)
 // where the 8 int32 lanes of S_b are exact (so their internal order is free) and D_b·d_x,b is one f32
-// product. Decode (one activation row: weight rows streamed once) and the tiled path (several rows: each
-// weight block decoded once per tile of rows) call the same block_dot, so a row's result is bit-identical
-// alone or in a batch, and for any split of the outputs (tests/simd_test.cpp).
+// product. Decode (one activation row: weight rows streamed once, each block decoded and used at once) and
+// the batched path (several rows: a band of weight rows decoded once into the thread's scratch, then every
+// tile of activation rows passes over it) call the same block_dot on the same decoded blocks, so a row's
+// result is bit-identical alone or in a batch, and for any split of the outputs (tests/simd_test.cpp).
 #include "kernels/x86/avx2_iquants.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -420,8 +421,8 @@ inline __m256 block_dot(const Unpacked& u, const uint8_t* xb, __m256 acc) {
   return _mm256_fmadd_ps(_mm256_set1_ps(u.d * dx), _mm256_cvtepi32_ps(isum), acc);
 }
 
-constexpr int64_t kTileRows = 4;      // tiled path: activation rows per decoded super-block
-constexpr int64_t kTileOutputs = 16;  // tiled path: weight rows kept in L2 while the row tiles pass
+constexpr int64_t kTileRows = 4;      // activation rows per pass over decoded blocks
+constexpr int64_t kTileOutputs = 16;  // weight rows per band (kept in L2 while the row tiles pass)
 
 // y[r0 … r0+NR)[o] for one output o: the weight row streamed once, each super-block decoded once.
 template <class T, int NR>
@@ -440,6 +441,52 @@ void rows_dot(const MatmulArgs& a, int64_t o, int64_t r0) {
     for (int r = 0; r < NR; ++r) acc[r] = block_dot<T>(u, x[r] + static_cast<size_t>(k) * kQ8_KBlockBytes, acc[r]);
   }
   for (int r = 0; r < NR; ++r) a.y[(r0 + r) * a.y_stride + o] = hsum8(acc[r]);
+}
+
+// Several activation rows (the batched path): the weight rows of [o0, o1) are decoded in bands that fit the
+// thread's scratch (decoding an i-quant block costs several times its dot product with one q8_K block, so
+// it is done once per weight row, not once per tile of activation rows); each tile of kTileRows rows then
+// passes over the band's decoded blocks. The sequence per output element is rows_dot's.
+template <class T>
+void batched(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  const Matrix& w = *a.w;
+  const int64_t nb = w.n_in / kQK_K, R = a.n_rows;
+  const size_t xrow = static_cast<size_t>(nb) * kQ8_KBlockBytes;
+  Unpacked* dec = reinterpret_cast<Unpacked*>(scratch);  // [band][nb]; scratch is 64-byte aligned
+  const int64_t fit = static_cast<int64_t>(kKernelScratchFloats * sizeof(float) / sizeof(Unpacked)) / nb;
+  if (fit == 0) {  // a row longer than the scratch holds (n_in in the hundred thousands): decode per tile
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t r = 0; r < R; ++r) rows_dot<T, 1>(a, o, r);
+    return;
+  }
+  const int64_t band = std::min<int64_t>(kTileOutputs, fit);
+  for (int64_t ob = o0; ob < o1; ob += band) {
+    const int64_t oe = std::min(o1, ob + band);
+    for (int64_t o = ob; o < oe; ++o) {
+      const uint8_t* wrow = w.data + static_cast<size_t>(o) * w.stride();
+      for (int64_t k = 0; k < nb; ++k) T::unpack(wrow + static_cast<size_t>(k) * T::kBytes, dec[(o - ob) * nb + k]);
+    }
+    for (int64_t r0 = 0; r0 < R; r0 += kTileRows) {
+      const int64_t n = std::min(kTileRows, R - r0);
+      const uint8_t* x[kTileRows];
+      for (int64_t r = 0; r < n; ++r) x[r] = a.xq + static_cast<size_t>(r0 + r) * xrow;
+      for (int64_t o = ob; o < oe; ++o) {
+        const Unpacked* u = dec + (o - ob) * nb;
+        __m256 acc[kTileRows];
+        for (int64_t r = 0; r < kTileRows; ++r) acc[r] = _mm256_setzero_ps();
+        if (n == kTileRows) {  // the common case, unrolled: each decoded block loaded once for 4 rows
+          for (int64_t k = 0; k < nb; ++k)
+            for (int64_t r = 0; r < kTileRows; ++r)
+              acc[r] = block_dot<T>(u[k], x[r] + static_cast<size_t>(k) * kQ8_KBlockBytes, acc[r]);
+        } else {
+          for (int64_t k = 0; k < nb; ++k)
+            for (int64_t r = 0; r < n; ++r)
+              acc[r] = block_dot<T>(u[k], x[r] + static_cast<size_t>(k) * kQ8_KBlockBytes, acc[r]);
+        }
+        for (int64_t r = 0; r < n; ++r) a.y[(r0 + r) * a.y_stride + o] = hsum8(acc[r]);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -494,7 +541,8 @@ void rows_dot32(const MatmulArgs& a, int64_t o, int64_t r0) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Tiling (the same for both families; RowsDot<NR> computes NR rows of one output).
+// Tiling of the 32-element types (RowsDot<NR> computes NR rows of one output; their blocks are cheap to
+// decode, so each is decoded once per tile of rows).
 
 template <template <int> class RowsDot>
 void tiled(const MatmulArgs& a, int64_t o0, int64_t o1) {
@@ -520,13 +568,15 @@ void tiled(const MatmulArgs& a, int64_t o0, int64_t o1) {
   }
 }
 
+// The 256-element types: decode streams the weight rows (rows_dot), several rows go through batched().
 template <class T>
-struct Super {
-  template <int NR>
-  struct At {
-    static void run(const MatmulArgs& a, int64_t o, int64_t r0) { rows_dot<T, NR>(a, o, r0); }
-  };
-};
+void super(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+  if (a.n_rows == 1) {
+    for (int64_t o = o0; o < o1; ++o) rows_dot<T, 1>(a, o, 0);
+    return;
+  }
+  batched<T>(a, o0, o1, scratch);
+}
 template <class T>
 struct Small {
   template <int NR>
@@ -551,18 +601,18 @@ ActFormat iquant_act_format(const Matrix& w) {
   }
 }
 
-void iquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1) {
+void iquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   switch (a.w->ggml) {
-    case GgmlType::IQ2_XXS: return tiled<Super<IQ2XXS>::At>(a, o0, o1);
-    case GgmlType::IQ2_XS: return tiled<Super<IQ2XS>::At>(a, o0, o1);
-    case GgmlType::IQ2_S: return tiled<Super<IQ2S>::At>(a, o0, o1);
-    case GgmlType::IQ3_XXS: return tiled<Super<IQ3XXS>::At>(a, o0, o1);
-    case GgmlType::IQ3_S: return tiled<Super<IQ3S>::At>(a, o0, o1);
-    case GgmlType::IQ1_S: return tiled<Super<IQ1S>::At>(a, o0, o1);
-    case GgmlType::IQ1_M: return tiled<Super<IQ1M>::At>(a, o0, o1);
-    case GgmlType::IQ4_XS: return tiled<Super<IQ4XS>::At>(a, o0, o1);
-    case GgmlType::TQ1_0: return tiled<Super<TQ10>::At>(a, o0, o1);
-    case GgmlType::TQ2_0: return tiled<Super<TQ20>::At>(a, o0, o1);
+    case GgmlType::IQ2_XXS: return super<IQ2XXS>(a, o0, o1, scratch);
+    case GgmlType::IQ2_XS: return super<IQ2XS>(a, o0, o1, scratch);
+    case GgmlType::IQ2_S: return super<IQ2S>(a, o0, o1, scratch);
+    case GgmlType::IQ3_XXS: return super<IQ3XXS>(a, o0, o1, scratch);
+    case GgmlType::IQ3_S: return super<IQ3S>(a, o0, o1, scratch);
+    case GgmlType::IQ1_S: return super<IQ1S>(a, o0, o1, scratch);
+    case GgmlType::IQ1_M: return super<IQ1M>(a, o0, o1, scratch);
+    case GgmlType::IQ4_XS: return super<IQ4XS>(a, o0, o1, scratch);
+    case GgmlType::TQ1_0: return super<TQ10>(a, o0, o1, scratch);
+    case GgmlType::TQ2_0: return super<TQ20>(a, o0, o1, scratch);
     case GgmlType::IQ4_NL: return tiled<Small<IQ4NL>::At>(a, o0, o1);
     case GgmlType::MXFP4: return tiled<Small<MXFP4>::At>(a, o0, o1);
     default: return;  // not covered (iquant_covers is false): the caller never gets here

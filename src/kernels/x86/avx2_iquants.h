@@ -16,7 +16,8 @@ ActFormat iquant_act_format(const Matrix& w);
 inline bool iquant_covers(const Matrix& w) { return iquant_act_format(w) != ActFormat::F32; }
 
 // y[:, o0:o1) = x·W for a w that iquant_covers(); a.xq holds the rows of x in iquant_act_format(w).
-void iquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1);
+// scratch: the thread's kKernelScratchFloats floats (64-byte aligned), for decoded weight rows.
+void iquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch);
 
 }  // namespace groak::avx2
 #endif
