@@ -1,7 +1,8 @@
 // The codebooks of ggml's i-quants (internal to kernels/): format data that GGUF blocks index into, so they
-// must be bit-exact. The grids are generated into quant_iquants_grids.cpp by scripts/gen_iquant_grids.py
-// from llama.cpp's gguf-py and checked against ggml-common.h; the small tables below follow from their
-// definitions. Entry i of a grid packs its 8 (or 4) elements as ggml-common.h does: byte j = element j.
+// must be bit-exact. The grids are generated into quant_iquants_grids.cpp (IQ2, IQ3) and
+// quant_iquants_grid_iq1.cpp (IQ1) by scripts/gen_iquant_grids.py from llama.cpp's gguf-py and checked
+// against ggml-common.h; the small tables below follow from their definitions. Entry i of a grid packs its
+// 8 (or 4) elements as ggml-common.h does: byte j = element j.
 #pragma once
 #include <cstdint>
 
