@@ -1,7 +1,8 @@
 // Google Benchmark micro-benchmarks of the matrix-product kernels at Grok-1's shapes, through the same
 // threaded ops the model calls. Each reports bytes of weights streamed per second (GB/s) for decode
 // (one row) and multiply-adds per second for prefill (many rows). Weights are synthetic (their values
-// do not change the speed); every matrix is larger than the last-level cache, as the real ones are.
+// do not change the speed; the i-quants and ternary types, which groak cannot write, are random blocks); every
+// matrix is larger than the last-level cache, as the real ones are.
 //
 //   build/groak_kernel_bench [--benchmark_filter=decode] [--threads=N]
 #include <benchmark/benchmark.h>
@@ -10,11 +11,13 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/context.h"
 #include "kernels/ops.h"
 #include "kernels/probe.h"
+#include "kernels/quant.h"
 
 namespace groak {
 namespace {
@@ -24,6 +27,18 @@ int g_threads = 0;  // --threads=N (0 = every core)
 Context& context() {
   static Context ctx(g_threads);
   return ctx;
+}
+
+// The types groak reads but does not write, by benchmark name (null for the others).
+const GgmlType* read_only_type(const std::string& kind) {
+  static const std::pair<const char*, GgmlType> kTypes[] = {
+      {"iq1_s", GgmlType::IQ1_S},   {"iq1_m", GgmlType::IQ1_M},   {"iq2_xxs", GgmlType::IQ2_XXS},
+      {"iq2_xs", GgmlType::IQ2_XS}, {"iq2_s", GgmlType::IQ2_S},   {"iq3_xxs", GgmlType::IQ3_XXS},
+      {"iq3_s", GgmlType::IQ3_S},   {"iq4_nl", GgmlType::IQ4_NL}, {"iq4_xs", GgmlType::IQ4_XS},
+      {"tq1_0", GgmlType::TQ1_0},   {"tq2_0", GgmlType::TQ2_0}};
+  for (const auto& [name, t] : kTypes)
+    if (kind == name) return &t;
+  return nullptr;
 }
 
 struct Weights {
@@ -59,6 +74,23 @@ Weights make(const std::string& kind, int64_t n_in, int64_t n_out) {
     return w;
   }
   m.format = WeightFormat::Ggml;
+  if (const GgmlType* t = read_only_type(kind)) {  // no quantizer: random blocks with a moderate f16 scale d
+    m.ggml = *t;
+    w.bytes.resize(row_bytes(m.ggml, n_in) * static_cast<size_t>(n_out));
+    for (auto& b : w.bytes) b = static_cast<uint8_t>(g());
+    const size_t bs = type_size(m.ggml);
+    const uint16_t d = f32_to_fp16(0.01f);
+    for (size_t k = 0; k < w.bytes.size(); k += bs) {
+      uint8_t* b = w.bytes.data() + k;
+      if (m.ggml == GgmlType::IQ1_M) {  // d is spread over the top nibbles of the 4 scale words at byte 48
+        for (int j = 0; j < 4; ++j) b[49 + 2 * j] = static_cast<uint8_t>((b[49 + 2 * j] & 0x0f) | (((d >> (4 * j)) & 0xf) << 4));
+      } else {
+        std::memcpy(b + (m.ggml == GgmlType::TQ1_0 ? 52 : m.ggml == GgmlType::TQ2_0 ? 64 : 0), &d, 2);
+      }
+    }
+    m.data = w.bytes.data();
+    return w;
+  }
   m.ggml = kind == "q8_0" ? GgmlType::Q8_0 : kind == "q4_0" ? GgmlType::Q4_0 : kind == "q2_k" ? GgmlType::Q2_K
          : kind == "q3_k" ? GgmlType::Q3_K : kind == "q4_k" ? GgmlType::Q4_K : kind == "q5_k" ? GgmlType::Q5_K
          : kind == "q6_k" ? GgmlType::Q6_K : kind == "f16" ? GgmlType::F16 : GgmlType::BF16;
@@ -107,7 +139,9 @@ void run_product(benchmark::State& state, const std::string& kind, int64_t n_in,
 }
 
 void register_all() {
-  for (const char* kind : {"xai_int8", "q8_0", "q4_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "f16", "bf16", "f32"}) {
+  for (const char* kind : {"xai_int8", "q8_0", "q4_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "f16", "bf16", "f32",
+                           "iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq4_nl", "iq4_xs", "tq1_0",
+                           "tq2_0"}) {
     const std::string k = kind;
     benchmark::RegisterBenchmark(("decode/" + k).c_str(), [k](benchmark::State& s) { run_product(s, k, 6144, 32768); })
         ->Arg(1)

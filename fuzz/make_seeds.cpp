@@ -174,6 +174,25 @@ int main(int argc, char** argv) {
       w.write_data(d.data(), 24);
       w.end_tensor();
       w.finish();
+      w.commit();  // the writer works under FILE.tmp; without this the seed is removed
+    }
+    {  // one block of each codebook / ternary / MXFP4 type, so the fuzzer starts inside their decoders
+      groak::GgufWriter w((out / "fuzz_gguf" / "iquants.gguf").string());
+      w.add_string("general.architecture", "grok");
+      struct Block { const char* name; uint32_t type; int64_t n; uint64_t bytes; };  // ggml.h numbers, ggml-common.h sizes
+      const Block blocks[] = {{"iq2_xxs", 16, 256, 66}, {"iq2_xs", 17, 256, 74}, {"iq3_xxs", 18, 256, 98},
+                              {"iq1_s", 19, 256, 50},   {"iq4_nl", 20, 32, 18},   {"iq3_s", 21, 256, 110},
+                              {"iq2_s", 22, 256, 82},   {"iq4_xs", 23, 256, 136}, {"iq1_m", 29, 256, 56},
+                              {"tq1_0", 34, 256, 54},   {"tq2_0", 35, 256, 66},   {"mxfp4", 39, 32, 17}};
+      for (const Block& b : blocks) w.add_tensor(b.name, {b.n}, b.type, b.bytes);
+      w.write_header();
+      const std::vector<uint8_t> d = counting(136);
+      for (const Block& b : blocks) {
+        w.write_data(d.data(), b.bytes);
+        w.end_tensor();
+      }
+      w.finish();
+      w.commit();  // the writer works under FILE.tmp; without this the seed is removed
     }
 #endif
   } catch (const std::exception& e) {

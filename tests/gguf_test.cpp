@@ -464,9 +464,18 @@ TEST(GgufBad, TensorInfos) {
   m = with({"t.unknown", {32}, 99, std::vector<uint8_t>(32)});
   EXPECT_ERROR_HAS(m, "tensor 't.unknown'");
   EXPECT_ERROR_HAS(m, "ggml type 99 (unknown)");
-  m = with({"t.iq", {256}, 16, std::vector<uint8_t>(66)});
-  EXPECT_ERROR_HAS(m, "ggml type 16 (IQ2_XXS)");
+  // Numbers ggml defines that groak does not read: the number, ggml's name and the tensor, and what is read.
+  m = with({"t.q8k", {256}, 15, std::vector<uint8_t>(292)});
+  EXPECT_ERROR_HAS(m, "tensor 't.q8k' [256] has ggml type 15 (Q8_K), which groak cannot read");
+  EXPECT_ERROR_HAS(m, "IQ2_XXS");  // the supported list names the i-quants
+  m = with({"t.removed", {256}, 31, std::vector<uint8_t>(256)});
+  EXPECT_ERROR_HAS(m, "ggml type 31 (Q4_0_4_4 (removed))");
+  EXPECT_ERROR_HAS(m, "t.removed");
+  // i-quants are read: an IQ2_XXS tensor parses, and a row that is not whole 256-blocks is refused by name.
+  EXPECT_EQ(with({"t.iq", {256}, 16, std::vector<uint8_t>(66)}), "");
+  m = with({"t.iq", {96}, 16, std::vector<uint8_t>(66)});
   EXPECT_ERROR_HAS(m, "t.iq");
+  EXPECT_ERROR_HAS(m, "not a multiple of the IQ2_XXS block size 256");
 
   m = with({"t.misaligned", {4}, 0, std::vector<uint8_t>(16), uint64_t{40}});
   EXPECT_ERROR_HAS(m, "t.misaligned");

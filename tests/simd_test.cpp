@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "iquant_util.h"
 #include "kernel_util.h"
 #include "kernels/context.h"
 #include "kernels/ops.h"
@@ -108,6 +109,23 @@ TestMatrix ggml_matrix(GgmlType type, int64_t n_in, int64_t n_out, uint32_t seed
   return t;
 }
 
+// The reference weights and the matrix view of t's blocks (one leading pad byte: unaligned rows).
+void finish_ggml_matrix(TestMatrix& t, GgmlType type, int64_t n_in, int64_t n_out) {
+  const size_t rb = row_bytes(type, n_in);
+  t.w.resize(static_cast<size_t>(n_in * n_out));
+  std::vector<float> row(static_cast<size_t>(n_in));
+  for (int64_t o = 0; o < n_out; ++o) {
+    dequantize_row(type, t.bytes.data() + 1 + rb * static_cast<size_t>(o), row.data(), n_in);
+    for (int64_t i = 0; i < n_in; ++i) t.w[static_cast<size_t>(i * n_out + o)] = row[static_cast<size_t>(i)];
+  }
+  t.m.format = WeightFormat::Ggml;
+  t.m.ggml = type;
+  t.m.layout = Layout::OutIn;
+  t.m.n_in = n_in;
+  t.m.n_out = n_out;
+  t.m.data = t.bytes.data() + 1;
+}
+
 // A k-quant matrix of random blocks: every bit pattern of the codes and packed scales (Q3_K's −32, Q6_K's
 // −128, 6-bit scales and mins at their limits), with small positive f16 factors so that no value is
 // inf or NaN. Types without a quantizer (Q2_K, Q3_K, Q5_K) are tested this way too.
@@ -133,18 +151,20 @@ TestMatrix random_kquant(GgmlType type, int64_t n_in, int64_t n_out, uint32_t se
       const uint16_t v = f32_to_fp16(scale(g));
       std::memcpy(t.bytes.data() + 1 + b * bb + h, &v, 2);
     }
-  t.w.resize(static_cast<size_t>(n_in * n_out));
-  std::vector<float> row(static_cast<size_t>(n_in));
-  for (int64_t o = 0; o < n_out; ++o) {
-    dequantize_row(type, t.bytes.data() + 1 + rb * static_cast<size_t>(o), row.data(), n_in);
-    for (int64_t i = 0; i < n_in; ++i) t.w[static_cast<size_t>(i * n_out + o)] = row[static_cast<size_t>(i)];
-  }
-  t.m.format = WeightFormat::Ggml;
-  t.m.ggml = type;
-  t.m.layout = Layout::OutIn;
-  t.m.n_in = n_in;
-  t.m.n_out = n_out;
-  t.m.data = t.bytes.data() + 1;
+  finish_ggml_matrix(t, type, n_in, n_out);
+  return t;
+}
+
+// A matrix of a type groak reads but cannot write: random blocks (iquant_util.h), then dequantised.
+TestMatrix iquant_matrix(GgmlType type, int64_t n_in, int64_t n_out, uint32_t seed) {
+  TestMatrix t;
+  t.label = std::string("ggml ") + type_name(type);
+  const size_t rb = row_bytes(type, n_in);
+  const std::vector<uint8_t> blocks =
+      random_iquant_blocks(type, rb / type_size(type) * static_cast<size_t>(n_out), seed);
+  t.bytes.resize(1 + blocks.size());
+  std::memcpy(t.bytes.data() + 1, blocks.data(), blocks.size());
+  finish_ggml_matrix(t, type, n_in, n_out);
   return t;
 }
 
@@ -173,6 +193,12 @@ std::vector<TestMatrix> all_formats() {
   for (GgmlType t : kKQuants) {
     v.push_back(random_kquant(t, 512, 9, 50 + static_cast<uint32_t>(t)));
     v.push_back(random_kquant(t, 768, 37, 60 + static_cast<uint32_t>(t)));
+  }
+  // i-quants, ternary, MXFP4 (random blocks): the same shapes, or 5 and 7 blocks of the 32-element types.
+  for (GgmlType t : iquant_types()) {
+    const bool small = block_size(t) == 32;
+    v.push_back(iquant_matrix(t, small ? 160 : 512, 9, 50 + static_cast<uint32_t>(t)));
+    v.push_back(iquant_matrix(t, small ? 224 : 768, 37, 60 + static_cast<uint32_t>(t)));
   }
   return v;
 }

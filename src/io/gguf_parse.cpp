@@ -31,6 +31,14 @@ constexpr uint64_t kMaxArrayLength = 1u << 26;
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // empty key, type, one-byte value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // empty name, n_dims, one ne, type, offset
 
+// "F32, F16, …": the names of every ggml type number groak reads, in number order (for the refusal message).
+std::string supported_type_list() {
+  std::string s;
+  for (uint32_t n = 0; n < 64; ++n)
+    if (ggml_type_supported(n)) s += (s.empty() ? "" : ", ") + std::string(ggml_type_name(n));
+  return s;
+}
+
 class Parser {
  public:
   explicit Parser(detail::GgufPart& p) : p_(p), d_(p.data), n_(p.size) {}
@@ -210,8 +218,8 @@ class Parser {
       const uint32_t type = read<uint32_t>("type of " + what);
       if (!ggml_type_supported(type)) {
         throw Error(p_.path + ": " + what + " " + shape_of(t.ne) + " has ggml type " + std::to_string(type) + " (" +
-                    ggml_type_name(type) + "), which groak cannot read; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
-                    "Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (re-quantise the model to one of these with llama-quantize)");
+                    ggml_type_name(type) + "), which groak cannot read; supported: " + supported_type_list() +
+                    " (re-quantise the model to one of these with llama-quantize)");
       }
       t.type = static_cast<GgmlType>(type);
       const int64_t bs = block_size(t.type);

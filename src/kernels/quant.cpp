@@ -1,5 +1,6 @@
 // The type table of ggml's tensor formats and the row-level API over it. Each family's block routines
-// live in their own file: quant_legacy.cpp (32-element blocks), quant_kquants.cpp (k-quants and q8_K).
+// live in their own file: quant_legacy.cpp (32-element blocks), quant_kquants.cpp (k-quants and q8_K),
+// quant_iquants.cpp (codebook i-quants, ternary TQ1_0/TQ2_0, MXFP4).
 // Block sizes are sizeof(block_*) of ggml/src/ggml-common.h (packed structs of uint8_t and ggml_half).
 #include "kernels/quant.h"
 
@@ -99,6 +100,18 @@ TypeInfo info(GgmlType t) {
     case GgmlType::Q4_K: return {"Q4_K", 256, 144}; // d, dmin, scales[12], qs[128]
     case GgmlType::Q5_K: return {"Q5_K", 256, 176}; // d, dmin, scales[12], qh[32], qs[128]
     case GgmlType::Q6_K: return {"Q6_K", 256, 210}; // ql[128], qh[64], scales[16] (int8), d
+    case GgmlType::IQ2_XXS: return {"IQ2_XXS", 256, 66};  // d, qs[32] (uint16)
+    case GgmlType::IQ2_XS: return {"IQ2_XS", 256, 74};    // d, qs[32] (uint16), scales[8]
+    case GgmlType::IQ2_S: return {"IQ2_S", 256, 82};      // d, qs[64], qh[8], scales[8]
+    case GgmlType::IQ3_XXS: return {"IQ3_XXS", 256, 98};  // d, qs[96]
+    case GgmlType::IQ3_S: return {"IQ3_S", 256, 110};     // d, qs[64], qh[8], signs[32], scales[4]
+    case GgmlType::IQ1_S: return {"IQ1_S", 256, 50};      // d, qs[32], qh[8] (uint16)
+    case GgmlType::IQ1_M: return {"IQ1_M", 256, 56};      // qs[32], qh[16], scales[8] (d inside)
+    case GgmlType::IQ4_NL: return {"IQ4_NL", 32, 18};     // d, qs[16]
+    case GgmlType::IQ4_XS: return {"IQ4_XS", 256, 136};   // d, scales_h (uint16), scales_l[4], qs[128]
+    case GgmlType::TQ1_0: return {"TQ1_0", 256, 54};      // qs[48], qh[4], d
+    case GgmlType::TQ2_0: return {"TQ2_0", 256, 66};      // qs[64], d
+    case GgmlType::MXFP4: return {"MXFP4", 32, 17};       // e (E8M0), qs[16]
   }
   return {"?", 1, 0};
 }
@@ -109,7 +122,8 @@ using quant::BlockQuant;
 // The block routines of a type, from its family's file; null for the float types.
 BlockDequant block_dequant(GgmlType t) {
   if (BlockDequant f = quant::legacy_dequant(t)) return f;
-  return quant::kquant_dequant(t);
+  if (BlockDequant f = quant::kquant_dequant(t)) return f;
+  return quant::iquant_dequant(t);
 }
 
 BlockQuant block_quant(GgmlType t) {
@@ -133,8 +147,10 @@ inline float load_scalar(GgmlType t, const uint8_t* p) {
 
 bool ggml_type_supported(uint32_t number) {
   switch (number) {
-    case 0: case 1: case 2: case 3: case 6: case 7: case 8:
-    case 10: case 11: case 12: case 13: case 14: case 30:
+    case 0: case 1: case 2: case 3: case 6: case 7: case 8:      // F32 … Q8_0
+    case 10: case 11: case 12: case 13: case 14:                 // Q2_K … Q6_K
+    case 16: case 17: case 18: case 19: case 20: case 21: case 22: case 23:  // IQ2_XXS … IQ4_XS
+    case 29: case 30: case 34: case 35: case 39:                 // IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4
       return true;
     default:
       return false;

@@ -14,7 +14,8 @@
 namespace groak {
 
 // ggml's type numbers as stored in GGUF tensor infos (ggml.h `enum ggml_type`). Only the types groak can
-// read are enumerators; other numbers (IQ*, TQ*, I8 …) still have a name through ggml_type_name().
+// read are enumerators; other numbers (Q8_1, Q8_K, I8 … F64, the removed ones) still have a name through
+// ggml_type_name().
 enum class GgmlType : uint32_t {
   F32 = 0,
   F16 = 1,
@@ -28,7 +29,19 @@ enum class GgmlType : uint32_t {
   Q4_K = 12,
   Q5_K = 13,
   Q6_K = 14,
+  IQ2_XXS = 16,
+  IQ2_XS = 17,
+  IQ3_XXS = 18,
+  IQ1_S = 19,
+  IQ4_NL = 20,
+  IQ3_S = 21,
+  IQ2_S = 22,
+  IQ4_XS = 23,
+  IQ1_M = 29,
   BF16 = 30,
+  TQ1_0 = 34,
+  TQ2_0 = 35,
+  MXFP4 = 39,  // added to ggml after llama.cpp c392e5094 (the gpt-oss GGUFs use it)
 };
 
 // Elements per k-quant super-block (ggml's QK_K).
@@ -43,7 +56,7 @@ bool ggml_type_supported(uint32_t number);
 const char* ggml_type_name(uint32_t number);
 const char* type_name(GgmlType t);
 
-int64_t block_size(GgmlType t);  // elements per block: 1 (F32/F16/BF16), 32, or 256 (k-quants)
+int64_t block_size(GgmlType t);  // elements per block: 1 (F32/F16/BF16), 32, or 256 (k-quants, most i-quants)
 size_t type_size(GgmlType t);    // bytes per block
 // Bytes of a row of n elements. Throws groak::Error when n is negative or not a multiple of the block size.
 size_t row_bytes(GgmlType t, int64_t n);

@@ -46,5 +46,6 @@ BlockDequant legacy_dequant(GgmlType t);  // quant_legacy.cpp: Q4_0, Q4_1, Q5_0,
 BlockQuant legacy_quant(GgmlType t);
 BlockDequant kquant_dequant(GgmlType t);  // quant_kquants.cpp: Q2_K … Q6_K
 BlockQuant kquant_quant(GgmlType t);
+BlockDequant iquant_dequant(GgmlType t);  // quant_iquants.cpp: IQ1_S … IQ4_XS, TQ1_0, TQ2_0, MXFP4 (no quantizers)
 
 }  // namespace groak::quant

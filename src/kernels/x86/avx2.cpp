@@ -12,9 +12,12 @@
 //   acc8 = fma(d_w·d_x, lanes, acc8) over blocks in order, then hsum8().
 // - [out, in] k-quant rows (Q2_K … Q6_K) with q8_K activations: kquant_blocks.h states the sequence
 //   (per 256-block exact int32 sums, one or two fma into one f32 accumulator per output).
+// - [out, in] i-quant, ternary and MXFP4 rows with q8_K (or q8_0) activations: avx2_iquants.cpp (the
+//   same shape: per block exact int32 lanes, one fma into acc8, then hsum8()).
 // The streaming (few rows) and the tiled (many rows) paths follow the same sequences, so a row's
 // result is bit-identical whether it is alone in a product or shares it (tests/simd_test.cpp).
 #include "kernels/kernels.h"
+#include "kernels/x86/avx2_iquants.h"
 #include "kernels/x86/avx2_kquants.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -474,13 +477,14 @@ bool q8_activations(const Matrix& w) {
 ActFormat avx2_act_format(const Matrix& w) {
   if (q8_activations(w)) return ActFormat::Q8_0;
   if (avx2::kquant_covers(w)) return ActFormat::Q8_K;
-  return ActFormat::F32;
+  return avx2::iquant_act_format(w);  // F32 when not an i-quant either
 }
 
 void avx2_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const Matrix& w = *a.w;
   if (w.layout == Layout::InOut) return matmul_inout(a, o0, o1, scratch);
   if (avx2::kquant_covers(w)) return avx2::kquant_matmul(a, o0, o1, scratch);
+  if (avx2::iquant_covers(w)) return avx2::iquant_matmul(a, o0, o1, scratch);
   switch (w.format) {
     case WeightFormat::F32: return outin_float<RowType::F32>(a, o0, o1);
     case WeightFormat::XaiInt8: break;  // xAI int8 is always [in, out]
