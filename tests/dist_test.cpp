@@ -228,11 +228,6 @@ std::string mpirun_prefix(int R) {
 }
 std::string mpirun_groak(int R, const std::string& args) { return mpirun_prefix(R) + GROAK_BIN + " " + args; }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // The number after "label " in text; -1 when absent.
 long long number_after(const std::string& text, const std::string& label) {
   const size_t at = text.find(label + " ");

@@ -18,13 +18,6 @@ namespace {
 
 std::string groak_bin() { return GROAK_BIN; }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Lines of text that are not empty.
 size_t line_count(const std::string& text) {
   size_t n = 0;

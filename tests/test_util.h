@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <initializer_list>
 #include <random>
 #include <sstream>
@@ -100,6 +101,12 @@ inline std::vector<int32_t> read_tokens(const std::string& path) {
   int32_t v;
   while (in >> v) t.push_back(v);
   return t;
+}
+
+// A file's bytes ("" when it cannot be read).
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 // Runs a shell command; returns its exit status and (if out != nullptr) its stdout+stderr.
