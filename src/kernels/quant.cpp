@@ -213,27 +213,49 @@ float dot_row(GgmlType t, const uint8_t* row, const float* x, int64_t n) {
   return sum;
 }
 
+quant::RowQuant row_quant(GgmlType t) {
+  if (quant::RowQuant f = quant::legacy_row_quant(t)) return f;
+  if (quant::RowQuant f = quant::kquant_row_quant(t)) return f;
+  return quant::iquant_row_quant(t);
+}
+
 bool has_quantizer(GgmlType t) {
-  return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16 || block_quant(t) != nullptr;
+  return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16 || block_quant(t) != nullptr ||
+         row_quant(t) != nullptr;
+}
+
+bool quantize_requires_imatrix(GgmlType t) {
+  return t == GgmlType::IQ2_XXS || t == GgmlType::IQ2_XS || t == GgmlType::IQ1_S || t == GgmlType::IQ2_S ||
+         t == GgmlType::IQ1_M;
 }
 
 void quantize_row(GgmlType t, const float* src, uint8_t* dst, int64_t n) {
-  if (!has_quantizer(t)) {
-    throw Error(std::string("quantize_row: groak has no quantizer for ") + type_name(t) +
-                " (available: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)");
-  }
+  quantize_rows(t, src, dst, 1, n, nullptr);
+}
+
+void quantize_rows(GgmlType t, const float* src, uint8_t* dst, int64_t rows, int64_t n, const float* imatrix) {
+  if (!has_quantizer(t)) throw Error(std::string("groak has no quantizer for ") + type_name(t));
+  if (imatrix == nullptr && quantize_requires_imatrix(t))
+    throw Error(std::string("quantizing to ") + type_name(t) + " needs an importance matrix (--imatrix FILE; "
+                "make one with groak imatrix)");
   const TypeInfo ti = info(t);
-  (void)row_bytes(t, n);  // throws on a partial block
-  if (const BlockQuant q = block_quant(t)) {
-    for (int64_t i = 0; i < n; i += ti.block, dst += ti.bytes) q(src + i, dst);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i, dst += ti.bytes) {
-    if (t == GgmlType::F32) {
-      std::memcpy(dst, src + i, 4);
+  const size_t rb = row_bytes(t, n);  // throws on a partial block
+  for (int64_t r = 0; r < rows; ++r, src += n, dst += rb) {
+    if (const quant::RowQuant rq = row_quant(t)) {
+      rq(src, dst, n, imatrix);
+    } else if (const BlockQuant q = block_quant(t)) {
+      uint8_t* d = dst;
+      for (int64_t i = 0; i < n; i += ti.block, d += ti.bytes) q(src + i, d);
     } else {
-      const uint16_t h = t == GgmlType::F16 ? f32_to_fp16(src[i]) : f32_to_bf16(src[i]);
-      std::memcpy(dst, &h, 2);
+      uint8_t* d = dst;
+      for (int64_t i = 0; i < n; ++i, d += ti.bytes) {
+        if (t == GgmlType::F32) {
+          std::memcpy(d, src + i, 4);
+        } else {
+          const uint16_t h = t == GgmlType::F16 ? f32_to_fp16(src[i]) : f32_to_bf16(src[i]);
+          std::memcpy(d, &h, 2);
+        }
+      }
     }
   }
 }

@@ -40,12 +40,20 @@ inline int trunc_clamped(float v, int lo, int hi) {
 
 using BlockDequant = void (*)(const uint8_t* b, float* y);
 using BlockQuant = void (*)(const float* x, uint8_t* b);
+// A whole row x[0, n) (n a multiple of the block size) with llama.cpp's per-column importances
+// imatrix[0, n) (its quant_weights; null: none), as ggml's quantize_<type>(x, dst, 1, n, imatrix). For the
+// types whose rounding search can be weighted; a type with only a BlockQuant ignores an imatrix (as ggml).
+using RowQuant = void (*)(const float* x, uint8_t* dst, int64_t n, const float* imatrix);
 
 // Each family's routines for a type; null when the type is not of the family (or has no quantizer).
 BlockDequant legacy_dequant(GgmlType t);  // quant_legacy.cpp: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 BlockQuant legacy_quant(GgmlType t);
 BlockDequant kquant_dequant(GgmlType t);  // quant_kquants.cpp: Q2_K … Q6_K
 BlockQuant kquant_quant(GgmlType t);
-BlockDequant iquant_dequant(GgmlType t);  // quant_iquants.cpp: IQ1_S … IQ4_XS, TQ1_0, TQ2_0, MXFP4 (no quantizers)
+BlockDequant iquant_dequant(GgmlType t);  // quant_iquants.cpp: IQ1_S … IQ4_XS, TQ1_0, TQ2_0, MXFP4
+// Row quantizers (null where the family has none for t, or only a BlockQuant).
+RowQuant legacy_row_quant(GgmlType t);
+RowQuant kquant_row_quant(GgmlType t);
+RowQuant iquant_row_quant(GgmlType t);
 
 }  // namespace groak::quant

@@ -264,4 +264,6 @@ BlockDequant iquant_dequant(GgmlType t) {
   }
 }
 
+RowQuant iquant_row_quant(GgmlType) { return nullptr; }
+
 }  // namespace groak::quant

@@ -387,6 +387,8 @@ BlockQuant kquant_quant(GgmlType t) {
   }
 }
 
+RowQuant kquant_row_quant(GgmlType) { return nullptr; }
+
 }  // namespace quant
 
 using quant::load_half;

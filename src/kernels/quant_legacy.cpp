@@ -121,4 +121,6 @@ BlockQuant legacy_quant(GgmlType t) {
   }
 }
 
+RowQuant legacy_row_quant(GgmlType) { return nullptr; }
+
 }  // namespace groak::quant
