@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "convert/imatrix.h"
+#include "convert/quant_plan.h"
 #include "kernels/quant.h"
 #include "model/weights.h"
 #include "tokenizer/vocab_model.h"
@@ -14,7 +16,10 @@ namespace groak {
 
 struct ConvertOptions {
   std::string out;                  // FILE.gguf (with a split: FILE-00001-of-0000N.gguf …)
-  GgmlType type = GgmlType::Q8_0;   // type of the 2-D weights (norms and router stay f32)
+  QuantPlanOptions plan{.file_type = &parse_file_type("Q8_0")};  // the weights' types (norms, router: f32)
+  const Imatrix* imatrix = nullptr; // importance matrix (checked against the model), or none
+  std::string imatrix_file;         // its name, recorded in the output's metadata
+  int threads = 0;                  // 0 = every core
   uint64_t split_max_bytes = 0;     // 0 = one file
   const VocabSpec* vocab = nullptr; // tokenizer metadata to embed (may be null: none)
   std::string name = "grok";        // general.name
@@ -28,14 +33,12 @@ struct ConvertReport {
   uint64_t exact_int8_blocks = 0;    // xAI int8 -> q8_0 blocks kept bit-exact
   uint64_t requantized_blocks = 0;   // xAI int8 -> q8_0 blocks that had to be re-rounded
   std::vector<std::string> fallbacks;  // tensors stored in another type than asked, and why
+  std::vector<std::pair<std::string, GgmlType>> types;  // every tensor's type, in file order
 };
 
 using ConvertProgress = std::function<void(uint64_t bytes_done, uint64_t bytes_total)>;
 
-// Parses "f32", "q4_k", … (throws groak::Error listing the accepted names).
-GgmlType parse_convert_type(const std::string& s);
-const char* convert_type_names();
-
+// Everything is checked (types, imatrix, row lengths, requantizing) before any output is created.
 ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const ConvertProgress& progress = {});
 
 }  // namespace groak

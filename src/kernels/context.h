@@ -13,6 +13,15 @@
 
 namespace groak {
 
+// Sees the input of every matrix product before it runs (groak imatrix collects llama.cpp's importance
+// matrix this way). w is the product's weight as the forward pass names it (an expert's view, a rank's
+// slice), x its input rows [rows, w.n_in].
+class MatmulObserver {
+ public:
+  virtual ~MatmulObserver() = default;
+  virtual void on_matmul(const Matrix& w, const float* x, int64_t rows) = 0;
+};
+
 class Context {
  public:
   // threads: 0 = every core. kernels: null = the fastest table for this CPU.
@@ -28,6 +37,9 @@ class Context {
   uint8_t* act_buffer(size_t bytes);
   // Sizes that buffer up front (an engine reserves its largest product, so no forward pass allocates).
   void reserve_act(size_t bytes);
+  // The observer of every product (null = none, the default: one pointer test per product).
+  void set_observer(MatmulObserver* o) { observer_ = o; }
+  MatmulObserver* observer() const { return observer_; }
 
  private:
   struct FreeAligned { void operator()(float* p) const; };
@@ -35,6 +47,7 @@ class Context {
   const Kernels* kernels_;
   std::unique_ptr<float, FreeAligned> scratch_;  // [threads][kKernelScratchFloats]
   std::vector<uint8_t> act_;
+  MatmulObserver* observer_ = nullptr;
 };
 
 }  // namespace groak

@@ -16,6 +16,7 @@ void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t, int)> fn) {
 
 void matmul(Context& ctx, const Matrix& view, const float* x, float* y, int64_t n_rows) {
   assert(n_rows > 0 && n_rows <= kMaxProductRows);
+  if (MatmulObserver* o = ctx.observer()) o->on_matmul(view, x, n_rows);
   const Matrix& w = view.resolve();
   const Kernels& k = ctx.kernels();
   MatmulArgs a;

@@ -225,8 +225,7 @@ bool has_quantizer(GgmlType t) {
 }
 
 bool quantize_requires_imatrix(GgmlType t) {
-  return t == GgmlType::IQ2_XXS || t == GgmlType::IQ2_XS || t == GgmlType::IQ1_S || t == GgmlType::IQ2_S ||
-         t == GgmlType::IQ1_M;
+  return t == GgmlType::IQ2_XXS || t == GgmlType::IQ2_XS || t == GgmlType::IQ1_S;
 }
 
 void quantize_row(GgmlType t, const float* src, uint8_t* dst, int64_t n) {

@@ -72,7 +72,7 @@ float dot_row(GgmlType t, const uint8_t* row, const float* x, int64_t n);
 // True for the types quantize_row / quantize_rows can produce.
 bool has_quantizer(GgmlType t);
 // True for the types ggml refuses to produce without an importance matrix (ggml_quantize_requires_imatrix:
-// IQ2_XXS, IQ2_XS, IQ1_S; llama-quantize also asks one for IQ2_S and IQ1_M).
+// IQ2_XXS, IQ2_XS, IQ1_S). llama-quantize (and groak convert) also ask one for IQ2_S and IQ1_M weights.
 bool quantize_requires_imatrix(GgmlType t);
 // dst = src[0, n) encoded as type t, following ggml's quantize_row_*_ref (deterministic; same rounding).
 // Throws groak::Error for a type without a quantizer or n not a multiple of the block size.
