@@ -41,6 +41,7 @@ Command convert_command();
 Command generate_command();
 Command bench_command();
 Command perplexity_command();
+Command imatrix_command();
 Command serve_command();
 Command chat_command();
 

@@ -56,7 +56,8 @@ void convert_to(const std::string& model, const std::string& out, const std::str
   Model m = load_model(model);
   ConvertOptions o;
   o.out = out;
-  o.type = parse_convert_type(type);
+  o.plan.file_type = &parse_file_type(type);
+  o.plan.pure = true;  // the tests below measure each type alone, not llama.cpp's mixes
   o.split_max_bytes = split;
   ConvertReport r = convert_model(m, o);
   if (report) *report = r;
@@ -165,7 +166,6 @@ TEST(Convert, SplitOutputLoadsFromAnyPart) {
     Model m = load_model(tmp / "raw");
     ConvertOptions o;
     o.out = tmp / "fail.gguf";
-    o.type = GgmlType::Q8_0;
     o.split_max_bytes = 400000;
     const ConvertProgress stop = [](uint64_t done, uint64_t total) {
       if (done > total / 2) throw Error("stopped on purpose");
@@ -215,7 +215,7 @@ TEST(Convert, BadTypeAndMissingModelAreClear) {
   std::string out;
   EXPECT_EQ(run_command(std::string(GROAK_BIN) + " convert --model /nonexistent --out /tmp/x.gguf --type q4_k", &out), 1);
   EXPECT_NE(out.find("no such file or folder"), std::string::npos) << out;
-  EXPECT_THROW(parse_convert_type("iq2_xs"), Error);
+  EXPECT_THROW(parse_file_type("q9_k"), Error);
 }
 
 }  // namespace groak::test

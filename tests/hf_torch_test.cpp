@@ -156,7 +156,7 @@ TEST_F(TorchPorts, ConvertToGgufKeepsTheLogits) {
   Model m = load_model(tmp_ / "keyfan");
   ConvertOptions o;
   o.out = tmp_ / "keyfan-f32.gguf";
-  o.type = GgmlType::F32;
+  o.plan.file_type = &parse_file_type("F32");
   ConvertReport r = convert_model(m, o);
   ASSERT_EQ(r.files.size(), 1u);
   check(logits_of(o.out, tokens_, reference_kernels()), reference(HfPort::Keyfan, reference_kernels()),

@@ -1,4 +1,7 @@
 // groak convert: any readable model to a GGUF for llama.cpp, streaming in bounded memory.
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -16,13 +19,35 @@ namespace groak::cli {
 namespace {
 
 struct ConvertArgs {
-  std::string model, out, type = "q8_0", split, tokenizer;
-  bool allow_requantize = false;
+  std::string model, out, type = "Q8_0", split, tokenizer, imatrix, output_type, embedding_type;
+  std::vector<std::string> tensor_types;
+  bool allow_requantize = false, pure = false;
+  int threads = 0;
 };
+
+// "3m05s", "42s": a rough time left.
+std::string eta_text(double seconds) {
+  char b[32];
+  if (seconds >= 3600) std::snprintf(b, sizeof b, "%dh%02dm", static_cast<int>(seconds / 3600), static_cast<int>(seconds / 60) % 60);
+  else if (seconds >= 60) std::snprintf(b, sizeof b, "%dm%02ds", static_cast<int>(seconds / 60), static_cast<int>(seconds) % 60);
+  else std::snprintf(b, sizeof b, "%ds", static_cast<int>(seconds));
+  return b;
+}
+
+QuantPlanOptions plan_options(const ConvertArgs& a) {
+  QuantPlanOptions p;
+  p.file_type = &parse_file_type(a.type);
+  p.pure = a.pure;
+  if (!a.output_type.empty()) p.output_type = parse_tensor_type(a.output_type);
+  if (!a.embedding_type.empty()) p.token_embedding_type = parse_tensor_type(a.embedding_type);
+  for (const auto& r : a.tensor_types) p.tensor_types.push_back(parse_tensor_type_rule(r));
+  return p;
+}
 
 int run_convert(const ConvertArgs& a) {
   ConvertOptions opt;
-  opt.type = parse_convert_type(a.type);
+  opt.plan = plan_options(a);
+  opt.threads = a.threads;
   opt.out = a.out;
   opt.allow_requantize = a.allow_requantize;
   if (!a.split.empty()) opt.split_max_bytes = parse_size(a.split, "--split-max-size");
@@ -30,6 +55,15 @@ int run_convert(const ConvertArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
   Model m = load_with_progress(a.model);
   opt.inputs = input_files(m, a.tokenizer, a.model);
+  std::optional<Imatrix> imatrix;
+  if (!a.imatrix.empty()) {
+    imatrix = read_imatrix(a.imatrix);
+    opt.imatrix = &*imatrix;
+    opt.imatrix_file = a.imatrix;
+    opt.inputs.push_back(a.imatrix);
+    std::fprintf(stderr, "convert: imatrix %s: %zu entries from %d chunks of '%s'\n", a.imatrix.c_str(),
+                 imatrix->entries.size(), imatrix->chunks, imatrix->dataset.c_str());
+  }
   std::optional<VocabSpec> vocab;
   if (a.tokenizer.empty() && is_gguf_file(a.model)) {
     vocab = gguf_vocab(GgufFile::open(a.model));
@@ -46,9 +80,18 @@ int run_convert(const ConvertArgs& a) {
                 std::to_string(m.config.vocab_size) + "; pass the tokenizer that belongs to this model (--tokenizer)");
   opt.vocab = vocab ? &*vocab : nullptr;
   ProgressBar bar("convert", uint64_t{1} << 28);
+  const auto start = std::chrono::steady_clock::now();
+  int logged_tenth = 0;  // without a terminal: a line at every 10 %
   ConvertReport rep = convert_model(m, opt, [&](uint64_t done, uint64_t total) {
     check_interrupt();
-    bar.update(done, total);
+    const double s = seconds_since(start), frac = total ? static_cast<double>(done) / static_cast<double>(total) : 1;
+    const std::string eta = frac > 0.005 ? "ETA " + eta_text(s * (1 - frac) / frac) : "";
+    bar.update(done, total, eta);
+    if (!isatty(2) && total >= (uint64_t{1} << 28) && static_cast<int>(frac * 10) > logged_tenth) {
+      logged_tenth = static_cast<int>(frac * 10);
+      std::fprintf(stderr, "convert: %d %% (%s of %s) %s\n", logged_tenth * 10, human_bytes(static_cast<double>(done)).c_str(),
+                   human_bytes(static_cast<double>(total)).c_str(), eta.c_str());
+    }
   });
   bar.finish();
   for (const auto& f : rep.fallbacks) std::fprintf(stderr, "groak: note: %s\n", f.c_str());
@@ -56,7 +99,7 @@ int run_convert(const ConvertArgs& a) {
     std::fprintf(stderr, "convert: int8 -> q8_0: %llu blocks kept exactly, %llu re-rounded\n",
                  static_cast<unsigned long long>(rep.exact_int8_blocks), static_cast<unsigned long long>(rep.requantized_blocks));
   for (const auto& f : rep.files) std::fprintf(stderr, "convert: wrote %s\n", f.c_str());
-  std::fprintf(stderr, "convert: %s, %s in %.1f s\n", a.type.c_str(), human_bytes(static_cast<double>(rep.bytes)).c_str(),
+  std::fprintf(stderr, "convert: %s%s, %s in %.1f s\n", opt.plan.file_type->name, a.pure ? " (pure)" : "", human_bytes(static_cast<double>(rep.bytes)).c_str(),
                seconds_since(t0));
   return 0;
 }
@@ -75,17 +118,28 @@ Command convert_command() {
         ->required();
     cmd.add_flag("--allow-requantize", a->allow_requantize,
                  "allow quantizing weights that are already quantized (e.g. a q8_0 GGUF to q4_k: rounded twice)");
-    cmd.add_option("--type", a->type, std::string("type of the weight matrices: ") + convert_type_names())
+    cmd.add_option("--type", a->type, "llama-quantize's file type (case-insensitive): " + file_type_names() +
+                                      "; the K and IQ types are llama.cpp's mixes (e.g. Q4_K_M keeps attn_v/attn_k "
+                                      "at Q8_0 and some ffn_down at Q6_K for Grok); Q4_K = Q4_K_M")
         ->capture_default_str();
+    cmd.add_flag("--pure", a->pure, "no per-tensor rules: every weight matrix gets the --type's base type");
+    cmd.add_option("--output-tensor-type", a->output_type, "type of output.weight (Grok ties it to token_embd)");
+    cmd.add_option("--token-embedding-type", a->embedding_type, "type of token_embd.weight");
+    cmd.add_option("--tensor-type", a->tensor_types, "PATTERN=TYPE: tensors whose name matches the regular "
+                                                     "expression get TYPE (repeatable; the first match wins)");
+    cmd.add_option("--imatrix", a->imatrix, "importance matrix (llama.cpp's imatrix.dat, e.g. from groak imatrix): "
+                                            "weights the rounding; needed for the 1-2 bit types")
+        ->check(CLI::ExistingFile);
+    cmd.add_option("-t,--threads", a->threads, "threads (default: every core)")->check(CLI::Range(0, 4096));
     cmd.add_option("--split-max-size", a->split, "split the output into files of at most this size (e.g. 2G)");
     cmd.add_option("--tokenizer", a->tokenizer, "tokenizer.model to embed (default: the model's own)")
         ->check(CLI::ExistingFile);
   };
   c.check = [a] {
     try {
-      parse_convert_type(a->type);
+      plan_options(*a);
     } catch (const Error& e) {
-      throw CLI::ValidationError("--type", e.what());
+      throw CLI::ValidationError(e.what());
     }
   };
   c.run = [a](Job&) { return run_convert(*a); };

@@ -21,23 +21,6 @@ namespace groak {
 
 namespace {
 
-struct TypeName {
-  const char* name;
-  GgmlType type;
-  uint32_t file_type;  // llama.cpp's general.file_type (LLAMA_FTYPE_*)
-};
-constexpr TypeName kTypes[] = {
-    {"f32", GgmlType::F32, 0},   {"f16", GgmlType::F16, 1},   {"bf16", GgmlType::BF16, 32},
-    {"q8_0", GgmlType::Q8_0, 7}, {"q4_0", GgmlType::Q4_0, 2}, {"q4_k", GgmlType::Q4_K, 14},
-    {"q6_k", GgmlType::Q6_K, 18},
-};
-
-uint32_t file_type_of(GgmlType t) {
-  for (const auto& n : kTypes)
-    if (n.type == t) return n.file_type;
-  return 0;
-}
-
 // One tensor of the output file: where its rows come from and how to store them.
 struct OutTensor {
   std::string name;
@@ -50,16 +33,6 @@ struct OutTensor {
     return static_cast<uint64_t>(rows) * row_bytes(type, ne[0]);
   }
 };
-
-// The type a weight with rows of n_in inputs can be stored in (block formats need whole blocks).
-GgmlType storable(GgmlType want, int64_t n_in, const std::string& name, ConvertReport& rep) {
-  if (n_in % block_size(want) == 0) return want;
-  GgmlType fb = n_in % block_size(GgmlType::Q8_0) == 0 ? GgmlType::Q8_0 : GgmlType::F32;
-  rep.fallbacks.push_back(name + ": rows of " + std::to_string(n_in) + " inputs are not a multiple of " +
-                          std::to_string(block_size(want)) + " (" + type_name(want) + " block), stored as " +
-                          type_name(fb));
-  return fb;
-}
 
 // The int8 values of outputs [o0, o0 + n) of an xAI [in, out] matrix, transposed: qt [n, n_in].
 // Blocked so that each pass reads kT input rows (a few KB, cache resident) and writes kT contiguous
@@ -76,14 +49,13 @@ void transpose_int8(const Matrix& m, int64_t o0, int64_t n, int8_t* qt) {
 
 // Rows [o0, o0 + n) of W (output units), dequantised: out [n, n_in]. For xAI int8 also the raw
 // transposed int8 (qt [n, n_in]) for the exact q8_0 path.
-void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out, std::vector<int8_t>& qt) {
+void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out, int8_t* qt) {
   if (m.layout == Layout::OutIn) {
     for (int64_t r = 0; r < n; ++r) reference_kernels().get_row(m, o0 + r, out + r * m.n_in);
     return;
   }
   if (m.format == WeightFormat::XaiInt8) {
-    qt.resize(static_cast<size_t>(n * m.n_in));
-    transpose_int8(m, o0, n, qt.data());
+    transpose_int8(m, o0, n, qt);
     const int64_t block_len = m.n_in / m.scale_blocks;
     for (int64_t r = 0; r < n; ++r)
       for (int64_t b = 0; b < m.scale_blocks; ++b) {
@@ -113,12 +85,13 @@ bool exact_q8_0_block(const Matrix& m, int64_t o, const int8_t* q, int64_t i0, u
   return true;
 }
 
-// Runs body(r) for r in [0, n) on all hardware threads (contiguous ranges, joined before returning).
+// Runs body(r0, r1) over [0, n) split into `workers` contiguous ranges on their own threads (joined
+// before returning; the first exception is rethrown).
 template <typename F>
-void parallel_rows(int64_t n, const F& body) {
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(n, std::thread::hardware_concurrency()));
+void parallel_ranges(int64_t n, int64_t workers, const F& body) {
+  workers = std::max<int64_t>(1, std::min<int64_t>(n, workers));
   if (workers == 1) {
-    for (int64_t r = 0; r < n; ++r) body(r);
+    body(int64_t{0}, n);
     return;
   }
   std::vector<std::thread> pool;
@@ -127,10 +100,10 @@ void parallel_rows(int64_t n, const F& body) {
   for (int64_t w = 0; w < workers; ++w) {
     pool.emplace_back([&, w] {
       try {
-        for (int64_t r = n * w / workers; r < n * (w + 1) / workers; ++r) body(r);
+        body(n * w / workers, n * (w + 1) / workers);
       } catch (...) {
         std::lock_guard<std::mutex> lock(error_mutex);
-        error = std::current_exception();
+        if (!error) error = std::current_exception();
       }
     });
   }
@@ -175,7 +148,7 @@ void write_metadata(GgufWriter& w, const Model& m, const ConvertOptions& opt) {
   const Config& c = m.config;
   w.add_string("general.architecture", "grok");
   w.add_string("general.name", opt.name);
-  w.add_u32("general.file_type", file_type_of(opt.type));
+  w.add_u32("general.file_type", opt.plan.file_type->ftype);
   w.add_u32("general.quantization_version", 2);
   w.add_u32("grok.context_length", static_cast<uint32_t>(c.sequence_len));
   w.add_u32("grok.embedding_length", static_cast<uint32_t>(c.emb_size));
@@ -208,45 +181,79 @@ void write_metadata(GgufWriter& w, const Model& m, const ConvertOptions& opt) {
     w.add_bool("tokenizer.ggml.add_bos_token", false);  // the official runner does not prepend BOS
     w.add_bool("tokenizer.ggml.add_eos_token", false);
   }
+  if (opt.imatrix) {  // the keys llama-quantize records
+    w.add_string("quantize.imatrix.file", opt.imatrix_file);
+    w.add_string("quantize.imatrix.dataset", opt.imatrix->dataset);
+    w.add_i32("quantize.imatrix.entries_count", static_cast<int32_t>(opt.imatrix->entries.size()));
+    w.add_i32("quantize.imatrix.chunks_count", opt.imatrix->chunks);
+  }
 }
 
 }  // namespace
 
-GgmlType parse_convert_type(const std::string& s) {
-  std::string lower = s;  // Q8_0 as llama.cpp's tools spell it
-  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  for (const auto& n : kTypes)
-    if (lower == n.name) return n.type;
-  throw Error("unknown --type '" + s + "'; use one of " + convert_type_names());
+namespace {
+
+// llama-quantize's rule: these types make garbage without an importance matrix, so it refuses.
+bool needs_imatrix(GgmlType t, const std::string& name, const FileType& ft) {
+  const bool embed_or_output = name == "token_embd.weight" || name == "output.weight";
+  return t == GgmlType::IQ2_XXS || t == GgmlType::IQ2_XS || t == GgmlType::IQ2_S || t == GgmlType::IQ1_S ||
+         (t == GgmlType::IQ1_M && !embed_or_output) ||
+         (t == GgmlType::Q2_K && std::string(ft.name) == "Q2_K_S" && name != "token_embd.weight");
 }
 
-const char* convert_type_names() { return "f32, f16, bf16, q8_0, q4_0, q4_k, q6_k"; }
+// The imatrix columns of matrix `e` of tensor t: [n_in], or null.
+const float* imatrix_for(const ConvertOptions& opt, const OutTensor& t, size_t e) {
+  if (!opt.imatrix) return nullptr;
+  const auto it = opt.imatrix->entries.find(t.name);
+  if (it == opt.imatrix->entries.end()) return nullptr;
+  return it->second.data() + e * static_cast<size_t>(t.ne[0]);
+}
+
+}  // namespace
 
 ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const ConvertProgress& progress) {
   const Config& c = model.config;
   const Weights& w = model.weights;
+  const FileType& ft = *opt.plan.file_type;
   ConvertReport rep;
+  if (opt.imatrix) check_imatrix(*opt.imatrix, model);
+  QuantPlanOptions plan = opt.plan;
+  plan.has_imatrix = opt.imatrix != nullptr;
+  const bool has_output = w.lm_head.data != w.in_out_embed.data;
+  QuantPlanner planner(c, plan, has_output);
 
-  // The output tensors, named and shaped as llama.cpp expects (ne[0] = input dimension).
+  // The output tensors, named and shaped as llama.cpp expects (ne[0] = input dimension), in llama.cpp's
+  // order (the planner's per-layer counters follow it).
   std::vector<OutTensor> tensors;
   auto add_matrix = [&](const std::string& name, std::vector<Matrix> ms, std::vector<int64_t> ne, bool keep_f32) {
-    GgmlType t = keep_f32 ? GgmlType::F32 : storable(opt.type, ne[0], name, rep);
+    std::string note;
+    const GgmlType t = keep_f32 ? GgmlType::F32 : planner.type_for(name, ne, &note);
+    if (!note.empty()) rep.fallbacks.push_back(note);
     // Quantizing an already block-quantized weight rounds it twice (llama.cpp asks for the same flag).
     auto block_quantized = [](GgmlType g) { return block_size(g) > 1; };
     const bool quantized_src = ms[0].format == WeightFormat::Ggml && block_quantized(ms[0].ggml);
-    if (quantized_src && block_quantized(t) && !opt.allow_requantize)
+    if (quantized_src && block_quantized(t) && t != ms[0].ggml && !opt.allow_requantize)
       throw Error("tensor '" + name + "' is already quantized (" + type_name(ms[0].ggml) + "); quantizing it to " +
                   type_name(t) + " rounds it a second time; convert from the original weights, or pass "
                   "--allow-requantize");
+    if (!has_quantizer(t))
+      throw Error("tensor '" + name + "' would be stored as " + type_name(t) + ", which groak cannot write yet; "
+                  "choose another --type or override it with --tensor-type");
+    if (needs_imatrix(t, name, ft) && !(opt.imatrix && opt.imatrix->entries.count(name)))
+      throw Error("tensor '" + name + "' would be stored as " + type_name(t) + ", which needs an importance matrix " +
+                  (opt.imatrix ? "entry, and the imatrix has none for it" : "(--imatrix FILE)") +
+                  ": make one with groak imatrix, or choose a type of 3 bits or more");
+    rep.types.emplace_back(name, t);
     tensors.push_back({name, std::move(ne), t, std::move(ms), nullptr});
   };
   auto add_norm = [&](const std::string& name, const std::vector<float>& v) {
+    rep.types.emplace_back(name, GgmlType::F32);
     tensors.push_back({name, {static_cast<int64_t>(v.size())}, GgmlType::F32, {}, &v});
   };
   const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts;
   add_matrix(gguf_name(Role::InOutEmbed, -1), {w.in_out_embed}, {d, c.vocab_size}, false);
   add_norm(gguf_name(Role::FinalNorm, -1), w.rms_norm);
-  if (w.lm_head.data != w.in_out_embed.data) add_matrix("output.weight", {w.lm_head}, {d, c.vocab_size}, false);
+  if (has_output) add_matrix("output.weight", {w.lm_head}, {d, c.vocab_size}, false);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
     add_norm(gguf_name(Role::RmsNorm, l), L.rms_norm);
@@ -263,10 +270,12 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
     add_norm(gguf_name(Role::RmsNorm3, l), L.rms_norm_3);
   }
 
+  const int64_t workers = opt.threads > 0 ? opt.threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
   uint64_t total = 0, done = 0;
   for (const auto& t : tensors) total += t.bytes();
   SplitWriter split(opt, tensors);
-  constexpr int64_t kTileRows = 256;  // output rows converted at a time
+  // Output rows converted at a time: enough for every worker, few enough that the buffers stay small.
+  const int64_t tile_rows = std::max<int64_t>(256, 32 * workers);
   std::vector<std::string> out_paths;  // every part checked before anything is written
   for (size_t p = 0; p < split.count(); ++p) out_paths.push_back(checked_output_path(split.path(p), opt.inputs));
   std::vector<std::unique_ptr<GgufWriter>> parts;  // renamed into place together, once all are complete
@@ -292,22 +301,35 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
       } else {
         const int64_t n_in = t.ne[0];
         const size_t rb = row_bytes(t.type, n_in);
-        std::vector<float> rows(static_cast<size_t>(kTileRows * n_in));  // [tile, n_in]
-        std::vector<uint8_t> buf(static_cast<size_t>(kTileRows) * rb);
+        std::vector<float> rows(static_cast<size_t>(tile_rows * n_in));  // [tile, n_in]
+        std::vector<uint8_t> buf(static_cast<size_t>(tile_rows) * rb);    // [tile] rows of t.type
         std::vector<int8_t> qt;  // [tile, n_in] transposed int8 (xAI sources)
-        for (const Matrix& m : t.matrices) {
+        for (size_t e = 0; e < t.matrices.size(); ++e) {
+          const Matrix& m = t.matrices[e];
           const bool int8_to_q8 = m.format == WeightFormat::XaiInt8 && t.type == GgmlType::Q8_0;
-          for (int64_t o0 = 0; o0 < m.n_out; o0 += kTileRows) {
-            const int64_t n = std::min(kTileRows, m.n_out - o0);
-            read_rows(m, o0, n, rows.data(), qt);
-            // Rows are independent: encode them on every core (the k-quant searches are costly).
+          // Already stored in the type asked: copied as it is (as llama-quantize does), never re-rounded.
+          const bool copy = m.format == WeightFormat::Ggml && m.ggml == t.type && m.layout == Layout::OutIn;
+          if (m.format == WeightFormat::XaiInt8) qt.resize(static_cast<size_t>(tile_rows * n_in));
+          const float* imatrix = imatrix_for(opt, t, e);
+          for (int64_t o0 = 0; o0 < m.n_out; o0 += tile_rows) {
+            const int64_t n = std::min(tile_rows, m.n_out - o0);
+            // Each worker reads (transposes, dequantises) and encodes its own rows: nothing serial but the write.
             std::atomic<uint64_t> exact{0}, rerounded{0};
-            parallel_rows(n, [&](int64_t r) {
-              uint8_t* dst = buf.data() + static_cast<size_t>(r) * rb;
-              const float* src = rows.data() + r * n_in;
-              if (t.type == GgmlType::F32) {
-                std::memcpy(dst, src, static_cast<size_t>(n_in) * 4);
-              } else if (int8_to_q8) {
+            parallel_ranges(n, workers, [&](int64_t r0, int64_t r1) {
+              if (copy) {
+                for (int64_t r = r0; r < r1; ++r)
+                  std::memcpy(buf.data() + static_cast<size_t>(r) * rb, m.data + static_cast<size_t>(o0 + r) * m.stride(), rb);
+                return;
+              }
+              float* src = rows.data() + r0 * n_in;
+              int8_t* q = qt.empty() ? nullptr : qt.data() + r0 * n_in;
+              read_rows(m, o0 + r0, r1 - r0, src, q);
+              uint8_t* dst = buf.data() + static_cast<size_t>(r0) * rb;
+              if (!int8_to_q8) {
+                quantize_rows(t.type, src, dst, r1 - r0, n_in, imatrix);
+                return;
+              }
+              for (int64_t r = r0; r < r1; ++r, src += n_in, dst += rb)
                 for (int64_t b = 0; b < n_in; b += 32) {
                   uint8_t* blk = dst + (b / 32) * 34;
                   if (exact_q8_0_block(m, o0 + r, qt.data() + r * n_in, b, blk)) {
@@ -317,9 +339,6 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
                     ++rerounded;
                   }
                 }
-              } else {
-                quantize_row(t.type, src, dst, n_in);
-              }
             });
             rep.exact_int8_blocks += exact;
             rep.requantized_blocks += rerounded;

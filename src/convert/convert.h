@@ -16,7 +16,7 @@ namespace groak {
 
 struct ConvertOptions {
   std::string out;                  // FILE.gguf (with a split: FILE-00001-of-0000N.gguf …)
-  QuantPlanOptions plan{.file_type = &parse_file_type("Q8_0")};  // the weights' types (norms, router: f32)
+  QuantPlanOptions plan;            // the weights' types (norms, router: f32); Q8_0 by default
   const Imatrix* imatrix = nullptr; // importance matrix (checked against the model), or none
   std::string imatrix_file;         // its name, recorded in the output's metadata
   int threads = 0;                  // 0 = every core

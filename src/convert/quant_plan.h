@@ -39,7 +39,7 @@ struct TensorTypeRule {
 TensorTypeRule parse_tensor_type_rule(const std::string& s);
 
 struct QuantPlanOptions {
-  const FileType* file_type = nullptr;
+  const FileType* file_type = &parse_file_type("Q8_0");
   bool pure = false;                             // no per-tensor rules: every weight gets the base type
   std::optional<GgmlType> output_type;           // output.weight, or the tied token_embd.weight
   std::optional<GgmlType> token_embedding_type;  // token_embd.weight

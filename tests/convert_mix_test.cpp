@@ -1,0 +1,227 @@
+// groak convert's file types (llama-quantize's mixes), overrides and importance matrix: the per-tensor
+// rules checked on Grok-1's real shape, and, where a llama.cpp build is found, the output compared with
+// llama-quantize's tensor by tensor, byte for byte.
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "convert/convert.h"
+#include "convert/imatrix.h"
+#include "convert/quant_plan.h"
+#include "ggml_peer.h"
+#include "io/gguf.h"
+#include "model/loader.h"
+#include "synth/synth.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace groak::test {
+namespace {
+
+Config grok1() {
+  Config c;  // the defaults are Grok-1's: 64 layers, 8 experts, 48 q / 8 kv heads
+  return c;
+}
+
+// Types the planner gives Grok-1's tensors under file type `ft` (in convert's tensor order).
+std::map<std::string, GgmlType> plan_grok1(const std::string& ft, bool imatrix = false) {
+  const Config c = grok1();
+  QuantPlanOptions o;
+  o.file_type = &parse_file_type(ft);
+  o.has_imatrix = imatrix;
+  QuantPlanner p(c, o, /*has_output=*/false);
+  std::map<std::string, GgmlType> out;
+  const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts;
+  auto add = [&](const std::string& name, std::vector<int64_t> ne) { out[name] = p.type_for(name, ne, nullptr); };
+  add("token_embd.weight", {d, c.vocab_size});
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    add(b + "attn_q.weight", {d, c.q_size()});
+    add(b + "attn_k.weight", {d, c.kv_size()});
+    add(b + "attn_v.weight", {d, c.kv_size()});
+    add(b + "attn_output.weight", {c.q_size(), d});
+    add(b + "ffn_gate_exps.weight", {d, f, E});
+    add(b + "ffn_up_exps.weight", {d, f, E});
+    add(b + "ffn_down_exps.weight", {f, d, E});
+  }
+  return out;
+}
+
+TEST(ConvertMix, Q4_K_MOnGrok1FollowsLlamaCppsRules) {
+  auto t = plan_grok1("Q4_K_M");
+  EXPECT_EQ(t["token_embd.weight"], GgmlType::Q6_K);  // tied: the output head's rule
+  for (int l : {0, 31, 63}) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    EXPECT_EQ(t[b + "attn_q.weight"], GgmlType::Q4_K);
+    EXPECT_EQ(t[b + "attn_k.weight"], GgmlType::Q8_0);  // 8 experts: k and v bumped to Q8_0
+    EXPECT_EQ(t[b + "attn_v.weight"], GgmlType::Q8_0);
+    EXPECT_EQ(t[b + "attn_output.weight"], GgmlType::Q5_K);
+    EXPECT_EQ(t[b + "ffn_gate_exps.weight"], GgmlType::Q4_K);
+  }
+  // ffn_down: Q6_K in the first and last eighth and every third layer between (use_more_bits).
+  int q6 = 0;
+  for (int l = 0; l < 64; ++l) {
+    const GgmlType got = t["blk." + std::to_string(l) + ".ffn_down_exps.weight"];
+    const bool more = l < 8 || l >= 56 || (l - 8) % 3 == 2;
+    EXPECT_EQ(got, more ? GgmlType::Q6_K : GgmlType::Q4_K) << "layer " << l;
+    q6 += got == GgmlType::Q6_K;
+  }
+  EXPECT_EQ(q6, 32);
+}
+
+TEST(ConvertMix, LowBitMixesOnGrok1) {
+  auto q2 = plan_grok1("Q2_K");
+  EXPECT_EQ(q2["blk.5.ffn_down_exps.weight"], GgmlType::Q3_K);
+  EXPECT_EQ(q2["blk.5.ffn_up_exps.weight"], GgmlType::Q2_K);
+  EXPECT_EQ(q2["blk.5.attn_output.weight"], GgmlType::Q5_K);
+  EXPECT_EQ(q2["blk.5.attn_v.weight"], GgmlType::Q8_0);
+  auto xs = plan_grok1("IQ3_XS", true);  // the published 125 GB set's mix
+  EXPECT_EQ(xs["blk.0.ffn_gate_exps.weight"], GgmlType::IQ3_S);   // first eighth stays IQ3_S
+  EXPECT_EQ(xs["blk.20.ffn_gate_exps.weight"], GgmlType::IQ3_XXS);
+  EXPECT_EQ(xs["blk.20.attn_q.weight"], GgmlType::IQ3_XXS);
+  EXPECT_EQ(xs["blk.20.ffn_down_exps.weight"], GgmlType::IQ3_S);
+  EXPECT_EQ(xs["token_embd.weight"], GgmlType::Q6_K);
+  auto iq2 = plan_grok1("IQ2_XXS", true);
+  EXPECT_EQ(iq2["token_embd.weight"], GgmlType::Q5_K);
+  EXPECT_EQ(iq2["blk.0.ffn_down_exps.weight"], GgmlType::Q2_K);  // the first n/8 ffn_down
+  EXPECT_EQ(iq2["blk.9.ffn_down_exps.weight"], GgmlType::IQ2_XXS);
+  EXPECT_EQ(iq2["blk.9.attn_k.weight"], GgmlType::Q4_K);
+  EXPECT_EQ(iq2["blk.9.attn_output.weight"], GgmlType::Q5_K);
+}
+
+TEST(ConvertMix, OverridesAndFallbacks) {
+  const Config c = grok1();
+  QuantPlanOptions o;
+  o.file_type = &parse_file_type("q4_k");  // llama-quantize's alias of Q4_K_M
+  EXPECT_STREQ(o.file_type->name, "Q4_K_M");
+  o.output_type = GgmlType::Q8_0;
+  o.tensor_types.push_back(parse_tensor_type_rule("ffn_down=q5_k"));
+  o.tensor_types.push_back(parse_tensor_type_rule("ffn_.*=iq4_nl"));
+  QuantPlanner p(c, o, false);
+  EXPECT_EQ(p.type_for("token_embd.weight", {6144, 131072}, nullptr), GgmlType::Q8_0);
+  EXPECT_EQ(p.type_for("blk.0.ffn_down_exps.weight", {32768, 6144, 8}, nullptr), GgmlType::Q5_K);  // first match
+  EXPECT_EQ(p.type_for("blk.0.ffn_up_exps.weight", {6144, 32768, 8}, nullptr), GgmlType::IQ4_NL);
+  // Rows a 256-block cannot hold fall back as llama.cpp does: Q4_K -> Q5_0 (32-blocks).
+  std::string note;
+  EXPECT_EQ(p.type_for("blk.1.attn_q.weight", {96, 256}, &note), GgmlType::Q5_0);
+  EXPECT_NE(note.find("blk.1.attn_q.weight"), std::string::npos) << note;
+  EXPECT_THROW(parse_tensor_type_rule("ffn_down"), Error);
+  EXPECT_THROW(parse_tensor_type_rule("ffn_(=q4_k"), Error);
+  EXPECT_THROW(parse_tensor_type_rule("ffn_down=q9_k"), Error);
+  EXPECT_THROW(parse_file_type("Q4_K_X"), Error);
+}
+
+// --- against llama.cpp ------------------------------------------------------------------------------
+
+struct SmallModel {
+  TempDir tmp;
+  std::string raw, f32;
+  SmallModel() {
+    raw = tmp / "raw";
+    write_synthetic_checkpoint(synth_preset("small-k"), "small-k", 7, raw, {});
+    train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 1024, raw + "/tokenizer.model");
+    f32 = tmp / "f32.gguf";
+    Model m = load_model(raw);
+    ConvertOptions o;
+    o.out = f32;
+    o.plan.file_type = &parse_file_type("F32");
+    convert_model(m, o);
+  }
+};
+
+// The first tensor whose type or bytes differ between two GGUFs, or "" when all are equal.
+std::string first_difference(const std::string& a_path, const std::string& b_path) {
+  GgufFile a = GgufFile::open(a_path), b = GgufFile::open(b_path);
+  if (a.tensors().size() != b.tensors().size())
+    return "tensor counts " + std::to_string(a.tensors().size()) + " vs " + std::to_string(b.tensors().size());
+  for (const GgufTensor& ta : a.tensors()) {
+    const GgufTensor* tb = b.find_tensor(ta.name);
+    if (!tb) return ta.name + " missing";
+    if (ta.type != tb->type)
+      return ta.name + ": type " + type_name(ta.type) + " vs " + type_name(tb->type);
+    if (ta.nbytes != tb->nbytes || std::memcmp(ta.data, tb->data, ta.nbytes) != 0) {
+      size_t i = 0;
+      while (i < ta.nbytes && ta.data[i] == tb->data[i]) ++i;
+      return ta.name + " (" + type_name(ta.type) + "): bytes differ from offset " + std::to_string(i);
+    }
+  }
+  return "";
+}
+
+void expect_same_as_llama_quantize(const GgmlPeer& peer, const SmallModel& m, const std::string& ft,
+                                   const std::string& imatrix = "") {
+  const std::string quantize = peer.bin + "/llama-quantize";
+  if (!std::filesystem::exists(quantize)) GTEST_SKIP() << "no llama-quantize beside " << peer.library;
+  const std::string ours = m.tmp / ("groak-" + ft + ".gguf"), theirs = m.tmp / ("llama-" + ft + ".gguf");
+  std::string out;
+  const std::string im = imatrix.empty() ? "" : " --imatrix " + imatrix;
+  ASSERT_EQ(run_command(quantize + im + " " + m.f32 + " " + theirs + " " + ft, &out), 0) << out;
+  ASSERT_EQ(run_command(std::string(GROAK_BIN) + " convert --model " + m.f32 + " --type " + ft + im + " --out " + ours, &out), 0)
+      << out;
+  EXPECT_EQ(first_difference(ours, theirs), "") << ft << (imatrix.empty() ? "" : " with imatrix");
+}
+
+class VsLlamaQuantize : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { model_ = new SmallModel; }
+  static void TearDownTestSuite() { delete model_; }
+  static SmallModel* model_;
+};
+SmallModel* VsLlamaQuantize::model_ = nullptr;
+
+// Every file type whose types groak can all write: same tensor types, same bytes.
+TEST_F(VsLlamaQuantize, EveryFileTypeIsByteIdentical) {
+  GROAK_REQUIRE_GGML_PEER(peer);
+  int compared = 0;
+  for (const std::string ft : {"Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S",
+                               "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_S", "IQ3_M", "IQ3_XS",
+                               "IQ3_XXS", "TQ1_0", "TQ2_0", "F16", "BF16"}) {
+    const Config c = synth_preset("small-k");
+    QuantPlanOptions o;
+    o.file_type = &parse_file_type(ft);
+    QuantPlanner p(c, o, false);
+    bool writable = true;
+    for (const char* name : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight",
+                             "blk.0.attn_output.weight", "blk.0.ffn_gate_exps.weight", "blk.0.ffn_down_exps.weight"})
+      writable = writable && has_quantizer(p.type_for(name, {256, 256}, nullptr));
+    if (!writable) {
+      std::printf("[vs llama-quantize] %s: not compared (a type of its mix has no groak quantizer yet)\n", ft.c_str());
+      continue;
+    }
+    SCOPED_TRACE(ft);
+    expect_same_as_llama_quantize(*peer, *model_, ft);
+    ++compared;
+  }
+  std::printf("[vs llama-quantize] %d file types byte-identical\n", compared);
+  EXPECT_GE(compared, 5);
+}
+
+// groak imatrix's file is read by llama-quantize, and both quantize the same bytes with it.
+TEST_F(VsLlamaQuantize, ImatrixFileMovesBetweenTheTools) {
+  GROAK_REQUIRE_GGML_PEER(peer);
+  const std::string text = model_->tmp / "calib.txt";
+  {
+    std::ofstream t(text);
+    for (int i = 0; i < 400; ++i) t << "The quick brown fox " << i << " jumps over the lazy dog; " << (i * 7919 % 1000) << ".\n";
+  }
+  std::string out;
+  const std::string im = model_->tmp / "groak.imatrix";
+  ASSERT_EQ(run_command(std::string(GROAK_BIN) + " imatrix --model " + model_->raw + " -f " + text + " -c 64 -o " + im, &out), 0)
+      << out;
+  Imatrix m = read_imatrix(im);
+  EXPECT_EQ(m.entries.count("blk.1.ffn_down_exps.weight"), 1u);
+  EXPECT_EQ(m.entries["blk.1.ffn_down_exps.weight"].size(), 768u * 8);
+  EXPECT_GT(m.chunks, 1);
+  for (const std::string ft : {"Q4_K_M", "Q2_K", "IQ4_XS"}) {
+    if (!has_quantizer(parse_file_type(ft).base)) continue;
+    SCOPED_TRACE(ft);
+    expect_same_as_llama_quantize(*peer, *model_, ft, im);
+  }
+}
+
+}  // namespace
+}  // namespace groak::test
