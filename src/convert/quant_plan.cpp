@@ -88,7 +88,6 @@ GgmlType parse_tensor_type(const std::string& s) {
   for (uint32_t n = 0; n < 64; ++n) {
     if (!ggml_type_supported(n)) continue;
     const GgmlType t = static_cast<GgmlType>(n);
-    if (!has_quantizer(t)) continue;
     if (u == type_name(t)) return t;
     names += (names.empty() ? "" : ", ") + std::string(type_name(t));
   }
@@ -118,13 +117,21 @@ GgmlType QuantPlanner::type_for(const std::string& name, const std::vector<int64
   GgmlType t = ft.base;
   const bool quantized_base = block_size(ft.base) > 1;
   if (!o_.pure && quantized_base) t = mix_rule(name, ne, t);
-  if (o_.token_embedding_type && name == "token_embd.weight") t = *o_.token_embedding_type;
-  if (o_.output_type && name == "output.weight") t = *o_.output_type;
+  const char* asked = nullptr;  // the option that chose t, when the user did
+  if (o_.token_embedding_type && name == "token_embd.weight") t = *o_.token_embedding_type, asked = "--token-embedding-type";
+  if (o_.output_type && name == "output.weight") t = *o_.output_type, asked = "--output-tensor-type";
+  if (o_.output_type && !has_output_ && name == "token_embd.weight" && !o_.token_embedding_type)
+    asked = "--output-tensor-type";
   for (const TensorTypeRule& r : o_.tensor_types)
     if (std::regex_search(name, r.re)) {
       t = r.type;
+      asked = "--tensor-type";
       break;
     }
+  if (asked && ne[0] % block_size(t) != 0)  // a type the user named is never silently replaced
+    throw Error(std::string(asked) + " asks " + type_name(t) + " for '" + name + "', whose rows of " +
+                std::to_string(ne[0]) + " inputs are not a multiple of its block of " + std::to_string(block_size(t)) +
+                "; choose a type with 32-element blocks (Q8_0, Q5_0, IQ4_NL …) or F16 for it");
   if (ne[0] % block_size(t) != 0) {  // llama.cpp's fallback chain for rows the block cannot hold
     GgmlType fb;
     switch (t) {
