@@ -123,6 +123,81 @@ TEST(ConvertMix, OverridesAndFallbacks) {
   EXPECT_THROW(parse_file_type("Q4_K_X"), Error);
 }
 
+// --- importance matrix files and bad input ---------------------------------------------------------------
+
+TEST(ConvertImatrix, FileRoundTripsAndBadFilesAreClear) {
+  TempDir tmp;
+  Imatrix m;
+  m.chunks = 7;
+  m.dataset = "wiki.txt";
+  m.entries["blk.0.attn_q.weight"] = {1.f, 0.5f, 3.25f, 0.f};
+  m.entries["blk.0.ffn_down_exps.weight"] = std::vector<float>(16, 2.f);
+  const std::string path = tmp / "m.imatrix";
+  write_imatrix(path, m);
+  const Imatrix r = read_imatrix(path);
+  EXPECT_EQ(r.chunks, 7);
+  EXPECT_EQ(r.dataset, "wiki.txt");
+  ASSERT_EQ(r.entries.size(), 2u);
+  const auto& q = r.entries.at("blk.0.attn_q.weight");
+  ASSERT_EQ(q.size(), 4u);
+  for (size_t i = 0; i < q.size(); ++i) EXPECT_NEAR(q[i], m.entries["blk.0.attn_q.weight"][i], 1e-6f);
+  // Truncated anywhere: an error naming the file, never a crash or a huge allocation.
+  const std::string bytes = read_text(path);
+  for (size_t cut : {size_t{2}, size_t{9}, size_t{30}, bytes.size() - 3}) {
+    const std::string p = tmp / ("cut" + std::to_string(cut));
+    std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(cut));
+    try {
+      read_imatrix(p);
+      ADD_FAILURE() << "no error at " << cut;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    }
+  }
+  // A value count larger than the file.
+  std::string huge = bytes;
+  const int32_t n = 0x7fffffff;
+  std::memcpy(huge.data() + 4 + 4 + std::strlen("blk.0.attn_q.weight") + 4, &n, 4);
+  std::ofstream(tmp / "huge", std::ios::binary) << huge;
+  EXPECT_THROW(read_imatrix(tmp / "huge"), Error);
+  EXPECT_THROW(read_imatrix(tmp / "absent"), Error);
+}
+
+TEST(ConvertImatrix, AnotherModelsImatrixAndMissingOnesAreRefusedBeforeWriting) {
+  TempDir tmp;
+  write_synthetic_checkpoint(synth_preset("small-k"), "small-k", 3, tmp / "raw", {});
+  Model model = load_model(tmp / "raw");
+  Imatrix other;  // tiny's widths (64) on small-k (256)
+  other.chunks = 1;
+  other.entries["blk.0.attn_q.weight"] = std::vector<float>(64, 1.f);
+  try {
+    check_imatrix(other, model);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("blk.0.attn_q.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("another model"), std::string::npos) << e.what();
+  }
+  Imatrix foreign;
+  foreign.chunks = 1;
+  foreign.entries["blk.9.attn_q.weight"] = std::vector<float>(256, 1.f);  // small-k has 2 layers
+  EXPECT_THROW(check_imatrix(foreign, model), Error);
+  // A 2-bit i-quant without an imatrix: an error naming a tensor, and no output file.
+  ConvertOptions o;
+  o.out = tmp / "iq2.gguf";
+  o.plan.file_type = &parse_file_type("IQ2_XXS");
+  try {
+    convert_model(model, o);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("importance matrix"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("blk."), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp / "iq2.gguf"));
+  EXPECT_FALSE(std::filesystem::exists(tmp / "iq2.gguf.tmp"));
+  o.imatrix = &other;
+  EXPECT_THROW(convert_model(model, o), Error);
+  EXPECT_FALSE(std::filesystem::exists(tmp / "iq2.gguf"));
+}
+
 // --- against llama.cpp ------------------------------------------------------------------------------
 
 struct SmallModel {

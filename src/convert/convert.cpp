@@ -236,13 +236,6 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
       throw Error("tensor '" + name + "' is already quantized (" + type_name(ms[0].ggml) + "); quantizing it to " +
                   type_name(t) + " rounds it a second time; convert from the original weights, or pass "
                   "--allow-requantize");
-    if (!has_quantizer(t))
-      throw Error("tensor '" + name + "' would be stored as " + type_name(t) + ", which groak cannot write yet; "
-                  "choose another --type or override it with --tensor-type");
-    if (needs_imatrix(t, name, ft) && !(opt.imatrix && opt.imatrix->entries.count(name)))
-      throw Error("tensor '" + name + "' would be stored as " + type_name(t) + ", which needs an importance matrix " +
-                  (opt.imatrix ? "entry, and the imatrix has none for it" : "(--imatrix FILE)") +
-                  ": make one with groak imatrix, or choose a type of 3 bits or more");
     rep.types.emplace_back(name, t);
     tensors.push_back({name, std::move(ne), t, std::move(ms), nullptr});
   };
@@ -270,6 +263,17 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
     add_norm(gguf_name(Role::RmsNorm3, l), L.rms_norm_3);
   }
 
+  // What cannot be written is refused before any output exists: first a missing imatrix (the more useful
+  // message), then a type groak has no quantizer for.
+  for (const OutTensor& t : tensors)
+    if (!t.vec && needs_imatrix(t.type, t.name, ft) && !(opt.imatrix && opt.imatrix->entries.count(t.name)))
+      throw Error("tensor '" + t.name + "' would be stored as " + type_name(t.type) + ", which needs an importance " +
+                  (opt.imatrix ? "matrix entry, and the imatrix has none for it" : "matrix (--imatrix FILE)") +
+                  ": make one with groak imatrix, or choose a type of 3 bits or more");
+  for (const OutTensor& t : tensors)
+    if (!t.vec && !has_quantizer(t.type))
+      throw Error("tensor '" + t.name + "' would be stored as " + type_name(t.type) + ", which groak cannot write "
+                  "yet; choose another --type or override it with --tensor-type");
   const int64_t workers = opt.threads > 0 ? opt.threads : std::max<int64_t>(1, std::thread::hardware_concurrency());
   uint64_t total = 0, done = 0;
   for (const auto& t : tensors) total += t.bytes();
