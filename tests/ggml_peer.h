@@ -20,6 +20,12 @@ struct GgmlPeer {
   using QuantizeChunk = size_t (*)(int type, const float* src, void* dst, int64_t start, int64_t nrows,
                                    int64_t n_per_row, const float* imatrix);
   QuantizeChunk quantize_chunk = nullptr;
+  // ggml.h: struct ggml_init_params, passed by value to ggml_init.
+  struct GgmlInitParams {
+    size_t mem_size;
+    void* mem_buffer;
+    bool no_alloc;
+  };
   std::string library;  // the libggml-base.so loaded
   std::string bin;      // its folder (llama-quantize, llama-imatrix … when built there)
 
@@ -48,7 +54,18 @@ struct GgmlPeer {
         p->quantize_chunk = reinterpret_cast<QuantizeChunk>(::dlsym(h, "ggml_quantize_chunk"));
         p->library = lib.string();
         p->bin = dir.string();
-        if (p->quantize_chunk) return p;
+        // ggml-base reads f16 scales back through ggml_table_f32_f16 (its GGML_FP16_TO_FP32 without F16C),
+        // which only ggml_init fills: without one init the k-quants requantise against d = 0. llama-quantize
+        // always has a context by then, so one throwaway context reproduces what it writes.
+        using Init = void* (*)(GgmlInitParams);
+        using Free = void (*)(void*);
+        const auto init = reinterpret_cast<Init>(::dlsym(h, "ggml_init"));
+        const auto free_ctx = reinterpret_cast<Free>(::dlsym(h, "ggml_free"));
+        if (p->quantize_chunk && init && free_ctx) {
+          constexpr size_t kTinyPool = 1024;  // no tensors are made: any size works
+          free_ctx(init(GgmlInitParams{kTinyPool, nullptr, /*no_alloc=*/true}));
+          return p;
+        }
         delete p;
       }
       return nullptr;

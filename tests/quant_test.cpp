@@ -744,11 +744,13 @@ TEST(QuantQuantize, FloatTypesAndErrors) {
   quantize_row(GgmlType::BF16, x, b.data(), 4);
   EXPECT_EQ(dequant(GgmlType::BF16, b, 2)[0], 1.f);
 
-  EXPECT_TRUE(has_quantizer(GgmlType::Q4_K));
-  EXPECT_FALSE(has_quantizer(GgmlType::Q5_K));
+  for (GgmlType t : {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K,
+                     GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::TQ1_0, GgmlType::TQ2_0})
+    EXPECT_TRUE(has_quantizer(t)) << type_name(t);
+  EXPECT_FALSE(has_quantizer(GgmlType::IQ4_XS));
   std::vector<uint8_t> q(400);
   std::vector<float> y(256);
-  EXPECT_THROW(quantize_row(GgmlType::Q5_K, y.data(), q.data(), 256), Error);
+  EXPECT_THROW(quantize_row(GgmlType::IQ4_XS, y.data(), q.data(), 256), Error);
   EXPECT_THROW(quantize_row(GgmlType::Q8_0, y.data(), q.data(), 40), Error);
 }
 

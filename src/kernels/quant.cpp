@@ -1,6 +1,8 @@
 // The type table of ggml's tensor formats and the row-level API over it. Each family's block routines
-// live in their own file: quant_legacy.cpp (32-element blocks), quant_kquants.cpp (k-quants and q8_K),
-// quant_iquants.cpp (codebook i-quants, ternary TQ1_0/TQ2_0, MXFP4).
+// live in their own file: quant_legacy.cpp (32-element blocks, with their quantizers), quant_kquants.cpp
+// (k-quants and q8_K), quant_iquants.cpp (codebook i-quants, ternary TQ1_0/TQ2_0, MXFP4); the k-quant and
+// ternary quantizers are in quantize_kquants.cpp and quantize_ternary.cpp, the scale searches they share
+// with the legacy ones in quant_search.cpp.
 // Block sizes are sizeof(block_*) of ggml/src/ggml-common.h (packed structs of uint8_t and ggml_half).
 #include "kernels/quant.h"
 
@@ -126,10 +128,7 @@ BlockDequant block_dequant(GgmlType t) {
   return quant::iquant_dequant(t);
 }
 
-BlockQuant block_quant(GgmlType t) {
-  if (BlockQuant f = quant::legacy_quant(t)) return f;
-  return quant::kquant_quant(t);
-}
+BlockQuant block_quant(GgmlType t) { return quant::legacy_quant(t); }
 
 // One element of a float type.
 inline float load_scalar(GgmlType t, const uint8_t* p) {

@@ -69,17 +69,19 @@ void dequantize_row(GgmlType t, const uint8_t* src, float* dst, int64_t n);
 // row bit for bit (the oracle for fast dot kernels, which may reorder).
 float dot_row(GgmlType t, const uint8_t* row, const float* x, int64_t n);
 
-// True for the types quantize_row / quantize_rows can produce.
+// True for the types quantize_row / quantize_rows can produce: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0 (and the i-quants whose quantizers exist).
 bool has_quantizer(GgmlType t);
 // True for the types ggml refuses to produce without an importance matrix (ggml_quantize_requires_imatrix:
 // IQ2_XXS, IQ2_XS, IQ1_S). llama-quantize (and groak convert) also ask one for IQ2_S and IQ1_M weights.
 bool quantize_requires_imatrix(GgmlType t);
-// dst = src[0, n) encoded as type t, following ggml's quantize_row_*_ref (deterministic; same rounding).
+// dst = src[0, n) encoded as type t, byte for byte as ggml's quantize_row_*_ref (deterministic).
 // Throws groak::Error for a type without a quantizer or n not a multiple of the block size.
 void quantize_row(GgmlType t, const float* src, uint8_t* dst, int64_t n);
-// rows × n_per_row values (row-major) → rows of type t, as ggml_quantize_chunk: with imatrix (n_per_row
-// per-column importances, llama.cpp's quant_weights; null: none) the types whose rounding search can be
-// weighted use it, byte for byte as llama.cpp. Throws groak::Error as quantize_row, and for a type that
+// rows × n_per_row values (row-major) → rows of type t, byte for byte as llama.cpp's ggml_quantize_chunk:
+// with imatrix (n_per_row per-column importances, llama.cpp's quant_weights; null: none) the types whose
+// rounding search can be weighted use it (quantize_row_*_impl); Q8_0, TQ1_0, TQ2_0 and the float types
+// ignore it, as ggml does. Rows are independent (callers may split them across threads). Throws groak::Error as quantize_row, and for a type that
 // requires an imatrix when none is given.
 void quantize_rows(GgmlType t, const float* src, uint8_t* dst, int64_t rows, int64_t n_per_row,
                    const float* imatrix);

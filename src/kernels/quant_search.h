@@ -1,0 +1,38 @@
+// The scale searches of ggml's quantizers (ggml-quants.c), shared by the legacy and k-quant files: given a
+// group of n values, pick integer levels L and a scale (and for the asymmetric ones a min) that minimise a
+// weighted squared error. Each mirrors its ggml function operation for operation (same loop order, same
+// float expressions, f32 throughout, no FMA contraction), because the bytes llama.cpp writes depend on
+// every rounding of these sums. Names keep ggml's so the two can be read side by side.
+#pragma once
+#include <cstdint>
+
+namespace groak::quant {
+
+// ggml's GROUP_MAX_EPS: a symmetric group whose largest |x| is below this is stored as zeros.
+inline constexpr float kGroupMaxEps = 1e-15f;
+
+// make_qx_quants(n, nmax, x, L, rmse_type = 1, qw): symmetric x ≈ scale·l, l in [−nmax, nmax), stored as
+// L[i] = l + nmax. Weights qw[i], or x[i]² when qw is null. Tries 19 candidate inverse scales around
+// −nmax/max and keeps the best least-squares fit. Returns the scale (0 for an all-zero group).
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw);
+
+// make_q3_quants(n, nmax, x, L, do_rmse = true): as make_qx_quants with weights x², but refined by up to 5
+// passes of coordinate descent on single levels instead of the candidate sweep. L[i] = l + nmax.
+float make_q3_quants(int n, int nmax, const float* x, int8_t* L);
+
+// make_qkx2_quants / make_qkx3_quants with weights (identical then: qkx3 only differs when its weights
+// are null, which no caller here passes): asymmetric x ≈ scale·L − the_min with L in [0, nmax], trying
+// nstep+1 inverse scales (nmax + rmin + rdelta·is)/(max − min) and refitting scale and min by weighted
+// least squares; the error is |diff| when use_mad, else diff². Laux[n] is scratch. Returns the scale;
+// *the_min = −min ≥ 0 (min is clamped to ≤ 0).
+enum class ErrorNorm { Squared, Absolute };
+float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                      uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm);
+
+// make_qp_quants(n, nmax, x, L, quant_weights): x ≥ 0 (sub-block scales or mins) ≈ scale·L, L ≤ nmax,
+// weighted by quant_weights: a sweep of 8 inverse scales around nmax/max, then up to 5 coordinate-descent
+// passes. L is uint8 as in ggml (a negative level wraps, exactly as there). Returns the scale; 0 for an
+// all-zero group (and whatever sumlx/suml2 gives, NaN included, otherwise — as ggml).
+float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights);
+
+}  // namespace groak::quant
