@@ -56,7 +56,8 @@ const TypeRow kIquantTypes[] = {
 
 const std::set<GgmlType> kWritten = {GgmlType::IQ4_NL,  GgmlType::IQ4_XS, GgmlType::IQ3_S,
                                      GgmlType::IQ3_XXS, GgmlType::IQ2_S,  GgmlType::IQ2_XS,
-                                     GgmlType::IQ2_XXS, GgmlType::IQ1_S,  GgmlType::IQ1_M};
+                                     GgmlType::IQ2_XXS, GgmlType::IQ1_S,  GgmlType::IQ1_M,
+                                     GgmlType::MXFP4};
 
 TEST(IQuantTypes, TablesMatchGgml) {
   for (const TypeRow& r : kIquantTypes) {
@@ -67,7 +68,7 @@ TEST(IQuantTypes, TablesMatchGgml) {
     EXPECT_EQ(block_size(r.t), r.block) << r.name;
     EXPECT_EQ(type_size(r.t), r.bytes) << r.name;
     EXPECT_EQ(row_bytes(r.t, 6144), static_cast<size_t>(6144 / r.block) * r.bytes) << r.name;
-    // groak writes the codebook i-quants (tests/quantize_iquants_test.cpp), not yet the ternary types.
+    // groak writes the codebook i-quants and MXFP4 (tests/quantize_iquants_test.cpp), not yet TQ1_0/TQ2_0.
     EXPECT_EQ(has_quantizer(r.t), kWritten.count(r.t) == 1) << r.name;
   }
   // Still refused: activation-only formats, plain integers, F64 and the removed numbers.

@@ -266,7 +266,7 @@ BlockDequant iquant_dequant(GgmlType t) {
 }
 
 // The quantizers (quantize_iq*.cpp), each byte-identical to llama.cpp's quantize_iq* for the same input and
-// importance matrix.
+// importance matrix (MXFP4, which c392e5094 lacks, follows the format's definition and ignores an imatrix).
 RowQuant iquant_row_quant(GgmlType t) {
   switch (t) {
     case GgmlType::IQ4_NL: return quantize_row_iq4_nl;
@@ -278,6 +278,7 @@ RowQuant iquant_row_quant(GgmlType t) {
     case GgmlType::IQ2_XXS: return quantize_row_iq2_xxs;
     case GgmlType::IQ1_S: return quantize_row_iq1_s;
     case GgmlType::IQ1_M: return quantize_row_iq1_m;
+    case GgmlType::MXFP4: return quantize_row_mxfp4;  // not in c392e5094: from MXFP4's definition
     default: return nullptr;
   }
 }

@@ -129,7 +129,7 @@ float refit_scale(const LatticeCodebook& cb, const float* xb, const float* w, in
   return sumqx > 0 && sumq2 > 0 ? sumqx / sumq2 : scale;
 }
 
-int block_scale_code(float id, float scale) { return std::clamp(nearest_int(0.5f * (id * scale - 1)), 0, 7); }
+int block_scale_code(float id, float scale) { return std::clamp(round_nearest(0.5f * (id * scale - 1)), 0, 7); }
 
 }  // namespace
 

@@ -32,7 +32,7 @@ float largest(const float* v, int n) {
   return max;
 }
 
-int block_scale_code(float id, float scale) { return std::clamp(nearest_int(0.5f * (id * scale - 1)), 0, 15); }
+int block_scale_code(float id, float scale) { return std::clamp(round_nearest(0.5f * (id * scale - 1)), 0, 15); }
 
 // ggml's make_qp_quants(n, nmax, x, L, w): the scale s ≥ 0 minimising Σ w·(x − s·l)² over integer levels
 // l ≤ nmax, by trying iscale = (nmax + 0.1·is)/max for is in [−4, 4] and then moving single levels while the
@@ -46,7 +46,7 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w
     return 0.f;
   }
   float iscale = static_cast<float>(nmax) / max;
-  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(round_nearest(iscale * x[i]));
   const float scale = 1 / iscale;
   float best_mse = 0;
   for (int i = 0; i < n; ++i) {
@@ -59,7 +59,7 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w
     const float scale_is = 1 / iscale_is;
     float mse = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const int l = std::min(nmax, round_nearest(iscale_is * x[i]));
       const float diff = x[i] - scale_is * static_cast<float>(l);
       mse += w[i] * diff * diff;
     }
@@ -70,7 +70,7 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w
   }
   float sumlx = 0, suml2 = 0;
   for (int i = 0; i < n; ++i) {
-    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    const int l = std::min(nmax, round_nearest(iscale * x[i]));
     L[i] = static_cast<uint8_t>(l);
     sumlx += w[i] * x[i] * static_cast<float>(l);
     suml2 += w[i] * static_cast<float>(l) * static_cast<float>(l);
@@ -82,7 +82,7 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w
       float slx = sumlx - w[i] * x[i] * li;
       float sl2 = suml2 - w[i] * li * li;
       if (slx > 0 && sl2 > 0) {
-        const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        const int new_l = std::min(nmax, round_nearest(x[i] * sl2 / slx));
         if (new_l != L[i]) {
           slx += w[i] * x[i] * static_cast<float>(new_l);
           sl2 += w[i] * static_cast<float>(new_l) * static_cast<float>(new_l);

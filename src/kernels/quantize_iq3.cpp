@@ -29,9 +29,9 @@ void block_weights(const float* xb, const float* qw, float sigma2, float* w, flo
   for (int i = 0; i < kBlock; ++i) waux[i] = std::sqrt(w[i]);
 }
 
-// The 4-bit scale of a block: nearest_int((scale/d − 1)/2) clamped to [0, 15], so scale ≈ d·(2l + 1).
+// The 4-bit scale of a block: round_nearest((scale/d − 1)/2) clamped to [0, 15], so scale ≈ d·(2l + 1).
 int block_scale_code(float id, float scale) {
-  const int l = nearest_int(0.5f * (id * scale - 1));
+  const int l = round_nearest(0.5f * (id * scale - 1));
   return std::clamp(l, 0, 15);
 }
 

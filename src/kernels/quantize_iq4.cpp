@@ -2,6 +2,7 @@
 // ggml-quants.c, c392e5094), byte for byte. Both pick, per block of 32, the scale whose nearest non-linear
 // levels (kvalues_iq4nl) fit the block best in a weighted least-squares sense; IQ4_XS then stores the 8
 // block scales of a super-block as 6-bit multiples of one f16 scale. And MXFP4 (not in c392e5094): see below.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -93,6 +94,29 @@ void pack_nibbles(const uint8_t* l, uint8_t* qs, int n) {
     for (int j = 0; j < 16; ++j) qs[16 * i + j] = static_cast<uint8_t>(l[32 * i + j] | (l[32 * i + 16 + j] << 4));
 }
 
+// 2^(e − 128): the E8M0 scale halved, as kvalues_mxfp4 are the E2M1 values doubled (ggml's
+// ggml_e8m0_to_fp32_half; e < 2 gives the subnormals 2^-128, 2^-127).
+float e8m0_half_scale(uint8_t e) {
+  const uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// The index of the MXFP4 value nearest to x at scale d: argmin |kvalues_mxfp4[i]·d − x| (the first on a tie).
+int nearest_mxfp4(float x, float d) {
+  int best = 0;
+  float best_err = std::fabs(static_cast<float>(kvalues_mxfp4[0]) * d - x);
+  for (int i = 1; i < kLevels; ++i) {
+    const float err = std::fabs(static_cast<float>(kvalues_mxfp4[i]) * d - x);
+    if (err < best_err) {
+      best = i;
+      best_err = err;
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 // IQ4_NL (18 bytes per 32: f16 d, qs[16]). d is the block's best scale; the levels are re-chosen at 1/d.
@@ -138,7 +162,7 @@ void quantize_row_iq4_xs(const float* x, uint8_t* dst, int64_t n, const float* i
     uint8_t* scales_l = dst + 4;
     std::memset(scales_l, 0, kSub / 2);
     for (int ib = 0; ib < kSub; ++ib) {
-      int ls = nearest_int(id * scales[ib]);
+      int ls = round_nearest(id * scales[ib]);
       ls = ls < -32 ? -32 : ls > 31 ? 31 : ls;
       const float dl = d * static_cast<float>(ls);
       const float idl = dl != 0 ? 1 / dl : 0.f;
@@ -150,6 +174,32 @@ void quantize_row_iq4_xs(const float* x, uint8_t* dst, int64_t n, const float* i
     }
     std::memcpy(dst + 2, &scales_h, 2);
     pack_nibbles(l, dst + 8, kQK_K);
+  }
+}
+
+// MXFP4 (17 bytes per 32: E8M0 exponent e, qs[16] as IQ4_NL's nibble order). Not in llama.cpp c392e5094,
+// so written from the OCP Microscaling definition as later ggml does it: the shared scale is the power of
+// two 2^(⌊log2 max|x|⌋ − 2), which puts max|x| in [4, 8)·scale, the top of the FP4 E2M1 range (±6 ·
+// scale; larger values clip to ±6); each weight takes the nearest of the 16 E2M1 values (the first on a
+// tie). groak's kvalues_mxfp4 are the E2M1 values doubled and the stored scale is halved to match, so
+// e = ⌊log2 max|x|⌋ − 2 + 127 and a weight is kvalues_mxfp4[nibble]·2^(e − 128).
+void quantize_row_mxfp4(const float* x, uint8_t* dst, int64_t n, const float*) {
+  constexpr int kE8M0Bias = 127;
+  constexpr int kTopExponent = 2;  // 2^2 = 4 ≤ the largest E2M1 magnitude 6 < 2^3
+  for (int64_t i = 0; i < n; i += kBlock, dst += 17) {
+    const float* xb = x + i;
+    float amax = 0;
+    for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    // e in [0, 254] (255 is E8M0's NaN); an all-zero (or NaN) block gets e = 0.
+    int e = 0;
+    if (amax > 0) {
+      const int exp2 = std::isfinite(amax) ? std::ilogb(amax) : 127;  // ⌊log2 amax⌋, exact for subnormals too
+      e = std::clamp(exp2 - kTopExponent + kE8M0Bias, 0, 254);
+    }
+    dst[0] = static_cast<uint8_t>(e);
+    const float d = e8m0_half_scale(static_cast<uint8_t>(e));
+    for (int j = 0; j < 16; ++j)
+      dst[1 + j] = static_cast<uint8_t>(nearest_mxfp4(xb[j], d) | (nearest_mxfp4(xb[j + 16], d) << 4));
   }
 }
 

@@ -7,7 +7,9 @@
 // tables below). All arithmetic is scalar f32 in ggml's operation order: these files must be compiled
 // without FMA contraction (no -march flags, as ggml-base is), or the searches take other branches.
 #pragma once
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "kernels/quant_impl.h"
@@ -91,6 +93,18 @@ struct LatticeSearch {
 float search_lattice_scale(const LatticeSearch& s, const float* xval, const float* w, const float* waux, float max,
                            int8_t* l, bool* on_grid);
 
+// ggml's nearest_int, as fast: round to nearest, ties to even, by adding 1.5·2^23 and reading the low
+// mantissa bits (exact for |x| ≤ 2^22 − 1). Outside that range, where ggml's answer is meaningless, the
+// saturating nearest_int of quant_impl.h answers (it calls nearbyint, a slow libm call without SSE4.1).
+inline int round_nearest(float x) {
+  constexpr float kRoundingMagic = 12582912.f;  // 1.5·2^23
+  if (!(std::fabs(x) <= 4194303.f)) return nearest_int(x);
+  const float v = x + kRoundingMagic;
+  int32_t i;
+  std::memcpy(&i, &v, 4);
+  return (i & 0x007fffff) - 0x00400000;
+}
+
 // Σ_i w[i]·xval[i]·q_i and Σ_i w[i]·q_i² for q = 2·l + 1, in ggml's order (the fit of a scale to levels).
 struct LevelFit {
   float sumqx = 0, sumq2 = 0;
@@ -107,7 +121,7 @@ inline LevelFit fit_odd_levels(const float* xval, const float* w, const int8_t* 
 
 // The level of a magnitude at inverse scale id: nearest_int((id·x − 1)/2), clamped to [0, max_level].
 inline int8_t odd_level(float id, float x, int max_level) {
-  const int l = nearest_int(0.5f * (id * x - 1));
+  const int l = round_nearest(0.5f * (id * x - 1));
   return static_cast<int8_t>(l < 0 ? 0 : l > max_level ? max_level : l);
 }
 
