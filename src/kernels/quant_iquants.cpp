@@ -2,7 +2,7 @@
 // order and float expressions of llama.cpp's dequantize_row_* (ggml/src/ggml-quants.c, c392e5094; MXFP4 from
 // the later ggml that added it), so every value equals llama.cpp's bit for bit. Block layouts are those of
 // ggml-common.h (the byte offsets are spelled out at each function); the codebooks are in
-// quant_iquants_grids.{h,cpp}. groak reads these types; it has no quantizer for them.
+// quant_iquants_grids.{h,cpp}. The quantizers live in quantize_iq*.cpp (quantize_iquants.h).
 //
 // Most of them share one shape: a 256-element super-block with an f16 scale d, 8 sub-blocks of 32, each
 // with a small integer scale, and groups of 8 (or 4) weights given by an index into a grid of magnitudes
@@ -11,6 +11,7 @@
 
 #include "kernels/quant_iquants_grids.h"
 #include "kernels/quant_impl.h"
+#include "kernels/quantize_iquants.h"
 
 namespace groak::quant {
 
@@ -264,6 +265,22 @@ BlockDequant iquant_dequant(GgmlType t) {
   }
 }
 
-RowQuant iquant_row_quant(GgmlType) { return nullptr; }
+// The quantizers (quantize_iq*.cpp), each byte-identical to llama.cpp's quantize_iq* for the same input and
+// importance matrix (MXFP4, which c392e5094 lacks, follows the format's definition and ignores an imatrix).
+RowQuant iquant_row_quant(GgmlType t) {
+  switch (t) {
+    case GgmlType::IQ4_NL: return quantize_row_iq4_nl;
+    case GgmlType::IQ4_XS: return quantize_row_iq4_xs;
+    case GgmlType::IQ3_S: return quantize_row_iq3_s;
+    case GgmlType::IQ3_XXS: return quantize_row_iq3_xxs;
+    case GgmlType::IQ2_S: return quantize_row_iq2_s;
+    case GgmlType::IQ2_XS: return quantize_row_iq2_xs;
+    case GgmlType::IQ2_XXS: return quantize_row_iq2_xxs;
+    case GgmlType::IQ1_S: return quantize_row_iq1_s;
+    case GgmlType::IQ1_M: return quantize_row_iq1_m;
+    case GgmlType::MXFP4: return quantize_row_mxfp4;  // not in c392e5094: from MXFP4's definition
+    default: return nullptr;
+  }
+}
 
 }  // namespace groak::quant
