@@ -96,22 +96,13 @@ Weights make(const std::string& kind, int64_t n_in, int64_t n_out) {
          : kind == "q6_k" ? GgmlType::Q6_K : kind == "f16" ? GgmlType::F16 : GgmlType::BF16;
   const size_t rb = row_bytes(m.ggml, n_in);
   w.bytes.resize(rb * static_cast<size_t>(n_out));
-  if (!has_quantizer(m.ggml)) {
-    // Q2_K, Q3_K, Q5_K: random blocks with small f16 factors (no inf, NaN or subnormal results).
-    for (auto& b : w.bytes) b = static_cast<uint8_t>(g());
-    const size_t bb = type_size(m.ggml);
-    const std::vector<size_t> halves = m.ggml == GgmlType::Q2_K ? std::vector<size_t>{80, 82}
-                                     : m.ggml == GgmlType::Q3_K ? std::vector<size_t>{108} : std::vector<size_t>{0, 2};
-    const uint16_t factor = f32_to_fp16(0.01f);
-    for (size_t b = 0; b < w.bytes.size(); b += bb)
-      for (size_t h : halves) std::memcpy(w.bytes.data() + b + h, &factor, 2);
-    m.data = w.bytes.data();
-    return w;
-  }
+  // Every one of these types has a quantizer: one random row, quantised once, repeated for every output
+  // (quantising 32768 rows of 6144 with the k-quants' scale searches would take seconds per kind).
   std::vector<float> row(static_cast<size_t>(n_in));
   std::normal_distribution<float> nd(0.f, 0.02f);
   for (auto& v : row) v = nd(g);
-  for (int64_t o = 0; o < n_out; ++o) quantize_row(m.ggml, row.data(), w.bytes.data() + rb * static_cast<size_t>(o), n_in);
+  quantize_row(m.ggml, row.data(), w.bytes.data(), n_in);
+  for (int64_t o = 1; o < n_out; ++o) std::memcpy(w.bytes.data() + rb * static_cast<size_t>(o), w.bytes.data(), rb);
   m.data = w.bytes.data();
   return w;
 }

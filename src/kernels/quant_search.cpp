@@ -4,7 +4,9 @@
 #include "kernels/quant_search.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/quant_impl.h"
 
@@ -128,6 +130,7 @@ float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uin
     sum_w += w;
     sum_x += w * x[i];
   }
+  assert(n <= kMaxSearchGroup);
   if (min > 0) min = 0;
   if (max <= min) {  // a constant group (ggml's qkx2 tests ==, qkx3 <=: the same once min ≤ max)
     for (int i = 0; i < n; ++i) L[i] = 0;
@@ -149,13 +152,18 @@ float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uin
     *the_min = -min;
     return scale;
   }
+  uint8_t previous[kMaxSearchGroup];  // the levels of the candidate before this one
   for (int is = 0; is <= nstep; ++is) {
     iscale = (rmin + rdelta * static_cast<float>(is) + fnmax) / (max - min);
+    for (int i = 0; i < n; ++i) Laux[i] = static_cast<uint8_t>(clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax));
+    // The fit and its error depend on the levels only. A candidate with its predecessor's levels (common:
+    // the steps are small) gets the same error, which either lost to best_error or became it, so it cannot
+    // win: skipping it changes nothing and saves the serial sums below.
+    if (is > 0 && std::memcmp(Laux, previous, static_cast<size_t>(n)) == 0) continue;
+    std::memcpy(previous, Laux, static_cast<size_t>(n));
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
-      const int l = clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax);
-      Laux[i] = static_cast<uint8_t>(l);
-      const float w = weights[i], fl = static_cast<float>(l);
+      const float w = weights[i], fl = static_cast<float>(Laux[i]);
       sum_l += w * fl;
       sum_l2 += w * fl * fl;
       sum_xl += w * fl * x[i];

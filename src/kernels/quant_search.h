@@ -10,6 +10,8 @@ namespace groak::quant {
 
 // ggml's GROUP_MAX_EPS: a symmetric group whose largest |x| is below this is stored as zeros.
 inline constexpr float kGroupMaxEps = 1e-15f;
+// The largest group any caller searches (a 32-element block or sub-block); sizes the searches' scratch.
+inline constexpr int kMaxSearchGroup = 32;
 
 // make_qx_quants(n, nmax, x, L, rmse_type = 1, qw): symmetric x ≈ scale·l, l in [−nmax, nmax), stored as
 // L[i] = l + nmax. Weights qw[i], or x[i]² when qw is null. Tries 19 candidate inverse scales around
@@ -23,8 +25,8 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L);
 // make_qkx2_quants / make_qkx3_quants with weights (identical then: qkx3 only differs when its weights
 // are null, which no caller here passes): asymmetric x ≈ scale·L − the_min with L in [0, nmax], trying
 // nstep+1 inverse scales (nmax + rmin + rdelta·is)/(max − min) and refitting scale and min by weighted
-// least squares; the error is |diff| when use_mad, else diff². Laux[n] is scratch. Returns the scale;
-// *the_min = −min ≥ 0 (min is clamped to ≤ 0).
+// least squares; the error is |diff| when use_mad, else diff². Laux[n] is scratch; n ≤ kMaxSearchGroup.
+// Returns the scale; *the_min = −min ≥ 0 (min is clamped to ≤ 0).
 enum class ErrorNorm { Squared, Absolute };
 float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
                       uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm);
