@@ -3,6 +3,7 @@
 // levels (kvalues_iq4nl) fit the block best in a weighted least-squares sense; IQ4_XS then stores the 8
 // block scales of a super-block as 6-bit multiples of one f16 scale. And MXFP4 (not in c392e5094): see below.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -18,8 +19,17 @@ constexpr int kLevels = 16;            // kvalues_iq4nl
 constexpr int kScaleTries = 7;         // ggml's ntry: scales (itry + values[0])/max for itry in [−7, 7]
 constexpr float kGroupMaxEps = 1e-15f; // GROUP_MAX_EPS: a block below this is all zero
 
+// kvalues_iq4nl as floats (exact): the search compares and subtracts in f32 either way, and a float table
+// saves an int → float conversion at every step of the bisection.
+constexpr std::array<float, kLevels> kLevelValues = [] {
+  std::array<float, kLevels> v{};
+  for (int i = 0; i < kLevels; ++i) v[i] = kvalues_iq4nl[i];
+  return v;
+}();
+
 // ggml's best_index_int8: the index of the level nearest to x (the lower one on a tie), by bisection.
-int nearest_level(const int8_t* values, float x) {
+int nearest_level(float x) {
+  const float* values = kLevelValues.data();
   if (x <= values[0]) return 0;
   if (x >= values[kLevels - 1]) return kLevels - 1;
   int lo = 0, hi = kLevels - 1;
@@ -38,9 +48,9 @@ struct Fit {
 Fit fit_levels(const float* xb, const float* w, float id, uint8_t* l_out) {
   Fit f;
   for (int j = 0; j < kBlock; ++j) {
-    const int l = nearest_level(kvalues_iq4nl, id * xb[j]);
+    const int l = nearest_level(id * xb[j]);
     if (l_out) l_out[j] = static_cast<uint8_t>(l);
-    const float q = kvalues_iq4nl[l];
+    const float q = kLevelValues[l];
     f.sumqx += w[j] * q * xb[j];
     f.sumq2 += w[j] * q * q;
   }
@@ -129,7 +139,7 @@ void quantize_row_iq4_nl(const float* x, uint8_t* dst, int64_t n, const float* i
     const float d = block_scale(xb, w, l);
     store_half(dst, d);
     const float id = d != 0 ? 1 / d : 0;
-    for (int j = 0; j < kBlock; ++j) l[j] = static_cast<uint8_t>(nearest_level(kvalues_iq4nl, id * xb[j]));
+    for (int j = 0; j < kBlock; ++j) l[j] = static_cast<uint8_t>(nearest_level(id * xb[j]));
     pack_nibbles(l, dst + 2, kBlock);
   }
 }
@@ -167,7 +177,7 @@ void quantize_row_iq4_xs(const float* x, uint8_t* dst, int64_t n, const float* i
       const float dl = d * static_cast<float>(ls);
       const float idl = dl != 0 ? 1 / dl : 0.f;
       const float* xb = xbl + kBlock * ib;
-      for (int j = 0; j < kBlock; ++j) l[kBlock * ib + j] = static_cast<uint8_t>(nearest_level(kvalues_iq4nl, idl * xb[j]));
+      for (int j = 0; j < kBlock; ++j) l[kBlock * ib + j] = static_cast<uint8_t>(nearest_level(idl * xb[j]));
       const int biased = ls + 32;  // 0 … 63
       scales_l[ib / 2] = static_cast<uint8_t>(scales_l[ib / 2] | ((biased & 0xf) << (4 * (ib % 2))));
       scales_h = static_cast<uint16_t>(scales_h | ((biased >> 4) << (2 * ib)));
