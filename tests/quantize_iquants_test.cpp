@@ -223,6 +223,29 @@ TEST(QuantizeIquants, ZeroRowsDequantiseToZero) {
   }
 }
 
+// Zero imatrix columns, whole zero blocks of imatrix, denormal and large rows: every type still writes blocks
+// that decode to finite values (ggml aborts on some of these for IQ2_XXS and IQ1_M, and writes d = NaN in
+// IQ4_NL for a block whose imatrix is all zero; groak must not).
+TEST(QuantizeIquants, DegenerateInputGivesFiniteBlocks) {
+  constexpr int64_t kN = 512;
+  std::vector<float> im = make_imatrix(kN, 41, true);
+  for (int64_t j = 64; j < 128; ++j) im[j] = 0.f;
+  for (RowKind kind : kAllKinds) {
+    for (float scale : {1.f, 1e-38f, 1e3f}) {  // (much larger rows overflow the f16 scales)
+      std::vector<float> x = make_rows(kind, 2, kN, 42);
+      for (float& v : x) v *= scale;
+      for (const IquantCase& c : cases()) {
+        std::vector<uint8_t> q(row_bytes(c.t, kN) * 2);
+        quantize_rows(c.t, x.data(), q.data(), 2, kN, im.data());
+        std::vector<float> y(x.size());
+        dequantize_row(c.t, q.data(), y.data(), 2 * kN);
+        for (size_t i = 0; i < y.size(); ++i)
+          if (!std::isfinite(y[i])) { ADD_FAILURE() << type_name(c.t) << " " << kind_name(kind) << " ×" << scale << " element " << i; break; }
+      }
+    }
+  }
+}
+
 TEST(QuantizeIquants, DeterministicAndRowsIndependent) {
   constexpr int64_t kRows = 6, kN = 512;
   const std::vector<float> x = make_rows(RowKind::Mixed, kRows, kN, 11);

@@ -59,8 +59,9 @@ Fit fit_levels(const float* xb, const float* w, float id, uint8_t* l_out) {
 
 // The best scale of one block of 32 (ggml's first loop of quantize_row_iq4_nl_impl with ntry = 7). w are
 // its weights; l gets the levels of the first guess (d = −max/values[0]), which IQ4_NL keeps only when the
-// block is all zero. Returns 0 for an all-zero block.
-float block_scale(const float* xb, const float* w, uint8_t* l) {
+// block is all zero. Returns 0 for an all-zero block, and NaN (as ggml) when every weight is zero (an
+// imatrix that is zero over the whole block); first_guess then gets −max/values[0].
+float block_scale(const float* xb, const float* w, uint8_t* l, float* first_guess) {
   float amax = 0, max = 0;  // the first element of largest magnitude, with its sign
   for (int j = 0; j < kBlock; ++j) {
     const float ax = std::fabs(xb[j]);
@@ -72,6 +73,7 @@ float block_scale(const float* xb, const float* w, uint8_t* l) {
   if (amax < kGroupMaxEps) return 0.f;
   const float v0 = kvalues_iq4nl[0];  // −127
   float d = -max / v0;
+  *first_guess = d;
   Fit f = fit_levels(xb, w, 1 / d, l);
   d = f.sumqx / f.sumq2;
   float best = d * f.sumqx;
@@ -136,7 +138,12 @@ void quantize_row_iq4_nl(const float* x, uint8_t* dst, int64_t n, const float* i
   for (int64_t i = 0; i < n; i += kBlock, dst += 18) {
     const float* xb = x + i;
     block_weights(xb, imatrix ? imatrix + i : nullptr, mean_square_times_2(xb, kBlock), w);
-    const float d = block_scale(xb, w, l);
+    float first_guess = 0;
+    float d = block_scale(xb, w, l, &first_guess);
+    // The one place groak parts from ggml on purpose: a block whose imatrix weights are all zero has no
+    // weighted fit (0/0), and ggml stores d = NaN, which poisons every product with the row. groak stores
+    // the unweighted first guess max/127 instead. (IQ4_XS drops such a NaN scale itself, so it matches.)
+    if (std::isnan(d) && !std::isnan(first_guess)) d = first_guess;
     store_half(dst, d);
     const float id = d != 0 ? 1 / d : 0;
     for (int j = 0; j < kBlock; ++j) l[j] = static_cast<uint8_t>(nearest_level(id * xb[j]));
@@ -159,7 +166,8 @@ void quantize_row_iq4_xs(const float* x, uint8_t* dst, int64_t n, const float* i
     for (int ib = 0; ib < kSub; ++ib) {
       const float* xb = xbl + kBlock * ib;
       block_weights(xb, imatrix ? imatrix + ibl + kBlock * ib : nullptr, sigma2, w);
-      scales[ib] = block_scale(xb, w, l + kBlock * ib);
+      float first_guess = 0;
+      scales[ib] = block_scale(xb, w, l + kBlock * ib, &first_guess);
       if (std::fabs(scales[ib]) > amax_scale) {
         amax_scale = std::fabs(scales[ib]);
         max_scale = scales[ib];
