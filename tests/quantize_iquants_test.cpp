@@ -92,12 +92,19 @@ std::vector<float> make_rows(RowKind kind, int64_t rows, int64_t n, uint32_t see
 }
 
 // A random positive importance matrix of n columns (llama.cpp's are mean squared activations).
-std::vector<float> make_imatrix(int64_t n, uint32_t seed) {
+// With zero_columns, about one column in five is 0 (real imatrix files have columns no activation reached).
+std::vector<float> make_imatrix(int64_t n, uint32_t seed, bool zero_columns = false) {
   std::mt19937 g(seed);
   std::normal_distribution<float> nd(0.f, 1.5f);
   std::vector<float> w(static_cast<size_t>(n));
-  for (float& v : w) v = std::exp(nd(g));
+  for (float& v : w) v = zero_columns && g() % 5 == 0 ? 0.f : std::exp(nd(g));
   return w;
+}
+
+// How a byte comparison weights the rows.
+enum class Imatrix { Random, SomeZeroColumns, None };
+const char* imatrix_name(Imatrix m) {
+  return m == Imatrix::Random ? "with an imatrix" : m == Imatrix::None ? "without imatrix" : "with an imatrix with zero columns";
 }
 
 // groak's bytes for rows × n, calling the family's row quantizer directly, so that the types groak
@@ -122,10 +129,10 @@ std::string hex(const uint8_t* p, size_t n) {
 
 // Compares groak with ggml on rows of one kind; returns the number of rows compared (0 after a failure).
 int64_t compare_with_ggml(const GgmlPeer* peer, const IquantCase& c, RowKind kind, int64_t rows, int64_t n,
-                          bool with_imatrix, uint32_t seed) {
+                          Imatrix mode, uint32_t seed) {
   const std::vector<float> x = make_rows(kind, rows, n, seed);
-  const std::vector<float> im = make_imatrix(n, seed ^ 0x9e3779b9u);
-  const float* imatrix = with_imatrix ? im.data() : nullptr;
+  const std::vector<float> im = make_imatrix(n, seed ^ 0x9e3779b9u, mode == Imatrix::SomeZeroColumns);
+  const float* imatrix = mode != Imatrix::None ? im.data() : nullptr;
   const std::vector<uint8_t> ours = groak_quantize(c.t, x.data(), rows, n, imatrix);
   std::vector<uint8_t> theirs(ours.size(), 0xcd);
   const size_t written = peer->quantize_chunk(static_cast<int>(c.t), x.data(), theirs.data(), 0, rows, n, imatrix);
@@ -133,8 +140,8 @@ int64_t compare_with_ggml(const GgmlPeer* peer, const IquantCase& c, RowKind kin
   const size_t bytes = type_size(c.t), per_row = row_bytes(c.t, n) / bytes;
   for (size_t b = 0; b < ours.size() / bytes; ++b) {
     if (std::memcmp(ours.data() + b * bytes, theirs.data() + b * bytes, bytes) == 0) continue;
-    ADD_FAILURE() << type_name(c.t) << ": " << kind_name(kind) << " rows of " << n << (with_imatrix ? " with" : " without")
-                  << " imatrix (seed " << seed << "): row " << b / per_row << ", block " << b % per_row
+    ADD_FAILURE() << type_name(c.t) << ": " << kind_name(kind) << " rows of " << n << " " << imatrix_name(mode)
+                  << " (seed " << seed << "): row " << b / per_row << ", block " << b % per_row
                   << " differs from ggml_quantize_chunk\n  groak: " << hex(ours.data() + b * bytes, bytes)
                   << "\n  ggml:  " << hex(theirs.data() + b * bytes, bytes);
     return 0;
@@ -151,8 +158,10 @@ TEST(QuantizeIquants, ByteIdenticalToGgmlQuantizeChunk) {
     if (!c.in_c392e5094) continue;
     int64_t compared = 0;
     uint32_t seed = 1000 * static_cast<uint32_t>(c.t);
-    for (bool with_imatrix : {true, false}) {
-      if (!with_imatrix && c.ggml_needs_imatrix) continue;
+    for (Imatrix mode : {Imatrix::Random, Imatrix::SomeZeroColumns, Imatrix::None}) {
+      if (mode == Imatrix::None && c.ggml_needs_imatrix) continue;
+      // ggml's IQ2_XXS aborts on zero weights (make_qp_quants divides 0 by 0, then asserts scale ≥ 0).
+      if (mode == Imatrix::SomeZeroColumns && c.t == GgmlType::IQ2_XXS) continue;
       for (RowKind kind : kAllKinds) {
         // IQ1_S and IQ1_M: a zero block inside a non-zero row gets, in ggml, the shift of a block it never
         // wrote (another row's, or uninitialised stack): not reproducible (quantize_iq1.cpp says more).
@@ -160,7 +169,8 @@ TEST(QuantizeIquants, ByteIdenticalToGgmlQuantizeChunk) {
         const int64_t shortest = block_size(c.t) < kQK_K ? 96 : 256;  // IQ4_NL rows need not fill 256
         for (int64_t n : {shortest, int64_t{512}, int64_t{2048}, int64_t{4352}}) {
           const int64_t rows = n >= 2048 ? 2 : 8;  // ~25 s of CPU in all under ASan
-          compared += compare_with_ggml(peer, c, kind, rows, n, with_imatrix, ++seed);
+          if (mode == Imatrix::SomeZeroColumns && n != 512) continue;  // one length is enough there
+          compared += compare_with_ggml(peer, c, kind, rows, n, mode, ++seed);
         }
       }
     }
@@ -210,6 +220,29 @@ TEST(QuantizeIquants, ZeroRowsDequantiseToZero) {
     std::vector<float> y(kN, 1.f);
     dequantize_row(c.t, q.data(), y.data(), kN);
     for (int64_t j = 0; j < kN; ++j) ASSERT_EQ(std::fabs(y[j]), 0.f) << type_name(c.t) << " element " << j;
+  }
+}
+
+// Zero imatrix columns, whole zero blocks of imatrix, denormal and large rows: every type still writes blocks
+// that decode to finite values (ggml aborts on some of these for IQ2_XXS and IQ1_M, and writes d = NaN in
+// IQ4_NL for a block whose imatrix is all zero; groak must not).
+TEST(QuantizeIquants, DegenerateInputGivesFiniteBlocks) {
+  constexpr int64_t kN = 512;
+  std::vector<float> im = make_imatrix(kN, 41, true);
+  for (int64_t j = 64; j < 128; ++j) im[j] = 0.f;
+  for (RowKind kind : kAllKinds) {
+    for (float scale : {1.f, 1e-38f, 1e3f}) {  // (much larger rows overflow the f16 scales)
+      std::vector<float> x = make_rows(kind, 2, kN, 42);
+      for (float& v : x) v *= scale;
+      for (const IquantCase& c : cases()) {
+        std::vector<uint8_t> q(row_bytes(c.t, kN) * 2);
+        quantize_rows(c.t, x.data(), q.data(), 2, kN, im.data());
+        std::vector<float> y(x.size());
+        dequantize_row(c.t, q.data(), y.data(), 2 * kN);
+        for (size_t i = 0; i < y.size(); ++i)
+          if (!std::isfinite(y[i])) { ADD_FAILURE() << type_name(c.t) << " " << kind_name(kind) << " ×" << scale << " element " << i; break; }
+      }
+    }
   }
 }
 

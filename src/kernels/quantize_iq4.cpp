@@ -3,6 +3,7 @@
 // levels (kvalues_iq4nl) fit the block best in a weighted least-squares sense; IQ4_XS then stores the 8
 // block scales of a super-block as 6-bit multiples of one f16 scale. And MXFP4 (not in c392e5094): see below.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -18,8 +19,17 @@ constexpr int kLevels = 16;            // kvalues_iq4nl
 constexpr int kScaleTries = 7;         // ggml's ntry: scales (itry + values[0])/max for itry in [−7, 7]
 constexpr float kGroupMaxEps = 1e-15f; // GROUP_MAX_EPS: a block below this is all zero
 
+// kvalues_iq4nl as floats (exact): the search compares and subtracts in f32 either way, and a float table
+// saves an int → float conversion at every step of the bisection.
+constexpr std::array<float, kLevels> kLevelValues = [] {
+  std::array<float, kLevels> v{};
+  for (int i = 0; i < kLevels; ++i) v[i] = kvalues_iq4nl[i];
+  return v;
+}();
+
 // ggml's best_index_int8: the index of the level nearest to x (the lower one on a tie), by bisection.
-int nearest_level(const int8_t* values, float x) {
+int nearest_level(float x) {
+  const float* values = kLevelValues.data();
   if (x <= values[0]) return 0;
   if (x >= values[kLevels - 1]) return kLevels - 1;
   int lo = 0, hi = kLevels - 1;
@@ -38,9 +48,9 @@ struct Fit {
 Fit fit_levels(const float* xb, const float* w, float id, uint8_t* l_out) {
   Fit f;
   for (int j = 0; j < kBlock; ++j) {
-    const int l = nearest_level(kvalues_iq4nl, id * xb[j]);
+    const int l = nearest_level(id * xb[j]);
     if (l_out) l_out[j] = static_cast<uint8_t>(l);
-    const float q = kvalues_iq4nl[l];
+    const float q = kLevelValues[l];
     f.sumqx += w[j] * q * xb[j];
     f.sumq2 += w[j] * q * q;
   }
@@ -49,8 +59,9 @@ Fit fit_levels(const float* xb, const float* w, float id, uint8_t* l_out) {
 
 // The best scale of one block of 32 (ggml's first loop of quantize_row_iq4_nl_impl with ntry = 7). w are
 // its weights; l gets the levels of the first guess (d = −max/values[0]), which IQ4_NL keeps only when the
-// block is all zero. Returns 0 for an all-zero block.
-float block_scale(const float* xb, const float* w, uint8_t* l) {
+// block is all zero. Returns 0 for an all-zero block, and NaN (as ggml) when every weight is zero (an
+// imatrix that is zero over the whole block); first_guess then gets −max/values[0].
+float block_scale(const float* xb, const float* w, uint8_t* l, float* first_guess) {
   float amax = 0, max = 0;  // the first element of largest magnitude, with its sign
   for (int j = 0; j < kBlock; ++j) {
     const float ax = std::fabs(xb[j]);
@@ -62,6 +73,7 @@ float block_scale(const float* xb, const float* w, uint8_t* l) {
   if (amax < kGroupMaxEps) return 0.f;
   const float v0 = kvalues_iq4nl[0];  // −127
   float d = -max / v0;
+  *first_guess = d;
   Fit f = fit_levels(xb, w, 1 / d, l);
   d = f.sumqx / f.sumq2;
   float best = d * f.sumqx;
@@ -126,10 +138,15 @@ void quantize_row_iq4_nl(const float* x, uint8_t* dst, int64_t n, const float* i
   for (int64_t i = 0; i < n; i += kBlock, dst += 18) {
     const float* xb = x + i;
     block_weights(xb, imatrix ? imatrix + i : nullptr, mean_square_times_2(xb, kBlock), w);
-    const float d = block_scale(xb, w, l);
+    float first_guess = 0;
+    float d = block_scale(xb, w, l, &first_guess);
+    // The one place groak parts from ggml on purpose: a block whose imatrix weights are all zero has no
+    // weighted fit (0/0), and ggml stores d = NaN, which poisons every product with the row. groak stores
+    // the unweighted first guess max/127 instead. (IQ4_XS drops such a NaN scale itself, so it matches.)
+    if (std::isnan(d) && !std::isnan(first_guess)) d = first_guess;
     store_half(dst, d);
     const float id = d != 0 ? 1 / d : 0;
-    for (int j = 0; j < kBlock; ++j) l[j] = static_cast<uint8_t>(nearest_level(kvalues_iq4nl, id * xb[j]));
+    for (int j = 0; j < kBlock; ++j) l[j] = static_cast<uint8_t>(nearest_level(id * xb[j]));
     pack_nibbles(l, dst + 2, kBlock);
   }
 }
@@ -149,7 +166,8 @@ void quantize_row_iq4_xs(const float* x, uint8_t* dst, int64_t n, const float* i
     for (int ib = 0; ib < kSub; ++ib) {
       const float* xb = xbl + kBlock * ib;
       block_weights(xb, imatrix ? imatrix + ibl + kBlock * ib : nullptr, sigma2, w);
-      scales[ib] = block_scale(xb, w, l + kBlock * ib);
+      float first_guess = 0;
+      scales[ib] = block_scale(xb, w, l + kBlock * ib, &first_guess);
       if (std::fabs(scales[ib]) > amax_scale) {
         amax_scale = std::fabs(scales[ib]);
         max_scale = scales[ib];
@@ -167,7 +185,7 @@ void quantize_row_iq4_xs(const float* x, uint8_t* dst, int64_t n, const float* i
       const float dl = d * static_cast<float>(ls);
       const float idl = dl != 0 ? 1 / dl : 0.f;
       const float* xb = xbl + kBlock * ib;
-      for (int j = 0; j < kBlock; ++j) l[kBlock * ib + j] = static_cast<uint8_t>(nearest_level(kvalues_iq4nl, idl * xb[j]));
+      for (int j = 0; j < kBlock; ++j) l[kBlock * ib + j] = static_cast<uint8_t>(nearest_level(idl * xb[j]));
       const int biased = ls + 32;  // 0 … 63
       scales_l[ib / 2] = static_cast<uint8_t>(scales_l[ib / 2] | ((biased & 0xf) << (4 * (ib % 2))));
       scales_h = static_cast<uint16_t>(scales_h | ((biased >> 4) << (2 * ib)));

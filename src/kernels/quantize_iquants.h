@@ -38,6 +38,8 @@ class LatticeCodebook {
   int size() const { return size_; }
   // q = 2l + 1 of point i's dims elements.
   const int8_t* point(int i) const { return points_ + static_cast<ptrdiff_t>(i) * dims_; }
+  // The same as floats (exact), for the distance loops.
+  const float* point_f(int i) const { return points_f_ + static_cast<ptrdiff_t>(i) * dims_; }
   // The grid index of key, or −1 when key is off the grid.
   int find(uint32_t key) const { return map_[key]; }
   // The neighbours of an off-grid key (grid indices, nearest first).
@@ -56,6 +58,7 @@ class LatticeCodebook {
   friend const LatticeCodebook& lattice(Lattice which);
   int dims_ = 0, bits_ = 0, size_ = 0;
   const int8_t* points_ = nullptr;        // [size, dims]
+  const float* points_f_ = nullptr;       // [size, dims]
   const int32_t* map_ = nullptr;          // [2^(bits·dims)]: grid index or −1
   const uint32_t* offset_ = nullptr;      // [2^(bits·dims)]: where an off-grid key's list starts
   const uint16_t* neighbours_ = nullptr;  // lists: count, then that many grid indices

@@ -64,6 +64,7 @@ int level_of(Lattice which, int i, int j) {
 // One codebook's storage; LatticeCodebook views it.
 struct LatticeTables {
   std::vector<int8_t> points;
+  std::vector<float> points_f;
   std::vector<int32_t> map;
   std::vector<uint32_t> offset;
   std::vector<uint16_t> neighbours;
@@ -85,6 +86,7 @@ void build(Lattice which, LatticeTables& t) {
     }
     t.map[key] = i;
   }
+  t.points_f.assign(t.points.begin(), t.points.end());
   // Neighbour lists: every point at the nwant smallest distinct distances, by distance then index (ggml
   // sorts (distance, index) pairs, so the order is total and this gives the same lists).
   std::vector<int> dist(static_cast<size_t>(s.size));
@@ -146,6 +148,7 @@ const LatticeCodebook& lattice(Lattice which) {
     b.bits_ = s.bits;
     b.size_ = s.size;
     b.points_ = tables[k].points.data();
+    b.points_f_ = tables[k].points_f.data();
     b.map_ = tables[k].map.data();
     b.offset_ = tables[k].offset.data();
     b.neighbours_ = tables[k].neighbours.data();
@@ -153,15 +156,20 @@ const LatticeCodebook& lattice(Lattice which) {
   return books[k];
 }
 
-int best_neighbour(const LatticeCodebook& cb, uint32_t key, const float* x, const float* w, float scale, int8_t* l) {
+namespace {
+
+// best_neighbour for points of kDims elements (a constant, so the distance loop unrolls; the sum is still
+// taken in index order).
+template <int kDims>
+int best_neighbour_of(const LatticeCodebook& cb, uint32_t key, const float* x, const float* w, float scale, int8_t* l) {
   const std::span<const uint16_t> nb = cb.neighbours(key);
   float best_d2 = FLT_MAX;
   int best = nb[0];  // ggml asserts that some distance is below FLT_MAX; only non-finite input gets here
   for (uint16_t g : nb) {
-    const int8_t* p = cb.point(g);
+    const float* p = cb.point_f(g);
     float d2 = 0;
-    for (int i = 0; i < cb.dims(); ++i) {
-      const float diff = scale * static_cast<float>(p[i]) - x[i];
+    for (int i = 0; i < kDims; ++i) {
+      const float diff = scale * p[i] - x[i];
       d2 += w[i] * diff * diff;
     }
     if (d2 < best_d2) {
@@ -170,8 +178,14 @@ int best_neighbour(const LatticeCodebook& cb, uint32_t key, const float* x, cons
     }
   }
   const int8_t* p = cb.point(best);
-  for (int i = 0; i < cb.dims(); ++i) l[i] = static_cast<int8_t>((p[i] - 1) / 2);
+  for (int i = 0; i < kDims; ++i) l[i] = static_cast<int8_t>((p[i] - 1) / 2);
   return best;
+}
+
+}  // namespace
+
+int best_neighbour(const LatticeCodebook& cb, uint32_t key, const float* x, const float* w, float scale, int8_t* l) {
+  return cb.dims() == 8 ? best_neighbour_of<8>(cb, key, x, w, scale, l) : best_neighbour_of<4>(cb, key, x, w, scale, l);
 }
 
 float search_lattice_scale(const LatticeSearch& s, const float* xval, const float* w, const float* waux, float max,
