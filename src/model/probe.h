@@ -5,6 +5,7 @@
 // logits are bit-identical with and without (tests/probe_test.cpp).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "model/batch.h"
 
@@ -32,6 +33,27 @@ class ForwardProbe {
   // pool's threads, several (t, head) at once: an implementation writes only that pair's slots.
   virtual void attention_logits(int64_t layer, int64_t t, int64_t head, const float* capped, int64_t S) = 0;
   virtual void attention_weights(int64_t layer, int64_t t, int64_t head, const float* weights, int64_t S) = 0;
+};
+
+// Shows one pass to several probes (a server whose requests each record their own sequence), in order.
+class ProbeFanout : public ForwardProbe {
+ public:
+  std::vector<ForwardProbe*> probes;
+  void begin(const Batch& b) override {
+    for (ForwardProbe* p : probes) p->begin(b);
+  }
+  void residual(int64_t l, ResidualPoint at, const float* h, int64_t T, int64_t d) override {
+    for (ForwardProbe* p : probes) p->residual(l, at, h, T, d);
+  }
+  void router(int64_t l, int64_t t, const float* probs, int64_t E, const int64_t* chosen, int64_t k) override {
+    for (ForwardProbe* p : probes) p->router(l, t, probs, E, chosen, k);
+  }
+  void attention_logits(int64_t l, int64_t t, int64_t head, const float* capped, int64_t S) override {
+    for (ForwardProbe* p : probes) p->attention_logits(l, t, head, capped, S);
+  }
+  void attention_weights(int64_t l, int64_t t, int64_t head, const float* w, int64_t S) override {
+    for (ForwardProbe* p : probes) p->attention_weights(l, t, head, w, S);
+  }
 };
 
 }  // namespace groak

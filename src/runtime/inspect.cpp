@@ -57,16 +57,17 @@ Inspector::Inspector(Context& ctx, const Model& model, InspectOptions opt)
   }
   N = static_cast<int64_t>(layers.size());
   const auto n = [](int64_t a) { return static_cast<size_t>(a); };
+  const int64_t NA = opt_.attention ? N : 0;  // layers with attention records
   router_probs.assign(n(P * L * E), 0.f);
   chosen.assign(n(P * L * K), -1);
   residual_rms.assign(n(P * L * kPoints), 0.f);
-  attn_entropy.assign(n(P * N * H), 0.f);
-  attn_sink.assign(n(P * N * H), 0.f);
-  attn_saturated.assign(n(P * N * H), 0.f);
-  attn_top_pos.assign(n(P * N * H * kAttentionTop), -1);
-  attn_top_w.assign(n(P * N * H * kAttentionTop), 0.f);
+  attn_entropy.assign(n(P * NA * H), 0.f);
+  attn_sink.assign(n(P * NA * H), 0.f);
+  attn_saturated.assign(n(P * NA * H), 0.f);
+  attn_top_pos.assign(n(P * NA * H * kAttentionTop), -1);
+  attn_top_w.assign(n(P * NA * H * kAttentionTop), 0.f);
   // N·H·P² ≤ the budget, tested without overflow (P ≤ sequence_len, so P² fits).
-  if (N * H == 0 || P * P <= kFullAttentionMaxFloats / (N * H)) attn_full.assign(n(N * H * P * P), 0.f);
+  if (NA * H > 0 && P * P <= kFullAttentionMaxFloats / (NA * H)) attn_full.assign(n(NA * H * P * P), 0.f);
   lens_ids.assign(n(P * N * lens_k), -1);
   lens_probs.assign(n(P * N * lens_k), 0.f);
   if (lens_k > 0) {
@@ -110,7 +111,7 @@ void Inspector::logit_lens(int64_t sel, const float* h, int64_t T, int64_t d) {
     int64_t n = 0;
     for (; t < T && n < kLensRows; ++t) {
       const int64_t p = slot(t);
-      if (p < 0) continue;
+      if (p < opt_.lens_from) continue;  // not recorded (-1), or before the positions asked for
       k.rms_norm(h + t * d, w.rms_norm.data(), lens_in_.data() + n * d, d, eps);
       lens_pos_[static_cast<size_t>(n++)] = p;
     }
@@ -139,6 +140,7 @@ void Inspector::router(int64_t layer, int64_t t, const float* probs, int64_t e, 
 }
 
 void Inspector::attention_logits(int64_t layer, int64_t t, int64_t head, const float* capped, int64_t S) {
+  if (!opt_.attention) return;
   const int32_t sel = selected_of_[static_cast<size_t>(layer)];
   const int64_t p = slot(t);
   if (sel < 0 || p < 0) return;
@@ -148,6 +150,7 @@ void Inspector::attention_logits(int64_t layer, int64_t t, int64_t head, const f
 }
 
 void Inspector::attention_weights(int64_t layer, int64_t t, int64_t head, const float* wts, int64_t S) {
+  if (!opt_.attention) return;
   const int32_t sel = selected_of_[static_cast<size_t>(layer)];
   const int64_t p = slot(t);
   if (sel < 0 || p < 0) return;

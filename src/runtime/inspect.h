@@ -31,6 +31,8 @@ struct InspectOptions {
   int64_t positions = 0;        // positions 0 … positions-1 of the sequence are recorded (later ones not)
   int32_t seq = 0;              // the sequence recorded (others in the same batch are ignored)
   int64_t lens_top = 5;         // logit-lens tokens per (token, layer); 0 = no logit lens
+  int64_t lens_from = 0;        // the logit lens only for positions from here on (a server: the reply's)
+  bool attention = true;        // false: no attention summaries or maps (routing, residual and lens only)
 };
 
 class Inspector : public ForwardProbe {

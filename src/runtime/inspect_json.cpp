@@ -69,7 +69,8 @@ json inspect_json(const Inspector& in, const std::vector<int32_t>& tokens, const
 
   json a_ent = json::array(), a_sink = json::array(), a_sat = json::array(), a_pos = json::array(),
        a_w = json::array();
-  for (int64_t p = 0; p < P; ++p) {
+  const bool attention = !in.attn_entropy.empty();  // recorded (InspectOptions::attention)
+  for (int64_t p = 0; p < P && attention; ++p) {
     json e1 = json::array(), s1 = json::array(), t1 = json::array(), p1 = json::array(), w1 = json::array();
     for (int64_t n = 0; n < N; ++n) {
       const int64_t at = (p * N + n) * H;
@@ -103,8 +104,10 @@ json inspect_json(const Inspector& in, const std::vector<int32_t>& tokens, const
       full.push_back(heads);
     }
   }
-  j["attention"] = {{"entropy", a_ent}, {"sink", a_sink},   {"saturated", a_sat},
-                    {"top_pos", a_pos}, {"top_w", a_w},     {"full", full}};
+  j["attention"] = nullptr;
+  if (attention)
+    j["attention"] = {{"entropy", a_ent}, {"sink", a_sink}, {"saturated", a_sat},
+                      {"top_pos", a_pos}, {"top_w", a_w},   {"full", full}};
 
   json l_ids = json::array(), l_txt = json::array(), l_pr = json::array();
   for (int64_t p = 0; p < P; ++p) {
@@ -125,7 +128,8 @@ json inspect_json(const Inspector& in, const std::vector<int32_t>& tokens, const
   return j;
 }
 
-json inspect_token_json(const Inspector& in, int64_t p, const std::vector<std::string>& pieces) {
+json inspect_token_json(const Inspector& in, int64_t p, const std::function<std::string(int32_t)>& piece) {
+  if (p < 0 || p >= in.P) return nullptr;  // a position the recorder was not sized for
   json experts = json::array(), gates = json::array(), lens = json::array();
   for (int64_t l = 0; l < in.L; ++l) {
     const json ch = row(in.chosen, (p * in.L + l) * in.K, in.K);
@@ -137,7 +141,7 @@ json inspect_token_json(const Inspector& in, int64_t p, const std::vector<std::s
   for (int64_t n = 0; n < in.N; ++n) {
     const int64_t at = (p * in.N + n) * in.lens_k;
     json t = json::array();
-    for (int64_t k = 0; k < in.lens_k; ++k) t.push_back(piece(pieces, in.lens_ids[static_cast<size_t>(at + k)]));
+    for (int64_t k = 0; k < in.lens_k; ++k) t.push_back(piece(in.lens_ids[static_cast<size_t>(at + k)]));
     lens.push_back({{"layer", in.layers[static_cast<size_t>(n)]},
                     {"ids", row(in.lens_ids, at, in.lens_k)},
                     {"pieces", t},

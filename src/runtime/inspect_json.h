@@ -3,6 +3,7 @@
 // files keep full precision).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@ nlohmann::json inspect_json(const Inspector& in, const std::vector<int32_t>& tok
 
 // One position, for a chat page's token panel: {"position", "experts": [L][K], "gates": [L][K],
 // "lens": [{"layer", "ids", "pieces", "probs"}]}.
-nlohmann::json inspect_token_json(const Inspector& in, int64_t p, const std::vector<std::string>& pieces);
+// piece(id): the printable text of a token id. Null for a position outside [0, in.P).
+nlohmann::json inspect_token_json(const Inspector& in, int64_t p, const std::function<std::string(int32_t)>& piece);
 
 }  // namespace groak
