@@ -52,7 +52,7 @@ start_server() {
   grep -q "ready:" "$work/$name.log" || { cat "$work/$name.log" >&2; echo "the server never got ready" >&2; exit 1; }
   port="$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/$name.log")"
 }
-start_server server --ctx-size 4096
+start_server server --ctx-size 4096 --allow-inspect  # the chat page's token panel
 export GROAK_URL="http://127.0.0.1:$port"
 if [ "$which_test" = browser ]; then  # a second server with an API key and a small context, for the page's errors
   start_server keyed --ctx-size 256 --api-key sekret
