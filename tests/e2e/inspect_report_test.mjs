@@ -32,7 +32,7 @@ try {
   console.log(`ok   the report rendered offline in ${ms} ms, no page errors`);
 
   assert.ok(await page.isVisible("#random-banner"), "the report says the weights are random");
-  const figures = ["experts", "routing", "attention", "residual", "lens"];
+  const figures = ["experts", "usage", "routing", "attention", "residual", "lens"];
   for (const id of figures) {
     // Something was drawn: some pixel of the canvas is neither white nor transparent.
     const drawn = await page.evaluate((id) => {
@@ -42,7 +42,7 @@ try {
     }, id);
     assert.ok(drawn, `figure ${id} is drawn`);
   }
-  console.log("ok   all five figures are drawn");
+  console.log(`ok   all ${figures.length} figures are drawn`);
 
   const before = await page.evaluate(() => document.getElementById("attention").toDataURL());
   const heads = await page.$$eval("#att-head option", (o) => o.length);
