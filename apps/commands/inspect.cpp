@@ -143,7 +143,8 @@ int run_inspect(const InspectArgs& a, Job& job) {
   std::string page(reinterpret_cast<const char*>(kInspectPage), sizeof kInspectPage);
   const size_t slot = page.find(kDataSlot);
   if (slot == std::string::npos) throw Error("the embedded report page lacks its data slot (a build problem)");
-  page.replace(slot, kDataSlot.size(), script_safe(json_text));
+  const std::string report_text = report_json(j, in).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  page.replace(slot, kDataSlot.size(), script_safe(report_text));
   write_file_atomic(path("report.html"), page.data(), page.size(), m.files);
   std::fprintf(stderr, "inspect: %s, %lld layers (attention and logit lens: %lld) in %.2f s -> %s/report.html, "
                "inspect.json and %zu .npy arrays%s\n",

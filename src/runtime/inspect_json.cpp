@@ -1,5 +1,6 @@
 #include "runtime/inspect_json.h"
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
@@ -125,6 +126,41 @@ json inspect_json(const Inspector& in, const std::vector<int32_t>& tokens, const
     l_pr.push_back(p1);
   }
   j["lens"] = {{"top", in.lens_k}, {"ids", l_ids}, {"pieces", l_txt}, {"probs", l_pr}};
+  return j;
+}
+
+json report_json(json j, const Inspector& in) {
+  json& att = j["attention"];
+  if (att.is_null()) return j;
+  const int64_t P = std::max<int64_t>(in.recorded, 1), N = in.N, H = in.H;
+  json me = json::array(), ms = json::array(), mt = json::array();
+  for (int64_t n = 0; n < N; ++n) {
+    json e1 = json::array(), s1 = json::array(), t1 = json::array();
+    for (int64_t h = 0; h < H; ++h) {
+      double e = 0, sink = 0, sat = 0;
+      for (int64_t p = 0; p < in.recorded; ++p) {
+        const auto at = static_cast<size_t>((p * N + n) * H + h);
+        e += in.attn_entropy[at];
+        sink += in.attn_sink[at];
+        sat += in.attn_saturated[at];
+      }
+      e1.push_back(r4(e / static_cast<double>(P)));
+      s1.push_back(r4(sink / static_cast<double>(P)));
+      t1.push_back(r4(sat / static_cast<double>(P)));
+    }
+    me.push_back(e1);
+    ms.push_back(s1);
+    mt.push_back(t1);
+  }
+  for (const char* k : {"entropy", "sink", "saturated"}) att.erase(k);
+  att["mean_entropy"] = me;
+  att["mean_sink"] = ms;
+  att["mean_saturated"] = mt;
+  if (att["full"].is_null())
+    for (const char* k : {"top_pos", "top_w"})
+      for (json& per_p : att[k])
+        for (json& per_layer : per_p)
+          for (json& row : per_layer) row.erase(row.begin() + kReportAttentionTop, row.end());
   return j;
 }
 
