@@ -56,6 +56,8 @@ TEST(Inspect, WritesAReportJsonAndNumpyArrays) {
   const std::string html = read_text(dir + "/report.html");
   EXPECT_EQ(html.find("/*GROAK_INSPECT_DATA*/"), std::string::npos) << "the data slot was filled";
   EXPECT_NE(html.find("\"positions\":" + std::to_string(P)), std::string::npos);
+  EXPECT_NE(html.find("\"mean_entropy\""), std::string::npos) << "the page's trimmed copy (report_json)";
+  EXPECT_TRUE(j["attention"].contains("entropy")) << "inspect.json keeps the per-row statistics";
   EXPECT_EQ(html.find("http://"), std::string::npos) << "self-contained: no address to fetch";
   EXPECT_EQ(html.find("https://"), std::string::npos) << "self-contained: no address to fetch";
   if (run_command("/usr/bin/python3 -c 'import numpy'") != 0) GTEST_SKIP() << "needs /usr/bin/python3 with numpy; skipped";
