@@ -20,7 +20,8 @@ constexpr const char* kCacheTypeHelp = "KV cache element type: f32 (exact), f16 
 std::vector<Command> all_commands() {
   return {logits_command(),   info_command(),    synth_command(),    tokenize_command(),
           detokenize_command(), train_tokenizer_command(), convert_command(), generate_command(),
-          bench_command(),    perplexity_command(), imatrix_command(), serve_command(),  chat_command()};
+          bench_command(),    perplexity_command(), imatrix_command(), serve_command(),  chat_command(),
+          inspect_command(),  experts_command()};
 }
 
 double leading_number(const std::string& s, size_t* used) {

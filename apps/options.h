@@ -44,6 +44,8 @@ Command perplexity_command();
 Command imatrix_command();
 Command serve_command();
 Command chat_command();
+Command inspect_command();
+Command experts_command();
 
 // The number s starts with, and in *used how many characters it took (0: s does not start with one).
 double leading_number(const std::string& s, size_t* used);

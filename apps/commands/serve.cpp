@@ -89,6 +89,8 @@ Command serve_command() {
         ->check(CLI::ExistingFile);
     cmd.add_option("--cors", a->opt.cors_origin, "allow browsers on this origin (e.g. http://localhost:3000, or *) to "
                                                  "call the API: CORS headers and preflight answers (default: off)");
+    cmd.add_flag("--allow-inspect", a->opt.allow_inspect, "let requests ask for the `inspect` extension: each token's "
+                                                          "experts per layer and logit lens (off: such requests get 400)");
     cmd.add_option("--alias", a->alias, "model id shown in /v1/models (default: the model folder's name)");
     cmd.add_option("-b,--batch", so.batch, "tokens per forward pass at most (a prompt read while nobody decodes)")
         ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));

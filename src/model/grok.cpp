@@ -38,6 +38,30 @@ class PhaseClock {
   std::chrono::steady_clock::time_point t_;
 };
 
+// Shows the pass to ws.probe (model/probe.h); nothing when no probe is attached.
+class Probes {
+ public:
+  explicit Probes(ForwardProbe* p) : p_(p) {}
+  void begin(const Batch& b) {
+    if (p_) p_->begin(b);
+  }
+  void residual(int64_t l, ResidualPoint at, const float* h, int64_t T, int64_t d) {
+    if (p_) p_->residual(l, at, h, T, d);
+  }
+  void router(int64_t l, int64_t t, const float* probs, int64_t E, const int64_t* chosen, int64_t k) {
+    if (p_) p_->router(l, t, probs, E, chosen, k);
+  }
+  void attention_logits(int64_t l, int64_t t, int64_t head, const float* capped, int64_t S) {
+    if (p_) p_->attention_logits(l, t, head, capped, S);
+  }
+  void attention_weights(int64_t l, int64_t t, int64_t head, const float* w, int64_t S) {
+    if (p_) p_->attention_weights(l, t, head, w, S);
+  }
+
+ private:
+  ForwardProbe* p_;
+};
+
 // Applies an RMSNorm row by row: x [T, d] -> y [T, d] (y may alias x).
 void rms_norm_rows(Context& ctx, const float* x, const std::vector<float>& scale, float* y, int64_t T, int64_t d,
                    float eps) {
@@ -61,7 +85,7 @@ void group_by_sequence(const Batch& batch, int64_t S, Workspace& ws) {
 
 // multi_head_attention: x [T, d] (already rms_norm'ed) -> out [T, d] (before rms_norm_1).
 void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv, int64_t layer, const Batch& batch,
-               const float* x, Workspace& ws, float* out) {
+               const float* x, Workspace& ws, float* out, Probes& probes) {
   const Kernels& k = ctx.kernels();
   const int64_t T = batch.size(), hd = c.key_size, nq = c.num_q_heads, nkv = c.num_kv_heads, kvw = c.kv_size();
 
@@ -98,21 +122,22 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
     // This sequence's tokens in the batch sit at positions first, first + 1, … (batch.h).
     const int64_t first = ws.seq_first_pos[bt.seq];
     const int32_t* mine = ws.by_seq + ws.seq_begin[bt.seq];
-    for (int64_t j = 0; j < S; ++j) {
-      // attn_output_multiplier scales the logits; then the soft cap 30·tanh(x/30).
-      score[j] = cap * std::tanh(score[j] * mult / cap);
-      // Key-padding mask: keys of this call only (older cache slots are trusted, spec §4).
-      if (j >= first && batch.tokens[static_cast<size_t>(mine[j - first])].token == c.pad_token) score[j] = kMasked;
-    }
+    // attn_output_multiplier scales the logits; then the soft cap 30·tanh(x/30).
+    for (int64_t j = 0; j < S; ++j) score[j] = cap * std::tanh(score[j] * mult / cap);
+    probes.attention_logits(layer, t, h, score, S);
+    // Key-padding mask: keys of this call only (older cache slots are trusted, spec §4).
+    for (int64_t j = first; j < S; ++j)
+      if (batch.tokens[static_cast<size_t>(mine[j - first])].token == c.pad_token) score[j] = kMasked;
     k.softmax(score, S);
+    probes.attention_weights(layer, t, h, score, S);
     k.weighted_sum(score, V, kv.type(), kvw, S, hd, ws.attn + (t * nq + h) * hd);
   });
   matmul(ctx, L.linear, ws.attn, out, T);  // [T, nq·hd] -> [T, d]
 }
 
 // moe: x [T, d] (already rms_norm_2'ed) -> out [T, d] (before rms_norm_3).
-void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, int64_t T, Workspace& ws, float* out,
-         PhaseClock& clock) {
+void moe(Context& ctx, const Config& c, const LayerWeights& L, int64_t layer, const float* x, int64_t T,
+         Workspace& ws, float* out, PhaseClock& clock, Probes& probes) {
   const Kernels& k = ctx.kernels();
   const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts, top = c.num_selected_experts;
 
@@ -123,6 +148,7 @@ void moe(Context& ctx, const Config& c, const LayerWeights& L, const float* x, i
     float* p = ws.probs + t * E;
     k.softmax(p, E);
     top_k_experts(p, E, top, ws.chosen);
+    probes.router(layer, t, p, E, ws.chosen, top);
     for (int64_t j = 0; j < top; ++j) {
       const int64_t e = ws.chosen[j];
       const int64_t at = e * T + ws.routed_count[e]++;  // expert e's list: [T] slots
@@ -198,6 +224,8 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   assert(check_batch(model, batch, kv, ws).empty());  // Engine::forward checks it in every build
 
   PhaseClock clock(ws.phases);
+  Probes probes(ws.probe);
+  probes.begin(batch);
   group_by_sequence(batch, kv.n_seq(), ws);  // for the key-padding mask
 
   // in_out_embed: h = E[token] · embedding_multiplier_scale.  h: [T, d] residual stream.
@@ -221,24 +249,27 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   float *a = ws.a, *b = ws.b;  // [T, d] scratch
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
+    probes.residual(l, ResidualPoint::LayerInput, h, T, d);
     // h = h + rms_norm_1(attention(rms_norm(h)))
     rms_norm_rows(ctx, h, L.rms_norm, a, T, d, eps);
-    attention(ctx, c, L, kv, l, batch, a, ws, b);
+    attention(ctx, c, L, kv, l, batch, a, ws, b, probes);
     clock.lap(&PhaseTimes::attention);
     comm.all_reduce_sum(b, T * d);  // + the other heads' share of the output projection
     clock.lap(&PhaseTimes::reduce);
     rms_norm_rows(ctx, b, L.rms_norm_1, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
+    probes.residual(l, ResidualPoint::AfterAttention, h, T, d);
     // h = h + rms_norm_3(moe(rms_norm_2(h)))
     rms_norm_rows(ctx, h, L.rms_norm_2, a, T, d, eps);
     clock.lap(&PhaseTimes::attention);
-    moe(ctx, c, L, a, T, ws, b, clock);
+    moe(ctx, c, L, l, a, T, ws, b, clock, probes);
     clock.lap(&PhaseTimes::experts);
     comm.all_reduce_sum(b, T * d);  // + the other shares of every expert's width
     clock.lap(&PhaseTimes::reduce);
     rms_norm_rows(ctx, b, L.rms_norm_3, b, T, d, eps);
     for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
     clock.lap(&PhaseTimes::experts);
+    probes.residual(l, ResidualPoint::LayerOutput, h, T, d);
     if (ws.first_nonfinite_layer < 0 && !all_finite(h, T * d)) ws.first_nonfinite_layer = l;  // diagnostics only
   }
   for (const BatchToken& bt : batch.tokens) kv.set_length(bt.seq, std::max(kv.length(bt.seq), bt.pos + 1));

@@ -7,6 +7,7 @@
 #include "kernels/context.h"
 #include "model/batch.h"
 #include "model/kv_cache.h"
+#include "model/probe.h"
 #include "model/weights.h"
 #include "util/zeroed_buffer.h"
 
@@ -60,6 +61,8 @@ class Workspace {
   int64_t first_nonfinite_layer = -1;
   // Not null: each pass adds its phases' seconds here (a clock read per phase; off by default).
   PhaseTimes* phases = nullptr;
+  // Not null: shown the pass (router, attention, residual stream; model/probe.h); off by default.
+  ForwardProbe* probe = nullptr;
   size_t bytes() const { return mem_.bytes(); }  // the scratch memory, fixed at construction
 
  private:

@@ -66,6 +66,9 @@ class Engine {
   size_t scratch_bytes() const { return ws_.bytes(); }  // fixed by the batch and context, not the prompt
   // Not null: every forward pass adds its phases' seconds to *p (groak bench --profile); null: off.
   void profile(PhaseTimes* p) { ws_.phases = p; }
+  // Not null: every forward pass is shown to *p (model/probe.h: groak inspect, groak experts); null: off.
+  // A sharded model's probe on rank 0 sees rank 0's share of the heads only.
+  void probe(ForwardProbe* p) { ws_.probe = p; }
 
   // Empty when every value of logits[0, n) is finite; otherwise why not, naming the first layer whose
   // output held NaN/Inf in any pass so far and what to do. `pos`: the position the logits belong to.

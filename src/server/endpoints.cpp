@@ -97,7 +97,7 @@ void HttpServer::health(const httplib::Request&, httplib::Response& res) {
 
 namespace {
 json model_object(const ServerOptions& opt, bool ready, const Scheduler* s, const Model* m) {
-  json meta = {{"random_weights", opt.random_weights}};
+  json meta = {{"random_weights", opt.random_weights}, {"allow_inspect", opt.allow_inspect}};
   if (ready) {
     meta["context"] = s->context();
     meta["parallel"] = s->parallel();

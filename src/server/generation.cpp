@@ -27,6 +27,21 @@ int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// The inspect extension of a run of tokens: {"tokens": [{"id", "text", "position", "experts": [layer][k],
+// "gates": [layer][k], "lens": [{"layer", "ids", "pieces", "probs"}]}]}, the routing and logit lens of the
+// position each token was chosen from.
+json inspect_of(const std::vector<TokenOut>& toks) {
+  json out = json::array();
+  for (const TokenOut& t : toks) {
+    if (t.inspect.is_null()) continue;
+    json e = t.inspect;
+    e["id"] = t.id;
+    e["text"] = t.text;
+    out.push_back(std::move(e));
+  }
+  return {{"tokens", out}};
+}
+
 // The whole reply, once every choice has finished.
 json whole_reply(const ReplyShape& shape, const GenerationRequest& g, std::vector<Choice>& choices) {
   for (Choice& c : choices) {
@@ -50,7 +65,9 @@ json whole_reply(const ReplyShape& shape, const GenerationRequest& g, std::vecto
     if (g.logprobs)
       lp = !shape.chat() && g.echo ? shape.echo_logprobs(c.prompt_tokens, g.prompt_texts[c.prompt], c.tokens)
                                    : shape.logprobs(c.tokens, 0);
-    out.push_back(shape.choice(c.index, ReplyShape::Part::Whole, text, lp, finish));
+    json choice = shape.choice(c.index, ReplyShape::Part::Whole, text, lp, finish);
+    if (g.params.inspect) choice["inspect"] = inspect_of(c.tokens);
+    out.push_back(std::move(choice));
   }
   json reply = shape.reply(out, ReplyShape::Part::Whole);
   reply["usage"] = usage(choices, g.prompts.size());
@@ -108,7 +125,9 @@ bool Stream::pump(SseWriter& sse, bool* done) {
       const size_t before = (!shape.chat() && g.echo ? g.prompt_texts[c.prompt].size() : 0) + c.text.size();
       if (g.logprobs && t.id >= 0) lp = shape.logprobs({t}, before);
       c.text += text;
-      if (!send(shape.choice(c.index, Part::Chunk, text, lp, nullptr))) return false;
+      json choice = shape.choice(c.index, Part::Chunk, text, lp, nullptr);
+      if (g.params.inspect && t.id >= 0) choice["inspect"] = inspect_of({t});
+      if (!send(std::move(choice))) return false;
     }
     if (c.finished) {
       any_news = true;
@@ -183,6 +202,7 @@ RequestLimits HttpServer::limits() const {
   l.vocab = std::min<int64_t>(model_->config.vocab_size, tok_->vocab_size());
   l.context = scheduler_->context();
   l.max_choices = std::min(64, opt_.scheduler.parallel + opt_.scheduler.queue);
+  l.allow_inspect = opt_.allow_inspect;
   return l;
 }
 

@@ -314,6 +314,12 @@ GenerationRequest parse_generation_request(const json& body, bool chat, const To
     r.params.prompt_logprobs = r.echo;
   }
 
+  // ---- inspect (groak's extension): what happens inside the model, per generated token
+  r.params.inspect = get_bool(body, "inspect", false);
+  if (r.params.inspect && !limits.allow_inspect)
+    bad("inspect", "is off on this server: it shows what happens inside the model (experts, logit lens) and costs "
+                   "time; the server must be started with --allow-inspect");
+
   // ---- lengths
   size_t longest = 0;
   for (size_t i = 0; i < r.prompts.size(); ++i) {

@@ -47,6 +47,7 @@ struct RequestLimits {
   int64_t context = 0;      // positions per slot
   int max_choices = 16;     // prompts × n at most
   bool max_tokens_room = false;  // no max_tokens: as many as the context leaves (llama-server's n_predict -1)
+  bool allow_inspect = false;    // the `inspect` extension (serve --allow-inspect)
 };
 
 // Throws ApiError(400) naming the first bad field. The prompt is tokenized here (chat: through the

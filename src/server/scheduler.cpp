@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "runtime/inspect_json.h"
 #include "util/error.h"
 
 namespace groak {
@@ -197,6 +198,16 @@ void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
   s.result.queued_seconds = seconds(std::chrono::steady_clock::now() - job->created());
   s.prompt_lp.clear();
   s.embed_sum.assign(p.embedding ? static_cast<size_t>(model_.config.emb_size) : 0, 0.0);
+  s.inspector.reset();
+  if (p.inspect) {  // the reply's positions: the last prompt token's and each generated token's
+    const auto prompt = static_cast<int64_t>(p.prompt.size());
+    const int64_t positions =
+        p.decode.max_tokens < 0 ? engine_.context() : std::min(prompt + p.decode.max_tokens, engine_.context());
+    s.inspector = std::make_unique<Inspector>(
+        engine_.ctx(), model_,
+        InspectOptions{.positions = positions, .seq = s.seq, .lens_top = kServeLensTop,
+                       .lens_from = prompt - 1, .attention = false});
+  }
   if (p.prompt_logprobs) {
     s.prompt_lp.assign(p.prompt.size(), TokenOut{});
     for (size_t i = 0; i < p.prompt.size(); ++i) {
@@ -224,6 +235,7 @@ void Scheduler::finish(Slot& s, FinishReason r, const std::string& error) {
   const auto now = std::chrono::steady_clock::now();
   s.result.finish = r;
   s.result.error = error;
+  s.inspector.reset();
   if (s.result.completion_tokens > 0) {
     s.result.prompt_seconds = seconds(s.t_first - s.t_admit);
     s.result.decode_seconds = seconds(now - s.t_first);
@@ -260,6 +272,10 @@ void Scheduler::sample_row(Slot& s, const float* logits) {
   if (s.result.completion_tokens == 0) s.t_first = std::chrono::steady_clock::now();
   if (d.id >= 0) {
     TokenOut t = p.top_logprobs >= 0 ? logprobs_of(logits, d.id, p.top_logprobs) : TokenOut{};
+    if (s.inspector) {
+      const int64_t at = engine_.position(s.seq) - 1;  // the position whose logits chose d.id
+      t.inspect = inspect_token_json(*s.inspector, at, [&](int32_t id) { return tok_.piece(id); });
+    }
     t.id = d.id;
     t.text = d.text;
     ++s.result.completion_tokens;
@@ -344,6 +360,10 @@ void Scheduler::step() {
 
   const auto t0 = std::chrono::steady_clock::now();
   const bool any_embedding = std::any_of(rows_.begin(), rows_.end(), [](const Row& r) { return r.kind == RowKind::Embed; });
+  probes_.probes.clear();
+  for (Slot& s : slots_)
+    if (s.inspector && s.state != SlotState::Free) probes_.probes.push_back(s.inspector.get());
+  engine_.probe(probes_.probes.empty() ? nullptr : &probes_);
   engine_.forward(batch_, logits_.data(), any_embedding ? hidden_.data() : nullptr);
   for (size_t r = 0; r < rows_.size(); ++r) {
     const Row& row = rows_[r];

@@ -49,6 +49,7 @@ struct ServerOptions {
   ChatTemplate chat_template;
   std::string model_id = "grok-1";  // the id /v1/models shows and responses carry
   bool random_weights = false;      // a synthetic model: the chat page says its text is gibberish
+  bool allow_inspect = false;       // requests may ask for the `inspect` extension (serve --allow-inspect)
 };
 
 class HttpServer {

@@ -1,6 +1,7 @@
 // The chat page at GET / in a real browser (Debian's chromium, driven by playwright-core): it names the
 // model, says the weights are random, streams a reply into the page as it is generated (several updates,
-// not one), shows the speed, and its Stop button ends a reply; against a server with an API key and a small
+// not one), shows the speed, and its Stop button ends a reply; with inspect on, a clicked token of the
+// reply shows its experts per layer and logit lens in a panel; against a server with an API key and a small
 // context, it shows the server's error messages in the conversation (a missing key, with where to enter
 // it) and sizes max_tokens to fit the context. Run by tests/e2e/run.sh (GROAK_URL, GROAK_KEY_URL,
 // GROAK_KEY, CHROMIUM set).
@@ -70,6 +71,26 @@ try {
     assert.ok(cancelled >= 1 && busy === 0, `the stopped reply's slot was freed (cancelled ${cancelled}, busy ${busy})`);
   }
   console.log("ok   Stop ends a reply (" + JSON.stringify(stopped) + ")");
+  assert.deepEqual(errors, [], "no script errors on the page");
+
+  // Looking inside (the server runs with --allow-inspect): each token of the reply is clickable and the
+  // panel shows its experts per layer and the logit lens.
+  assert.ok(await page.isVisible("#inspect-row"), "the inspect switch is offered");
+  await page.check("#inspect");
+  await page.fill("#max_tokens", "6");
+  await page.fill("#input", "What is inside?");
+  await page.click("#send");
+  await page.waitForSelector(".msg.assistant.done >> nth=2", { timeout: 60000 });
+  const toks = page.locator(".msg.assistant >> nth=2 >> .tok");
+  assert.ok((await toks.count()) >= 1, "the inspected reply is made of clickable tokens");
+  await toks.first().click();
+  await page.waitForSelector("#token-panel tr.layer");
+  const layers = await page.locator("#token-panel tr.layer").count();
+  const firstRow = await page.textContent("#token-panel tr.layer");
+  assert.equal(layers, 2, "one row per layer of the tiny model");
+  assert.match(firstRow, /^0\d+ \(\d\.\d\d\) \+ \d+ \(\d\.\d\d\)/, "layer 0: two experts with gates: " + firstRow);
+  console.log("ok   a clicked token shows its experts per layer and logit lens: " + JSON.stringify(firstRow));
+  if (process.env.GROAK_SCREENSHOT_DIR) await page.screenshot({ path: process.env.GROAK_SCREENSHOT_DIR + "/chat-inspect.png" });
   assert.deepEqual(errors, [], "no script errors on the page");
 
   // A server with an API key: the page says what is missing and where to enter it, in the conversation.

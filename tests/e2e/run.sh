@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs one end-to-end test of `groak serve` against a synthetic tiny model (random weights) and a small
-# trained tokenizer: `openai` (the official npm client) or `browser` (the chat page in Debian's chromium,
-# driven by playwright-core). Usage: tests/e2e/run.sh GROAK_BIN openai|browser
+# trained tokenizer: `openai` (the official npm client), `browser` (the chat page in Debian's chromium,
+# driven by playwright-core) or `inspect` (groak inspect's report.html in chromium, no server).
+# Usage: tests/e2e/run.sh GROAK_BIN openai|browser|inspect
 # Exit 77 (ctest: skipped) with a message when node, the npm packages or chromium are absent.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -12,7 +13,7 @@ skip() { echo "SKIPPED: $*" >&2; exit 77; }
 command -v node >/dev/null || skip "node is not installed (scripts/setup.sh installs nodejs)"
 [ -d "$here/node_modules/openai" ] && [ -d "$here/node_modules/playwright-core" ] ||
   skip "the npm packages are not installed: run scripts/setup.sh (npm ci in tests/e2e) with access to the npm registry"
-if [ "$which_test" = browser ]; then
+if [ "$which_test" = browser ] || [ "$which_test" = inspect ]; then
   chromium="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
   [ -n "$chromium" ] || skip "chromium is not installed (Debian: apt-get install chromium; scripts/setup.sh does)"
   export CHROMIUM="$chromium"
@@ -28,6 +29,15 @@ trap cleanup EXIT
 
 # synth trains the preset's 512-piece tokenizer beside the checkpoint.
 "$groak" synth --preset tiny --seed 5 --out "$work/model" >/dev/null 2>&1
+if [ "$which_test" = inspect ]; then  # groak inspect's report, opened from disk: no server
+  "$groak" inspect --model "$work/model" -t 2 --out "$work/inspect" \
+    -p "The answer to life, the universe and everything is forty-two, said the computer." 2>"$work/inspect.log" ||
+    { cat "$work/inspect.log" >&2; exit 1; }
+  export GROAK_REPORT="$work/inspect/report.html" GROAK_SCREENSHOT_DIR="${GROAK_SCREENSHOT_DIR:-$work}"
+  status=0
+  node "$here/inspect_report_test.mjs" || status=$?
+  exit "$status"
+fi
 # Starts a server (its log in $work/$1.log, extra options after) and sets $port once it is ready.
 start_server() {
   local name="$1"; shift
@@ -42,7 +52,7 @@ start_server() {
   grep -q "ready:" "$work/$name.log" || { cat "$work/$name.log" >&2; echo "the server never got ready" >&2; exit 1; }
   port="$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/$name.log")"
 }
-start_server server --ctx-size 4096
+start_server server --ctx-size 4096 --allow-inspect  # the chat page's token panel
 export GROAK_URL="http://127.0.0.1:$port"
 if [ "$which_test" = browser ]; then  # a second server with an API key and a small context, for the page's errors
   start_server keyed --ctx-size 256 --api-key sekret
