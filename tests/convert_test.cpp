@@ -18,28 +18,6 @@ namespace groak::test {
 
 namespace {
 
-// Mean KL(p_ref || p) over positions and the share of positions whose argmax agrees.
-std::pair<double, double> kl_and_top1(const std::vector<float>& ref, const std::vector<float>& got, int64_t V) {
-  const size_t T = ref.size() / static_cast<size_t>(V);
-  double kl = 0;
-  size_t agree = 0;
-  for (size_t t = 0; t < T; ++t) {
-    const float* a = ref.data() + t * V;
-    const float* b = got.data() + t * V;
-    auto lse = [&](const float* x) {
-      double mx = *std::max_element(x, x + V), s = 0;
-      for (int64_t i = 0; i < V; ++i) s += std::exp(x[i] - mx);
-      return mx + std::log(s);
-    };
-    const double la = lse(a), lb = lse(b);
-    for (int64_t i = 0; i < V; ++i) {
-      const double pa = std::exp(a[i] - la);
-      kl += pa * ((a[i] - la) - (b[i] - lb));
-    }
-    agree += std::max_element(a, a + V) - a == std::max_element(b, b + V) - b;
-  }
-  return {kl / static_cast<double>(T), static_cast<double>(agree) / static_cast<double>(T)};
-}
 
 std::vector<int32_t> some_tokens(int64_t vocab, size_t n) {
   std::vector<int32_t> t;
