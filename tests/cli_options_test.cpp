@@ -74,7 +74,7 @@ TEST_F(CliModel, UsageErrorsSayWhatIsAllowedInWords) {
   EXPECT_NE(out.find("empty item in the token list"), std::string::npos) << out;
   EXPECT_EQ(run_command(groak() + " logits --model " + model() + " --tokens 1,2, --out x", &out), 2) << out;
   EXPECT_EQ(run_command(groak() + " convert --model " + model() + " --type q9_9 --out x", &out), 2) << out;
-  EXPECT_NE(out.find("use one of f32, f16"), std::string::npos) << out;
+  EXPECT_NE(out.find("use one of F32, F16"), std::string::npos) << out;
 }
 
 TEST_F(CliModel, TypeIsCaseInsensitiveAndRequantizingNeedsTheFlag) {

@@ -83,7 +83,10 @@ try {
   await page.waitForSelector(".msg.assistant.done >> nth=2", { timeout: 60000 });
   const toks = page.locator(".msg.assistant >> nth=2 >> .tok");
   assert.ok((await toks.count()) >= 1, "the inspected reply is made of clickable tokens");
-  await toks.first().click();
+  // A token of the random model may render as nothing (a zero-width piece): click the first one that shows.
+  const shown = page.locator(".msg.assistant >> nth=2 >> .tok:visible");
+  if ((await shown.count()) > 0) await shown.first().click();
+  else await toks.first().dispatchEvent("click");
   await page.waitForSelector("#token-panel tr.layer");
   const layers = await page.locator("#token-panel tr.layer").count();
   const firstRow = await page.textContent("#token-panel tr.layer");
