@@ -25,6 +25,8 @@ namespace {
 constexpr float kExactRoundLimit = 4194303.f;
 // The most candidates a sweep covers: make_qkx_quants' 37 (nstep 36, the imatrix searches) in lanes.
 constexpr int kMaxCandidates = 48;
+// The lanes of the widest sweep instantiated (6 vectors, sized for AVX-512 so no case reads past the end).
+constexpr int kSweepLanes = 6 * 16;
 
 template <class S>
 inline typename S::V level(typename S::V v, typename S::V lo, typename S::V hi) {
@@ -193,24 +195,8 @@ float simd_make_qkx_quants(int n, int nmax, const float* x, const float* weights
     return 0.f;
   }
   const float fnmax = static_cast<float>(nmax);
-  alignas(64) float xm[kMaxSearchGroup];
-  bool in_range = true;
-  for (int i = 0; i < n; ++i) {
-    xm[i] = x[i] - min;
-    in_range = in_range && xm[i] >= 0;  // false for NaN (x NaN, or −inf − −inf)
-  }
-  alignas(64) float iscales[kMaxCandidates] = {};
-  const float range = max - min;
-  for (int is = 0; is <= nstep; ++is) {
-    iscales[is] = (rmin + rdelta * static_cast<float>(is) + fnmax) / range;
-    // xm[i] ≤ range, and a product rounds monotonically: iscale·range bounds every lane's value.
-    in_range = in_range && iscales[is] >= 0 && iscales[is] * range <= kExactRoundLimit;
-  }
-  if (!in_range)
-    return scalar_search_kernels().make_qkx_quants(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, norm);
-
   auto error = [norm](float diff) { return norm == ErrorNorm::Absolute ? std::fabs(diff) : diff * diff; };
-  float iscale = fnmax / range;
+  float iscale = fnmax / (max - min);
   float scale = 1 / iscale;
   float best_error = 0;
   for (int i = 0; i < n; ++i) {
@@ -219,36 +205,62 @@ float simd_make_qkx_quants(int n, int nmax, const float* x, const float* weights
     const float diff = scale * static_cast<float>(L[i]) + min - x[i];
     best_error += weights[i] * error(diff);
   }
-  alignas(64) float D[kMaxCandidates], scales[kMaxCandidates], mins[kMaxCandidates], errs[kMaxCandidates];
-  const int n_vec = (n_cand + kL - 1) / kL;
-  switch (n_vec) {
+  // ggml's sweep is sequential in one way: a winning candidate replaces min, and the later candidates
+  // shift x and the range by the new min. So the lanes run speculatively from `start` with the current
+  // min; at a win that moves min, the candidates after it are swept again with the new one.
+  alignas(64) float xm[kMaxSearchGroup];
+  alignas(64) float iscales[kSweepLanes];
+  alignas(64) float D[kSweepLanes], scales[kSweepLanes], mins[kSweepLanes], errs[kSweepLanes];
+  int start = 0;
+  while (start <= nstep) {
+    const float range = max - min;
+    bool in_range = true;
+    for (int i = 0; i < n; ++i) {
+      xm[i] = x[i] - min;
+      in_range = in_range && xm[i] >= 0;  // false for NaN (x NaN, or −inf − −inf)
+    }
+    const int n_cand = nstep + 1 - start;
+    for (int c = 0; c < kSweepLanes; ++c) {
+      iscales[c] = c < n_cand ? (rmin + rdelta * static_cast<float>(start + c) + fnmax) / range : 0.f;
+      // xm[i] ≤ range, and a product rounds monotonically: iscale·range bounds every lane's value.
+      in_range = in_range && iscales[c] >= 0 && iscales[c] * range <= kExactRoundLimit;
+    }
+    if (!in_range)  // the search is a pure function of its inputs: redo all of it in scalar
+      return scalar_search_kernels().make_qkx_quants(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep,
+                                                     norm);
+    const int n_vec = (n_cand + kL - 1) / kL;
+    switch (n_vec) {
 #define GROAK_QKX_CASE(k)                                                                                      \
   case k:                                                                                                      \
     qkx_sweep<S, k>(n, x, xm, weights, iscales, fnmax, sum_w, sum_x, norm, D, scales, mins, errs);             \
     break;
-    GROAK_QKX_CASE(1)
-    GROAK_QKX_CASE(2)
-    GROAK_QKX_CASE(3)
-    GROAK_QKX_CASE(4)
-    GROAK_QKX_CASE(5)
-    GROAK_QKX_CASE(6)
+      GROAK_QKX_CASE(1)
+      GROAK_QKX_CASE(2)
+      GROAK_QKX_CASE(3)
+      GROAK_QKX_CASE(4)
+      GROAK_QKX_CASE(5)
+      GROAK_QKX_CASE(6)
 #undef GROAK_QKX_CASE
-    default:
-      return scalar_search_kernels().make_qkx_quants(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep,
-                                                     norm);
-  }
-  int chosen = -1;
-  for (int c = 0; c < n_cand; ++c) {
-    if (D[c] > 0 && errs[c] < best_error) {
-      chosen = c;
-      best_error = errs[c];
-      scale = scales[c];
-      min = mins[c];
+      default:
+        return scalar_search_kernels().make_qkx_quants(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep,
+                                                       norm);
     }
-  }
-  if (chosen >= 0) {
-    for (int i = 0; i < n; ++i)
-      L[i] = static_cast<uint8_t>(simd_clamp_int(nearest_int(iscales[chosen] * xm[i]), 0, nmax));
+    int next = nstep + 1;
+    for (int c = 0; c < n_cand; ++c) {
+      if (D[c] > 0 && errs[c] < best_error) {
+        for (int i = 0; i < n; ++i)
+          L[i] = static_cast<uint8_t>(simd_clamp_int(nearest_int(iscales[c] * xm[i]), 0, nmax));
+        best_error = errs[c];
+        scale = scales[c];
+        const bool moved = !(mins[c] == min);
+        min = mins[c];
+        if (moved) {
+          next = start + c + 1;
+          break;
+        }
+      }
+    }
+    start = next;
   }
   *the_min = -min;
   return scale;
