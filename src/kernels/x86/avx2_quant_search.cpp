@@ -44,7 +44,11 @@ namespace groak::quant {
 const SearchKernels* avx2_search_kernels() {
   static const bool ok = __builtin_cpu_supports("avx2");
   if (!ok) return nullptr;
-  static const SearchKernels k{"avx2", simd_make_qx_quants<Avx2Lanes>, simd_make_qkx_quants<Avx2Lanes>};
+  static const SearchKernels k{"avx2", simd_make_qx_quants<Avx2Lanes>,
+                                  // simd_make_qkx_quants is byte-identical but slower than the scalar
+                                  // search (its re-sweeps after each win that moves min cost more than
+                                  // the lanes save; the scalar one skips repeated levels): not used yet.
+                                  scalar_search_kernels().make_qkx_quants};
   return &k;
 }
 
