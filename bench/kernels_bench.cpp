@@ -151,6 +151,35 @@ void register_all() {
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
   }
+  // The quantizers (what `groak convert` spends its time in), one thread: values quantised per second,
+  // without (Arg 0) and with (Arg 1) an importance matrix. GROAK_KERNELS=reference runs the scalar searches.
+  const std::pair<const char*, GgmlType> kQuantTypes[] = {
+      {"q4_0", GgmlType::Q4_0}, {"q4_1", GgmlType::Q4_1}, {"q5_0", GgmlType::Q5_0}, {"q5_1", GgmlType::Q5_1},
+      {"q8_0", GgmlType::Q8_0}, {"q2_k", GgmlType::Q2_K}, {"q3_k", GgmlType::Q3_K}, {"q4_k", GgmlType::Q4_K},
+      {"q5_k", GgmlType::Q5_K}, {"q6_k", GgmlType::Q6_K}};
+  for (const auto& [name, type] : kQuantTypes) {
+    const GgmlType t = type;
+    benchmark::RegisterBenchmark((std::string("quantize/") + name).c_str(), [t](benchmark::State& s) {
+      constexpr int64_t kRows = 16, kCols = 6144;  // 16 rows of Grok-1's d_model
+      std::mt19937 g(3);
+      std::normal_distribution<float> gauss(0.f, 0.02f);
+      std::uniform_real_distribution<float> uni(0.f, 4.f);
+      std::vector<float> x(static_cast<size_t>(kRows * kCols)), imatrix(static_cast<size_t>(kCols));
+      for (float& v : x) v = gauss(g);
+      for (float& v : imatrix) v = uni(g);
+      std::vector<uint8_t> out(static_cast<size_t>(kRows * kCols) * 2);
+      const float* qw = s.range(0) ? imatrix.data() : nullptr;
+      for (auto _ : s) {
+        quantize_rows(t, x.data(), out.data(), kRows, kCols, qw);
+        benchmark::DoNotOptimize(out.data());
+      }
+      s.counters["Mvalues/s"] = benchmark::Counter(static_cast<double>(kRows * kCols) * 1e-6,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+    })
+        ->Arg(0)
+        ->Arg(1)
+        ->Unit(benchmark::kMillisecond);
+  }
   benchmark::RegisterBenchmark("probe/read_bandwidth", [](benchmark::State& s) {
     double gbs = 0;
     for (auto _ : s) gbs = probe_read_bandwidth(context().pool(), size_t{256} << 20, 1);

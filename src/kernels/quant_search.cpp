@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/quant_impl.h"
@@ -18,7 +19,9 @@ inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi 
 
 }  // namespace
 
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+namespace {
+
+float scalar_make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
   float max = 0, amax = 0;  // the signed value of largest magnitude, and that magnitude
   for (int i = 0; i < n; ++i) {
     const float ax = std::fabs(x[i]);
@@ -64,6 +67,8 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw
   }
   return scale;
 }
+
+}  // namespace
 
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
   float max = 0, amax = 0;
@@ -118,8 +123,10 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
   return sumlx / suml2;
 }
 
-float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                      uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm) {
+namespace {
+
+float scalar_make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                             float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm) {
   float min = x[0], max = x[0];
   float sum_w = weights[0];
   float sum_x = sum_w * x[0];
@@ -192,6 +199,36 @@ float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uin
   }
   *the_min = -min;
   return scale;
+}
+
+}  // namespace
+
+const SearchKernels& scalar_search_kernels() {
+  static const SearchKernels k{"scalar", scalar_make_qx_quants, scalar_make_qkx_quants};
+  return k;
+}
+
+const SearchKernels& chosen_search_kernels() {
+  static const SearchKernels* chosen = [] {
+    const char* env = std::getenv("GROAK_KERNELS");
+    const bool scalar_only = env && (!std::strcmp(env, "reference") || !std::strcmp(env, "portable"));
+    const bool avx2_only = env && !std::strcmp(env, "avx2");
+    if (scalar_only) return &scalar_search_kernels();
+    if (!avx2_only)
+      if (const SearchKernels* k = avx512_search_kernels()) return k;
+    if (const SearchKernels* k = avx2_search_kernels()) return k;
+    return &scalar_search_kernels();
+  }();
+  return *chosen;
+}
+
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw) {
+  return chosen_search_kernels().make_qx_quants(n, nmax, x, L, qw);
+}
+
+float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                      uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm) {
+  return chosen_search_kernels().make_qkx_quants(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, norm);
 }
 
 float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights) {

@@ -37,4 +37,24 @@ float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uin
 // all-zero group (and whatever sumlx/suml2 gives, NaN included, otherwise — as ggml).
 float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights);
 
+// The searches that dominate quantisation time, as a table per instruction set. Every table gives the same
+// bytes as the scalar one (the oracle): the SIMD ones put one candidate scale in each lane and accumulate
+// every lane's sums over i in ggml's order, so each lane performs exactly the scalar operations; they
+// fall back to the scalar code for blocks where a lane could leave the range in which rounding
+// instructions agree with ggml's nearest_int (NaN, ±inf, |x·iscale| > 2^22 − 1).
+using QxSearch = float (*)(int n, int nmax, const float* x, int8_t* L, const float* qw);
+using QkxSearch = float (*)(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                            uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm);
+struct SearchKernels {
+  const char* name;
+  QxSearch make_qx_quants;
+  QkxSearch make_qkx_quants;
+};
+const SearchKernels& scalar_search_kernels();
+const SearchKernels* avx2_search_kernels();    // null unless this CPU has AVX2 (x86/avx2_quant_search.cpp)
+const SearchKernels* avx512_search_kernels();  // null unless this CPU has AVX-512 F (x86/avx512_quant_search.cpp)
+// The table make_qx_quants / make_qkx_quants use, chosen once: the widest this CPU runs, or the one
+// GROAK_KERNELS names ("reference" / "portable": scalar, "avx2": AVX2), as for the product kernels.
+const SearchKernels& chosen_search_kernels();
+
 }  // namespace groak::quant
