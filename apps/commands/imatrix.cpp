@@ -80,6 +80,8 @@ Command imatrix_command() {
   };
   c.check = [a] {
     if (a->engine.ctx < 4) throw CLI::ValidationError("--ctx", "a window needs at least 4 tokens");
+    if (a->file != "-" && !std::filesystem::is_regular_file(a->file))
+      throw UsageError("-f " + a->file + ": no such text file (the calibration text; '-' reads stdin)");
   };
   c.run = [a](Job& job) { return run_imatrix(*a, job); };
   return c;
