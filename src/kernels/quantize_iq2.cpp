@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/quant_search.h"
 #include "kernels/quantize_iquants.h"
 
 namespace groak::quant {
@@ -15,7 +16,6 @@ namespace groak::quant {
 namespace {
 
 constexpr int kMaxLevel = 2;             // kMaxQ − 1 = 2: levels 0, 1, 2
-constexpr float kGroupMaxEps = 1e-15f;   // GROUP_MAX_EPS (IQ2_XXS, IQ2_XS): a block below this is all zero
 constexpr float kGroupMaxEpsS = 1e-8f;   // GROUP_MAX_EPS_IQ2_S
 constexpr float kSScaleFudge = 0.9875f;  // ggml's IQ2_S fudge factor on d
 
@@ -34,71 +34,6 @@ float largest(const float* v, int n) {
 
 int block_scale_code(float id, float scale) { return std::clamp(round_nearest(0.5f * (id * scale - 1)), 0, 15); }
 
-// ggml's make_qp_quants(n, nmax, x, L, w): the scale s ≥ 0 minimising Σ w·(x − s·l)² over integer levels
-// l ≤ nmax, by trying iscale = (nmax + 0.1·is)/max for is in [−4, 4] and then moving single levels while the
-// fit improves (5 rounds at most). Levels are stored as uint8 as in ggml, where a negative level (x may have
-// one negative element after the sign folding of IQ2_XXS) wraps around; the later sums read it back wrapped.
-float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w) {
-  float max = 0;
-  for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];
-  if (max == 0) {
-    std::memset(L, 0, static_cast<size_t>(n));
-    return 0.f;
-  }
-  float iscale = static_cast<float>(nmax) / max;
-  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(round_nearest(iscale * x[i]));
-  const float scale = 1 / iscale;
-  float best_mse = 0;
-  for (int i = 0; i < n; ++i) {
-    const float diff = x[i] - scale * L[i];
-    best_mse += w[i] * diff * diff;
-  }
-  for (int is = -4; is <= 4; ++is) {
-    if (is == 0) continue;
-    const float iscale_is = (0.1f * static_cast<float>(is) + static_cast<float>(nmax)) / max;
-    const float scale_is = 1 / iscale_is;
-    float mse = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = std::min(nmax, round_nearest(iscale_is * x[i]));
-      const float diff = x[i] - scale_is * static_cast<float>(l);
-      mse += w[i] * diff * diff;
-    }
-    if (mse < best_mse) {
-      best_mse = mse;
-      iscale = iscale_is;
-    }
-  }
-  float sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    const int l = std::min(nmax, round_nearest(iscale * x[i]));
-    L[i] = static_cast<uint8_t>(l);
-    sumlx += w[i] * x[i] * static_cast<float>(l);
-    suml2 += w[i] * static_cast<float>(l) * static_cast<float>(l);
-  }
-  for (int itry = 0; itry < 5; ++itry) {
-    int n_changed = 0;
-    for (int i = 0; i < n; ++i) {
-      const float li = L[i];
-      float slx = sumlx - w[i] * x[i] * li;
-      float sl2 = suml2 - w[i] * li * li;
-      if (slx > 0 && sl2 > 0) {
-        const int new_l = std::min(nmax, round_nearest(x[i] * sl2 / slx));
-        if (new_l != L[i]) {
-          slx += w[i] * x[i] * static_cast<float>(new_l);
-          sl2 += w[i] * static_cast<float>(new_l) * static_cast<float>(new_l);
-          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-            L[i] = static_cast<uint8_t>(new_l);
-            sumlx = slx;
-            suml2 = sl2;
-            ++n_changed;
-          }
-        }
-      }
-    }
-    if (!n_changed) break;
-  }
-  return sumlx / suml2;
-}
 
 // The grid index of levels l[0, 8) (on the grid after the search; 0 if not, where ggml aborts).
 int index_of(const LatticeCodebook& cb, const int8_t* l) {
