@@ -475,6 +475,49 @@ TEST(Simd, AttentionHelpersReadHalfPrecisionCaches) {
   }
 }
 
+TEST(Simd, GeluMatchesFloat64) {
+  std::vector<float> x = randn(4096, 21, 4.f);
+  for (float v : {0.f, -0.f, 1e-30f, -1e-30f, 1e-3f, -1e-3f, 9.f, -9.f, 30.f, -30.f, 300.f, -300.f}) x.push_back(v);
+  for (const Kernels* k : fast_tables()) {
+    for (size_t n : {x.size(), size_t{7}}) {  // a vector run and a tail-only call
+      std::vector<float> y(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(n));
+      k->gelu_tanh(y.data(), static_cast<int64_t>(n));
+      for (size_t i = 0; i < n; ++i) {
+        const double u = x[i];
+        const double z = 0.7978845608028654 * (u + 0.044715 * u * u * u);
+        const double exact = u / (1 + std::exp(-2 * z));  // = 0.5·u·(1 + tanh z), without cancellation
+        // A few ulp, times the condition of e^(−2z) to the rounding of z in float (|2z| grows as u³);
+        // below 1e-35 (u < −10, where the tables clamp e^(−2z) at e^88) every value is zero to a product.
+        EXPECT_NEAR(y[i], exact, 4e-7 * std::abs(exact) * (1 + 2 * std::abs(z)) + 1e-35) << k->name << " u=" << u;
+      }
+    }
+  }
+}
+
+TEST(Simd, GatedExpertProductEqualsItsParts) {
+  // gelu(x·gate) ⊙ (x·up) as one operation = the two products, then the GELU, bit for bit, whatever
+  // the rows, the threads and the types (equal types share one quantisation; mixed ones do not).
+  const int64_t n_in = 512, n_out = 272;  // > 64 KB of weights: split over the threads
+  for (auto [tg, tu] : {std::pair{GgmlType::Q4_K, GgmlType::Q4_K}, std::pair{GgmlType::Q8_0, GgmlType::Q8_0},
+                        std::pair{GgmlType::Q4_K, GgmlType::Q8_0}}) {
+    const TestMatrix g = ggml_matrix(tg, n_in, n_out, 31), u = ggml_matrix(tu, n_in, n_out, 32);
+    for (int threads : {1, 2}) {
+      Context ctx(threads);
+      for (int64_t rows : {1, 9}) {
+        const auto x = randn(static_cast<size_t>(rows * n_in), 33);
+        std::vector<float> h(static_cast<size_t>(rows * n_out)), up(h.size()), g2(h.size()), u2(h.size());
+        matmul_gelu_gated(ctx, g.m, u.m, x.data(), h.data(), up.data(), rows);
+        matmul(ctx, g.m, x.data(), g2.data(), rows);
+        matmul(ctx, u.m, x.data(), u2.data(), rows);
+        ctx.kernels().gelu_tanh(g2.data(), rows * n_out);
+        for (size_t i = 0; i < g2.size(); ++i) g2[i] *= u2[i];
+        EXPECT_EQ(up, u2) << type_name(tg) << "/" << type_name(tu) << " rows " << rows;
+        EXPECT_EQ(h, g2) << type_name(tg) << "/" << type_name(tu) << " rows " << rows;
+      }
+    }
+  }
+}
+
 TEST(Simd, ThreadedProductEqualsOneThread) {
   const TestMatrix t = xai_int8(96, 300, 8, 12);
   auto x = randn(96 * 4, 13);

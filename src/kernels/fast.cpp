@@ -3,6 +3,7 @@
 // of the reference (tests/kernels_test.cpp); the element-wise kernels are the reference ones. The
 // dispatcher (dispatch.cpp) uses this table where no SIMD table fits the CPU.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -137,6 +138,15 @@ void portable_weighted_sum(const float* p, const void* V, KvType t, int64_t stri
   }
 }
 
+// gelu_tanh in float, as u / (1 + e^(−2z)) (ref.cpp says why), −2z clamped where e^(−2z) stays finite.
+void portable_gelu_tanh(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float u = x[i];
+    const float z = 0.7978845608028654f * (u + 0.044715f * u * u * u);
+    x[i] = u / (1.f + std::exp(std::fmin(std::fmax(-2.f * z, -87.f), 88.f)));
+  }
+}
+
 }  // namespace
 
 const Kernels& portable_kernels() {
@@ -146,6 +156,7 @@ const Kernels& portable_kernels() {
     f.matmul = portable_matmul;
     f.dots = portable_dots;
     f.weighted_sum = portable_weighted_sum;
+    f.gelu_tanh = portable_gelu_tanh;
     return f;
   }();
   return k;

@@ -14,7 +14,10 @@ constexpr size_t kMinParallelBytes = 64 * 1024;
 
 void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t, int)> fn) { ctx.pool().run(n, fn); }
 
-void matmul(Context& ctx, const Matrix& view, const float* x, float* y, int64_t n_rows) {
+namespace {
+// The product's arguments, its activations quantised into ctx's buffer (rows in parallel) when the
+// kernel reads them quantised.
+MatmulArgs prepare(Context& ctx, const Matrix& view, const float* x, float* y, int64_t n_rows) {
   assert(n_rows > 0 && n_rows <= kMaxProductRows);
   if (MatmulObserver* o = ctx.observer()) o->on_matmul(view, x, n_rows);
   const Matrix& w = view.resolve();
@@ -26,19 +29,67 @@ void matmul(Context& ctx, const Matrix& view, const float* x, float* y, int64_t 
   a.y_stride = w.n_out;
   a.n_rows = n_rows;
   if (const ActFormat f = k.act_format(w); f != ActFormat::F32) {
-    // Quantise each activation row once (rows in parallel), then every task reads the blocks.
     const size_t row = act_row_bytes(f, w.n_in);
     uint8_t* xq = ctx.act_buffer(row * static_cast<size_t>(n_rows));
     ctx.pool().run(n_rows, [&](int64_t r, int) { quantize_activations(k, f, x + r * w.n_in, xq + r * row, w.n_in); });
     a.xq = xq;
   }
+  return a;
+}
+
+// fn(o0, o1, thread) over disjoint output ranges [o0, o1) of n_out, multiples of kOutputGrain, one per
+// thread (one task when the weights are too small to be worth waking the pool).
+void split_outputs(Context& ctx, int64_t n_out, size_t weight_bytes, FunctionRef<void(int64_t, int64_t, int)> fn) {
   const int T = ctx.threads();
-  const int64_t groups = (w.n_out + kOutputGrain - 1) / kOutputGrain;
-  const int64_t tasks = w.data_bytes() < kMinParallelBytes ? 1 : std::min<int64_t>(T, groups);
+  const int64_t groups = (n_out + kOutputGrain - 1) / kOutputGrain;
+  const int64_t tasks = weight_bytes < kMinParallelBytes ? 1 : std::min<int64_t>(T, groups);
   ctx.pool().run(tasks, [&](int64_t t, int thread) {
-    const int64_t o0 = std::min(w.n_out, groups * t / tasks * kOutputGrain);
-    const int64_t o1 = std::min(w.n_out, groups * (t + 1) / tasks * kOutputGrain);
-    if (o1 > o0) k.matmul(a, o0, o1, ctx.scratch(thread));
+    const int64_t o0 = std::min(n_out, groups * t / tasks * kOutputGrain);
+    const int64_t o1 = std::min(n_out, groups * (t + 1) / tasks * kOutputGrain);
+    if (o1 > o0) fn(o0, o1, thread);
+  });
+}
+}  // namespace
+
+void matmul(Context& ctx, const Matrix& view, const float* x, float* y, int64_t n_rows) {
+  const MatmulArgs a = prepare(ctx, view, x, y, n_rows);
+  const Kernels& k = ctx.kernels();
+  split_outputs(ctx, a.w->n_out, a.w->data_bytes(),
+                [&](int64_t o0, int64_t o1, int thread) { k.matmul(a, o0, o1, ctx.scratch(thread)); });
+}
+
+void matmul_gelu_gated(Context& ctx, const Matrix& gate_view, const Matrix& up_view, const float* x, float* h,
+                       float* up, int64_t n_rows) {
+  const Kernels& k = ctx.kernels();
+  const Matrix& gw = gate_view.resolve();
+  const Matrix& uw = up_view.resolve();
+  assert(gw.n_in == uw.n_in && gw.n_out == uw.n_out);
+  auto gelu_mul = [&](int64_t o0, int64_t o1) {  // h = gelu(h) ⊙ up on columns [o0, o1) of every row
+    const int64_t f = gw.n_out;
+    for (int64_t r = 0; r < n_rows; ++r) {
+      float* g = h + r * f;
+      const float* u = up + r * f;
+      k.gelu_tanh(g + o0, o1 - o0);
+      for (int64_t i = o0; i < o1; ++i) g[i] *= u[i];
+    }
+  };
+  if (k.act_format(gw) != k.act_format(uw)) {  // types that read different activations (a mix's override)
+    matmul(ctx, gate_view, x, h, n_rows);
+    matmul(ctx, up_view, x, up, n_rows);
+    split_outputs(ctx, gw.n_out, gw.data_bytes(), [&](int64_t o0, int64_t o1, int) { gelu_mul(o0, o1); });
+    return;
+  }
+  // One quantisation of x and one pass of the pool: each thread computes both products on its columns
+  // and applies the GELU there while they are in its cache.
+  MatmulArgs ga = prepare(ctx, gate_view, x, h, n_rows);
+  if (MatmulObserver* o = ctx.observer()) o->on_matmul(up_view, x, n_rows);
+  MatmulArgs ua = ga;
+  ua.w = &uw;
+  ua.y = up;
+  split_outputs(ctx, gw.n_out, gw.data_bytes() + uw.data_bytes(), [&](int64_t o0, int64_t o1, int thread) {
+    k.matmul(ga, o0, o1, ctx.scratch(thread));
+    k.matmul(ua, o0, o1, ctx.scratch(thread));
+    gelu_mul(o0, o1);
   });
 }
 

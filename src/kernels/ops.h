@@ -12,6 +12,12 @@ namespace groak {
 // y = x·W.  x: [n_rows, w.n_in] f32; y: [n_rows, w.n_out] f32. n_rows ≤ kMaxProductRows.
 void matmul(Context& ctx, const Matrix& w, const float* x, float* y, int64_t n_rows);
 
+// h = gelu_tanh(x·gate) ⊙ (x·up), an expert's two input projections as one operation: x is quantised
+// once and each thread computes both products and the GELU on its own columns.  x: [n_rows, n_in];
+// gate, up: same shape; h, up_out: [n_rows, n_out] (up_out holds x·up).
+void matmul_gelu_gated(Context& ctx, const Matrix& gate, const Matrix& up, const float* x, float* h, float* up_out,
+                       int64_t n_rows);
+
 // fn(i, thread) for i in [0, n) on every thread (rows, heads: any independent work items).
 void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t i, int thread)> fn);
 

@@ -186,10 +186,12 @@ void ref_softmax(float* x, int64_t n) {
 }
 
 void ref_gelu_tanh(float* x, int64_t n) {
-  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  // 0.5·u·(1 + tanh z) written as u / (1 + e^(−2z)): the same function without the cancellation of
+  // 1 + tanh z for negative u; in double, so the oracle is exact to float precision.
   for (int64_t i = 0; i < n; ++i) {
-    const float u = x[i];
-    x[i] = 0.5f * u * (1.f + std::tanh(kSqrt2OverPi * (u + 0.044715f * u * u * u)));
+    const double u = x[i];
+    const double z = 0.7978845608028654 * (u + 0.044715 * u * u * u);
+    x[i] = static_cast<float>(u / (1 + std::exp(-2 * z)));
   }
 }
 

@@ -139,7 +139,7 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
 void moe(Context& ctx, const Config& c, const LayerWeights& L, int64_t layer, const float* x, int64_t T,
          Workspace& ws, float* out, PhaseClock& clock, Probes& probes) {
   const Kernels& k = ctx.kernels();
-  const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts, top = c.num_selected_experts;
+  const int64_t d = c.emb_size, E = c.num_experts, top = c.num_selected_experts;
 
   // Router: softmax over ALL experts in f32; the top-k probabilities are the gates, NOT renormalised.
   matmul(ctx, L.router, x, ws.probs, T);  // [T, E]
@@ -166,14 +166,8 @@ void moe(Context& ctx, const Config& c, const LayerWeights& L, int64_t layer, co
     const int64_t n = ws.routed_count[e];
     if (n == 0) continue;
     for (int64_t r = 0; r < n; ++r) std::copy_n(x + tok[r] * d, d, ws.xe + r * d);  // xe: [n, d]
-    matmul(ctx, L.moe_linear.expert(e), ws.xe, ws.gate, n);   // [n, f]
-    matmul(ctx, L.moe_linear_v.expert(e), ws.xe, ws.up, n);   // [n, f]
-    parallel_for(ctx, n, [&](int64_t r, int) {
-      float* g = ws.gate + r * f;
-      const float* u = ws.up + r * f;
-      k.gelu_tanh(g, f);
-      for (int64_t i = 0; i < f; ++i) g[i] *= u[i];  // gelu(x·linear) ⊙ (x·linear_v)
-    });
+    // gate = gelu(xe·linear) ⊙ (xe·linear_v): [n, f], both products and the GELU in one pass
+    matmul_gelu_gated(ctx, L.moe_linear.expert(e), L.moe_linear_v.expert(e), ws.xe, ws.gate, ws.up, n);
     matmul(ctx, L.moe_linear_1.expert(e), ws.gate, ws.ye, n);  // [n, d]
     // Gate-weighted sum, experts in index order for every token (batch-invariant).
     for (int64_t r = 0; r < n; ++r) {

@@ -19,6 +19,7 @@
 #include "kernels/kernels.h"
 #include "kernels/x86/avx2_iquants.h"
 #include "kernels/x86/avx2_kquants.h"
+#include "kernels/x86/avx2_math.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -580,6 +581,7 @@ const Kernels* avx2_kernels() {
     f.matmul = avx2_matmul;
     f.dots = avx2_dots;
     f.weighted_sum = avx2_weighted_sum;
+    f.gelu_tanh = avx2::gelu_tanh;
     return f;
   }();
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
