@@ -295,6 +295,14 @@ struct DotAvx2 {
   }
 };
 
+// Decode's software prefetch: whole super-blocks, at least 256 bytes ahead of the one being read.
+template <class T>
+inline constexpr int64_t kPrefetchBlocks = (256 + T::kBytes - 1) / T::kBytes;
+template <class T>
+inline void prefetch_block(const uint8_t* p) {
+  for (size_t l = 0; l < T::kBytes; l += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + l, _MM_HINT_T0);
+}
+
 template <class T, class Dot, int NR>
 void rows8(const MatmulArgs& a, int64_t o, int64_t n_valid) {
   const Matrix& w = *a.w;
@@ -307,6 +315,13 @@ void rows8(const MatmulArgs& a, int64_t o, int64_t n_valid) {
   for (int r = 0; r < NR; ++r) acc[r] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* xb = a.xq + static_cast<size_t>(b) * kQ8_KBlockBytes;
+    // 8 rows are 8 streams a few KB apart: the hardware prefetchers alone left a core waiting on memory
+    // (2–2.5x the CPU time per super-block, build/groak_kernel_bench decode/q*_k), so ask for each row's
+    // block ~256 bytes ahead; near a row's end, the start of the row 8 further (the next call's; a
+    // prefetch never faults, so past the matrix's end it is only wasted).
+    const int64_t ahead = b + kPrefetchBlocks<T>;
+    const size_t pf = ahead < nb ? static_cast<size_t>(ahead) * T::kBytes : 8 * stride + static_cast<size_t>(ahead - nb) * T::kBytes;
+    for (int j = 0; j < 8; ++j) prefetch_block<T>(row[j] + pf);
     __m256i isum[NR][8], msum[NR][8];  // [activation row][weight row]: 8 int32 lanes
     alignas(32) float dw[8], mw[8];
     for (int j = 0; j < 8; ++j) {
