@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "model/loader.h"
+#include "model/repack.h"
 #include "tokenizer/discover.h"
 #include "options.h"
 
@@ -158,6 +159,7 @@ Model load_with_progress(const std::string& path) {
     bar.update(done, total, "(" + std::to_string(files_done) + "/" + std::to_string(files_total) + " files)");
   });
   bar.finish();
+  if (!load_settings().no_repack) repack_on_use(m);
   for (const auto& w : m.warnings) std::fprintf(stderr, "groak: warning: %s\n", w.c_str());
   return m;
 }

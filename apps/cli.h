@@ -80,7 +80,13 @@ class ProgressBar {
   bool shown_ = false;
 };
 
-// Loads a model with a progress bar (Ctrl-C aware) and prints its warnings.
+// How commands load their model (options.h's model group sets it).
+struct LoadSettings {
+  bool no_repack = false;  // --no-repack: no repacked-on-use copies of Q4_0/Q8_0 matrices (model/repack.h)
+};
+LoadSettings& load_settings();
+
+// Loads a model with a progress bar (Ctrl-C aware), applies load_settings() and prints its warnings.
 Model load_with_progress(const std::string& path);
 // Files an output may never replace: the model's own and the tokenizer the command reads (given or found).
 std::vector<std::string> input_files(const Model& m, const std::string& tokenizer_arg, const std::string& model_path);

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <random>
 
+#include "cli.h"
 #include "util/error.h"
 
 namespace groak::cli {
@@ -45,7 +46,17 @@ CLI::Validator number_in(double lo, double hi, const std::string& allowed) {
       "");  // the option's help says what is allowed; the message above says it on error
 }
 
-void add_model_option(CLI::App& c, std::string& model) { c.add_option("-m,--model", model, kModelHelp)->required(); }
+LoadSettings& load_settings() {
+  static LoadSettings s;
+  return s;
+}
+
+void add_model_option(CLI::App& c, std::string& model) {
+  c.add_option("-m,--model", model, kModelHelp)->required();
+  c.add_flag("--no-repack", load_settings().no_repack,
+             "read Q4_0/Q8_0 weights in place only (zero-copy); by default the AVX-512 VNNI kernels read a copy "
+             "interleaved by 8 rows, made on first use (`groak info` shows its size)");
+}
 
 void add_tokenizer_option(CLI::App& c, std::string& tokenizer, const std::string& help) {
   c.add_option("--tokenizer", tokenizer, help)->check(CLI::ExistingFile);

@@ -52,7 +52,7 @@ double leading_number(const std::string& s, size_t* used);
 // A number option's check with a message a person can read ("between 0 and 1e6", not 309 digits).
 CLI::Validator number_in(double lo, double hi, const std::string& allowed);
 
-// -m,--model
+// -m,--model and --no-repack (cli.h's load_settings())
 void add_model_option(CLI::App& c, std::string& model);
 // --tokenizer (an existing file); `help` says where the default comes from.
 void add_tokenizer_option(CLI::App& c, std::string& tokenizer, const std::string& help);

@@ -18,6 +18,7 @@
 #include "kernels/ops.h"
 #include "kernels/probe.h"
 #include "kernels/quant.h"
+#include "kernels/repack.h"
 
 namespace groak {
 namespace {
@@ -48,6 +49,14 @@ struct Weights {
 
 // A d → f projection (Grok-1: 6144 → 32768, one expert's `linear`) in the given storage.
 Weights make(const std::string& kind, int64_t n_in, int64_t n_out) {
+  if (kind.size() > 3 && kind.compare(kind.size() - 3, 3, "_r8") == 0) {  // q8_0_r8, q4_0_r8: the repacked copy
+    const Weights src = make(kind.substr(0, kind.size() - 3), n_in, n_out);
+    Weights w;
+    w.bytes.resize(rows8_bytes(src.m));
+    rows8_pack(src.m, 0, (n_out + 7) / 8, w.bytes.data());
+    w.m = rows8_view(src.m, w.bytes.data());
+    return w;
+  }
   Weights w;
   std::mt19937 g(1);
   Matrix& m = w.m;
@@ -130,10 +139,11 @@ void run_product(benchmark::State& state, const std::string& kind, int64_t n_in,
 }
 
 void register_all() {
-  for (const char* kind : {"xai_int8", "q8_0", "q4_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "f16", "bf16", "f32",
+  std::vector<std::string> kinds = {"xai_int8", "q8_0", "q4_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "f16", "bf16", "f32",
                            "iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq4_nl", "iq4_xs", "tq1_0",
-                           "tq2_0"}) {
-    const std::string k = kind;
+                           "tq2_0"};
+  if (fast_kernels().reads_rows8) kinds.insert(kinds.begin() + 3, {"q8_0_r8", "q4_0_r8"});  // kernels/repack.h
+  for (const std::string& k : kinds) {
     benchmark::RegisterBenchmark(("decode/" + k).c_str(), [k](benchmark::State& s) { run_product(s, k, 6144, 32768); })
         ->Arg(1)
         ->Arg(2)

@@ -40,6 +40,10 @@ int run_info(const std::string& path, bool check_weights) {
               static_cast<long long>(m.config.num_selected_experts), static_cast<long long>(m.config.num_experts));
   std::printf("KV cache bytes per token:   %llu (f32 K and V, %lld layers)\n",
               static_cast<unsigned long long>(m.kv_bytes_per_token()), static_cast<long long>(m.config.num_layers));
+  if (m.repack_bytes)
+    std::printf("repacked on first use:      %s of anonymous memory once every Q4_0/Q8_0 matrix has run on the "
+                "AVX-512 VNNI kernels (their file pages leave the resident set; --no-repack: none)\n",
+                human_bytes(static_cast<double>(m.repack_bytes)).c_str());
   if (check_weights || total <= kAutoCheckBytes) {
     const std::vector<std::string> bad = nonfinite_weights(m, /*all=*/true);
     std::printf("weights checked:            %s\n", bad.empty() ? "all finite" : "NaN/Inf found (see stderr)");

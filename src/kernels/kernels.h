@@ -81,6 +81,9 @@ struct Kernels {
   // Attention output: out = Σ_j p[j]·V[j], j < n.  V: n rows of hd elements of type t, `stride` apart;
   // out: [hd] f32.
   void (*weighted_sum)(const float* p, const void* V, KvType t, int64_t stride, int64_t n, int64_t hd, float* out);
+  // Whether matmul reads Q4_0/Q8_0 matrices in kernels/repack.h's 8-row layout (Matrix::rows8); ops.h then
+  // hands it a matrix's repacked copy where it has one.
+  bool reads_rows8 = false;
 };
 
 // One activation row in format f through table k: out = act_row_bytes(f, n) bytes (nothing for F32).

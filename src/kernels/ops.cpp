@@ -15,12 +15,19 @@ constexpr size_t kMinParallelBytes = 64 * 1024;
 void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t, int)> fn) { ctx.pool().run(n, fn); }
 
 namespace {
+// The matrix a product multiplies: the view's repacked copy when the table reads that layout (made on
+// first use), its packed copy (a strided shard), or the view itself.
+const Matrix& operand(Context& ctx, const Matrix& view) {
+  if (view.repacked && ctx.kernels().reads_rows8) return view.repacked->get(ctx);
+  return view.resolve();
+}
+
 // The product's arguments, its activations quantised into ctx's buffer (rows in parallel) when the
 // kernel reads them quantised.
 MatmulArgs prepare(Context& ctx, const Matrix& view, const float* x, float* y, int64_t n_rows) {
   assert(n_rows > 0 && n_rows <= kMaxProductRows);
   if (MatmulObserver* o = ctx.observer()) o->on_matmul(view, x, n_rows);
-  const Matrix& w = view.resolve();
+  const Matrix& w = operand(ctx, view);
   const Kernels& k = ctx.kernels();
   MatmulArgs a;
   a.w = &w;
@@ -61,8 +68,8 @@ void matmul(Context& ctx, const Matrix& view, const float* x, float* y, int64_t 
 void matmul_gelu_gated(Context& ctx, const Matrix& gate_view, const Matrix& up_view, const float* x, float* h,
                        float* up, int64_t n_rows) {
   const Kernels& k = ctx.kernels();
-  const Matrix& gw = gate_view.resolve();
-  const Matrix& uw = up_view.resolve();
+  const Matrix& gw = operand(ctx, gate_view);
+  const Matrix& uw = operand(ctx, up_view);
   assert(gw.n_in == uw.n_in && gw.n_out == uw.n_out);
   auto gelu_mul = [&](int64_t o0, int64_t o1) {  // h = gelu(h) ⊙ up on columns [o0, o1) of every row
     const int64_t f = gw.n_out;

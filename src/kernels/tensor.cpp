@@ -9,8 +9,9 @@ size_t element_bytes(const Matrix& m) { return m.format == WeightFormat::F32 ? 4
 }  // namespace
 
 Matrix Matrix::slice_out(int64_t o0, int64_t n) const {
-  assert(o0 >= 0 && n > 0 && o0 + n <= n_out && !packed);
+  assert(o0 >= 0 && n > 0 && o0 + n <= n_out && !packed && !rows8);
   Matrix v = *this;
+  v.repacked = nullptr;
   v.row_stride = static_cast<int64_t>(stride());
   v.n_out = n;
   if (layout == Layout::InOut) {
@@ -27,8 +28,9 @@ Matrix Matrix::slice_out(int64_t o0, int64_t n) const {
 }
 
 Matrix Matrix::slice_in(int64_t i0, int64_t n) const {
-  assert(i0 >= 0 && n > 0 && i0 + n <= n_in && !packed);
+  assert(i0 >= 0 && n > 0 && i0 + n <= n_in && !packed && !rows8);
   Matrix v = *this;
+  v.repacked = nullptr;
   v.row_stride = static_cast<int64_t>(stride());
   v.n_in = n;
   if (layout == Layout::InOut) {

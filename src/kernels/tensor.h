@@ -26,6 +26,7 @@ enum class Layout : uint8_t {
 };
 
 struct Matrix;
+class Context;
 
 // A matrix that a process packs into its own memory the first time it is used: a tensor-parallel rank's
 // strided slice of a file the other ranks share (model/shard.h says why). get() is thread-safe.
@@ -33,6 +34,14 @@ class PackedOnUse {
  public:
   virtual ~PackedOnUse() = default;
   virtual const Matrix& get() const = 0;
+};
+
+// A copy of a matrix in the interleaved layout some kernel tables read faster (kernels/repack.h), made
+// the first time a product uses it, over the context's threads. get() is thread-safe.
+class RepackedOnUse {
+ public:
+  virtual ~RepackedOnUse() = default;
+  virtual const Matrix& get(Context& ctx) const = 0;
 };
 
 // A view of a weight matrix (or of a slice of one: slice_out/slice_in give views, never copies).
@@ -48,6 +57,10 @@ struct Matrix {
                                     // output rows); 0 = rows packed back to back
   int64_t scale_stride = 0;         // XaiInt8: bf16 elements from one scale row to the next; 0 = n_out
   const PackedOnUse* packed = nullptr;  // set: multiply packed->get() (same shape and format), not this view
+  // Set: a table whose matmul reads kernels/repack.h's layout multiplies repacked->get() instead (same
+  // numbers, same results to the bit). Slices drop it: a repack belongs to the whole view.
+  const RepackedOnUse* repacked = nullptr;
+  bool rows8 = false;  // Ggml Q4_0/Q8_0 only: stored in kernels/repack.h's 8-row interleaved layout
 
   // The matrix a product reads: this view, or its packed copy.
   const Matrix& resolve() const { return packed ? packed->get() : *this; }

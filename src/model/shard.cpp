@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/mapped_file.h"
+#include "model/repack.h"
 #include "util/error.h"
 
 namespace groak {
@@ -205,6 +206,7 @@ ShardReport shard_model(Model& m, int rank, int ranks) {
   m.shard_rank = rank;
   m.shard_count = ranks;
   m.storage = store;
+  if (m.repack_bytes) repack_on_use(m);  // the slices dropped the whole matrices' copies: this share's own
   return s.report;
 }
 

@@ -55,6 +55,9 @@ struct Model {
   std::vector<std::string> warnings;    // settings of the file that groak overrides, for the user
   std::vector<std::string> files;       // every file it was read from (weights, index, config): never an output
   std::shared_ptr<const void> storage;  // owns the mappings
+  // Anonymous memory the matrices' repacked copies take once every one has been used (model/repack.h);
+  // 0 = none (--no-repack, or no Q4_0/Q8_0 matrix).
+  uint64_t repack_bytes = 0;
   // Tensor parallelism (model/shard.h): this process holds share `shard_rank` of `shard_count`, and its
   // config holds the local sizes (heads, expert width). `group` joins the shares; null in one process.
   int shard_rank = 0, shard_count = 1;
