@@ -53,6 +53,27 @@ TEST(Cli, SynthThenInfoThenLogits) {
   EXPECT_EQ(argmax_rows(logits, 512), argmax_rows(expect, 512));
 }
 
+// Q4_0 matrices get a repacked copy by default (groak info says how much memory); --no-repack keeps
+// them in place, and the logits are the same either way, bit for bit.
+TEST(Cli, NoRepackKeepsWeightsInPlaceWithTheSameLogits) {
+  TempDir tmp;
+  std::string out;
+  const std::string raw = tmp / "m", q = tmp / "q4_0.gguf";
+  ASSERT_EQ(run_command(groak() + " synth --preset tiny --seed 3 --out " + raw, &out), 0) << out;
+  ASSERT_EQ(run_command(groak() + " convert --model " + raw + " --type q4_0 --out " + q, &out), 0) << out;
+  ASSERT_EQ(run_command(groak() + " info --model " + q, &out), 0) << out;
+  EXPECT_NE(out.find("repacked on first use:"), std::string::npos) << out;
+  ASSERT_EQ(run_command(groak() + " info --no-repack --model " + q, &out), 0) << out;
+  EXPECT_EQ(out.find("repacked on first use:"), std::string::npos) << out;
+  const std::string a = tmp / "a.f32", b = tmp / "b.f32";
+  ASSERT_EQ(run_command(groak() + " logits --model " + q + " --tokens 5,17,42,300,2 --out " + a, &out), 0) << out;
+  ASSERT_EQ(run_command(groak() + " logits --no-repack --model " + q + " --tokens 5,17,42,300,2 --out " + b, &out), 0)
+      << out;
+  const auto la = read_f32(a), lb = read_f32(b);
+  ASSERT_EQ(la.size(), 5u * 512u);
+  EXPECT_EQ(la, lb);
+}
+
 TEST(Cli, UsageErrorsExitWithTwo) {
   std::string out;
   EXPECT_EQ(run_command(groak() + " logits --model x --tokens 1,b --out y", &out), 2) << out;
