@@ -160,6 +160,11 @@ void register_all() {
         ->Arg(128)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
+    // An expert's down projection (32768 inputs; 2048 of its 6144 outputs): panels of wide rows.
+    benchmark::RegisterBenchmark(("prefill_down/" + k).c_str(), [k](benchmark::State& s) { run_product(s, k, 32768, 2048); })
+        ->Arg(128)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
   }
   // The quantizers (what `groak convert` spends its time in), one thread: values quantised per second,
   // without (Arg 0) and with (Arg 1) an importance matrix. GROAK_KERNELS=reference runs the scalar searches.

@@ -4,6 +4,7 @@
 // many rows share the product, nor on how the outputs are split between threads (bit for bit).
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "iquant_util.h"
@@ -264,12 +265,33 @@ TEST(Simd, EveryTableMatchesFloat64OnEveryFormat) {
 TEST(Simd, QuantisedActivationsMatchTheReferenceQuantiser) {
   // q8_0 activations must be ggml's quantize_row_q8_0_ref byte for byte (llama.cpp-compatible error).
   for (const Kernels* k : fast_tables()) {
-    auto x = randn(32 * 9, 5, 3.f);
+    constexpr int64_t kN = 32 * 12;
+    auto x = randn(kN, 5, 3.f);
     x[7] = 0.5f;  // exact ties round away from zero
-    std::vector<uint8_t> a(row_bytes(GgmlType::Q8_0, 32 * 9)), b(a.size());
-    k->quantize_q8_0(x.data(), a.data(), 32 * 9);
-    quantize_row(GgmlType::Q8_0, x.data(), b.data(), 32 * 9);
+    float* b1 = x.data() + 32;  // block 1: max 127 → id 1, so x·id are the values themselves
+    b1[0] = 127.f;
+    b1[1] = 2.5f;   // 3
+    b1[2] = -3.5f;  // −4
+    b1[3] = 0.49999997f;  // 0 (a naive +0.5 would round up)
+    b1[4] = -0.5f;  // −1
+    std::fill(x.begin() + 64, x.begin() + 96, 0.f);  // block 2: all zero
+    x[96 + 9] = std::nanf("");                         // block 3: a NaN (the reference's max restarts)
+    std::fill(x.begin() + 128, x.begin() + 160, 1e-39f);  // block 4: subnormal d, id = inf → 0
+    x[160 + 4] = std::numeric_limits<float>::infinity();   // block 5: an infinite max → id 0
+    for (int j = 0; j < 32; ++j) x[192 + j] = 1e30f * (j - 16);  // block 6: huge values
+    x[224 + 31] = -7.f;  // block 7: the max in the last element
+    std::vector<uint8_t> a(row_bytes(GgmlType::Q8_0, kN)), b(a.size());
+    k->quantize_q8_0(x.data(), a.data(), kN);
+    quantize_row(GgmlType::Q8_0, x.data(), b.data(), kN);
     EXPECT_EQ(a, b) << k->name;
+    // Many random scales, where x·id lands near halves.
+    for (uint32_t seed = 0; seed < 50; ++seed) {
+      auto y = randn(32 * 16, 100 + seed, 0.1f + seed);
+      std::vector<uint8_t> c(row_bytes(GgmlType::Q8_0, 32 * 16)), e(c.size());
+      k->quantize_q8_0(y.data(), c.data(), 32 * 16);
+      quantize_row(GgmlType::Q8_0, y.data(), e.data(), 32 * 16);
+      ASSERT_EQ(c, e) << k->name << " seed " << seed;
+    }
   }
   // q8_K activations (k-quant weights) must be ggml's quantize_row_q8_K_ref byte for byte, sums included.
   for (const Kernels* k : fast_tables()) {

@@ -578,6 +578,7 @@ const Kernels* avx2_kernels() {
     f.name = "avx2";
     f.act_format = avx2_act_format;
     f.quantize_q8_K = avx2::quantize_q8_K;
+    f.quantize_q8_0 = avx2::quantize_q8_0;
     f.matmul = avx2_matmul;
     f.dots = avx2_dots;
     f.weighted_sum = avx2_weighted_sum;

@@ -157,6 +157,54 @@ void quantize_q8_K(const float* x, uint8_t* out, int64_t n) {
   }
 }
 
+// quantize_row_q8_0_ref with 8 lanes (the activations of every q8_0/q4_0 product). Identical bytes: the max
+// |x| is exact in any order; d and its f16 are the reference's scalar steps; q = x·id rounded half away
+// from zero as trunc(t) + sign(t)·(|t − trunc(t)| ≥ 0.5), exact in float; the reference's cast keeps the
+// low byte of int32(q) and gives 0 for NaN, ±inf and |q| ≥ 2^31 (id = inf when d is subnormal), as the
+// masked low bytes here. A block holding a NaN takes the scalar path (the reference's running max
+// restarts after a NaN, which no vector max reproduces).
+void quantize_q8_0(const float* x, uint8_t* out, int64_t n) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.f), limit = _mm256_set1_ps(2147483648.f);
+  const __m256i low = _mm256_set1_epi32(0xff);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t i = 0; i < n; i += 32, x += 32, out += 34) {
+    __m256 v[4];
+    __m256 am = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(x + 8 * k);
+      am = _mm256_max_ps(_mm256_and_ps(v[k], abs_mask), am);
+      nan = _mm256_or_ps(nan, _mm256_cmp_ps(v[k], v[k], _CMP_UNORD_Q));
+    }
+    if (!_mm256_testz_ps(nan, nan)) {
+      quantize_row(GgmlType::Q8_0, x, out, 32);
+      continue;
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(am), _mm256_extractf128_ps(am, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float d = _mm_cvtss_f32(m4) / 127.f;
+    const float id = d ? 1.0f / d : 0.0f;
+    const uint16_t h = f32_to_fp16(d);
+    std::memcpy(out, &h, 2);
+    const __m256 vid = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m256 t = _mm256_mul_ps(v[k], vid);
+      const __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 up = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(t, r), abs_mask), half, _CMP_GE_OQ);
+      const __m256 sign_one = _mm256_or_ps(_mm256_andnot_ps(abs_mask, t), one);
+      const __m256 rq = _mm256_add_ps(r, _mm256_and_ps(up, sign_one));
+      const __m256 in_range = _mm256_cmp_ps(_mm256_and_ps(rq, abs_mask), limit, _CMP_LT_OQ);  // false: NaN, inf
+      q[k] = _mm256_and_si256(_mm256_and_si256(_mm256_cvttps_epi32(rq), _mm256_castps_si256(in_range)), low);
+    }
+    // Low bytes 0…255 pass both unsigned packs unchanged.
+    const __m256i b = _mm256_permutevar8x32_epi32(
+        _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3])), order);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2), b);
+  }
+}
+
 }  // namespace groak::avx2
 
 #pragma GCC pop_options

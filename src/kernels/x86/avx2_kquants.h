@@ -19,6 +19,8 @@ void kquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch);
 
 // quantize_row_q8_K, vectorised: the same bytes for every input (tests/simd_test.cpp checks).
 void quantize_q8_K(const float* x, uint8_t* out, int64_t n);
+// quantize_row_q8_0 (ggml's _ref: half away from zero), vectorised: the same bytes for every input.
+void quantize_q8_0(const float* x, uint8_t* out, int64_t n);
 
 }  // namespace groak::avx2
 #endif
