@@ -30,6 +30,10 @@ inline int32_t load_i32(const uint8_t* p) {
   return v;
 }
 inline __m512i load64(const uint8_t* p) { return _mm512_loadu_si512(p); }
+// acc += vpdpbusd(u, s) with the accumulator tied to the destination: GCC 12 copies the accumulator in and
+// out of the intrinsic's destination register (two vmovdqa per vpdpbusd in the prefill tile).
+inline void dpbusd(__m512i& acc, __m512i u, __m512i s) { asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s)); }
+inline void dpwssd(__m512i& acc, __m512i a, __m512i b) { asm("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b)); }
 // int32 -> f32 (the zero-masked form: GCC 12 warns about _mm512_cvtepi32_ps's undefined pass-through).
 inline __m512 to_f32(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xffff, v); }
 
@@ -139,8 +143,8 @@ struct Dot {
       const __m512i mul2 = _mm512_permutexvar_epi16(_mm512_load_si512(kGroupIndex.v[c + 1]), sc);
       for (int r = 0; r < NR; ++r) {
         const uint8_t* xv = x + r * xrow + kq::kXQs + 64 * c;
-        s[r] = _mm512_dpwssd_epi32(s[r], _mm512_maddubs_epi16(u[c], load64(xv)), mul);
-        s2[r] = _mm512_dpwssd_epi32(s2[r], _mm512_maddubs_epi16(u[c + 1], load64(xv + 64)), mul2);
+        dpwssd(s[r], _mm512_maddubs_epi16(u[c], load64(xv)), mul);
+        dpwssd(s2[r], _mm512_maddubs_epi16(u[c + 1], load64(xv + 64)), mul2);
       }
     }
     for (int r = 0; r < NR; ++r) {
@@ -180,7 +184,7 @@ struct Tile {
         for (int g = s * kGroups; g < (s + 1) * kGroups; ++g) {
           const __m512i wv = load64(pb + 64 * g);
           for (int r = 0; r < NR; ++r)
-            t[r] = _mm512_dpbusd_epi32(t[r], wv, _mm512_set1_epi32(load_i32(xb + r * xrow + kq::kXQs + 4 * g)));
+            dpbusd(t[r], wv, _mm512_set1_epi32(load_i32(xb + r * xrow + kq::kXQs + 4 * g)));
         }
         if constexpr (T::kFoldScales) {
           for (int r = 0; r < NR; ++r) isum[r] = t[r];
@@ -192,7 +196,7 @@ struct Tile {
       for (int p = 0; p < 8; ++p) {
         const __m512i ov = load64(pb + L::kOff + 64 * p);
         for (int r = 0; r < NR; ++r)
-          msum[r] = _mm512_dpwssd_epi32(msum[r], ov, _mm512_set1_epi32(load_i32(xb + r * xrow + kq::kXSums + 4 * p)));
+          dpwssd(msum[r], ov, _mm512_set1_epi32(load_i32(xb + r * xrow + kq::kXSums + 4 * p)));
       }
       const __m512 d = _mm512_load_ps(pb + L::kD);
       const __m512 m = _mm512_load_ps(pb + L::kM);

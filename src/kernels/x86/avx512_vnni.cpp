@@ -49,6 +49,11 @@ inline int32_t load_i32(const uint8_t* p) {
   return v;
 }
 
+// acc += vpdpbusd(u, s) with the accumulator tied to the destination: GCC 12 copies the accumulator in and
+// out of the intrinsic's destination register (two vmovdqa per vpdpbusd in the tiles).
+inline void dpbusd(__m256i& acc, __m256i u, __m256i s) { asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s)); }
+inline void dpbusd(__m512i& acc, __m512i u, __m512i s) { asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s)); }
+
 // The 32 weights of a block as unsigned bytes u = w + c, in input order.
 template <GgmlType T>
 inline __m256i block_u8(const uint8_t* b) {
@@ -219,7 +224,7 @@ void panel_tile(const MatmulArgs& a, const uint8_t* panel, const float* dw, cons
     for (int g = 0; g < 8; ++g) {
       const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pk + 32 * g));
       for (int r = 0; r < NR; ++r)
-        s[r] = _mm256_dpbusd_epi32(s[r], wv, _mm256_set1_epi32(load_i32(x[r] + k * kQ8Bytes + 4 * g)));
+        dpbusd(s[r], wv, _mm256_set1_epi32(load_i32(x[r] + k * kQ8Bytes + 4 * g)));
     }
     const __m256 d = _mm256_loadu_ps(dw + k * 8);
     for (int r = 0; r < NR; ++r)
@@ -314,7 +319,7 @@ void rows8_tile(const MatmulArgs& a, const uint8_t* grp, const ActBlock* act, in
     for (int r = 0; r < NR; ++r) s[r] = _mm256_set1_epi32(act[r * nb + k].neg_bias_sum);
     for (int g = 0; g < 8; ++g)
       for (int r = 0; r < NR; ++r)
-        s[r] = _mm256_dpbusd_epi32(s[r], u[g], _mm256_set1_epi32(load_i32(x[r] + k * kQ8Bytes + 4 * g)));
+        dpbusd(s[r], u[g], _mm256_set1_epi32(load_i32(x[r] + k * kQ8Bytes + 4 * g)));
     for (int r = 0; r < NR; ++r)
       acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(act[r * nb + k].d)), _mm256_cvtepi32_ps(s[r]), acc[r]);
   }
@@ -357,7 +362,7 @@ void rows16_tile(const MatmulArgs& a, const uint8_t* grp, size_t group_bytes, co
     for (int r = 0; r < NR; ++r) s[r] = _mm512_set1_epi32(act[r * nb + k].neg_bias_sum);
     for (int g = 0; g < 8; ++g)
       for (int r = 0; r < NR; ++r)
-        s[r] = _mm512_dpbusd_epi32(s[r], u[g], _mm512_set1_epi32(load_i32(x[r] + k * kQ8Bytes + 4 * g)));
+        dpbusd(s[r], u[g], _mm512_set1_epi32(load_i32(x[r] + k * kQ8Bytes + 4 * g)));
     for (int r = 0; r < NR; ++r)
       acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(act[r * nb + k].d)),
                                _mm512_maskz_cvtepi32_ps(0xffff, s[r]), acc[r]);
