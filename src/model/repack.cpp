@@ -85,4 +85,19 @@ void repack_on_use(Model& m) {
   m.storage = store;
 }
 
+void make_repacked_copies(const Model& m, Context& ctx) {
+  if (!ctx.kernels().reads_rows8) return;
+  auto make = [&](const Matrix& w) {
+    if (w.repacked) w.repacked->get(ctx);
+  };
+  const Weights& w = m.weights;
+  make(w.lm_head);
+  make(w.in_out_embed);
+  for (const LayerWeights& L : w.layers) {
+    for (const Matrix* x : {&L.query, &L.key, &L.value, &L.linear}) make(*x);
+    for (const ExpertMatrices* e : {&L.moe_linear, &L.moe_linear_v, &L.moe_linear_1})
+      for (const Matrix& x : e->list) make(x);
+  }
+}
+
 }  // namespace groak

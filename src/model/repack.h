@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/context.h"
 #include "model/weights.h"
 
 namespace groak {
@@ -14,5 +15,9 @@ namespace groak {
 // Installs the repacked-on-use copies on m's matrices (owned by m.storage) and sets m.repack_bytes to
 // the anonymous memory they take once all are made. A sharded model keeps the setting (model/shard.h).
 void repack_on_use(Model& m);
+
+// Makes every copy repack_on_use installed now, over ctx's threads (nothing when ctx's table reads the
+// weights in place): `groak bench` does this before measuring, as llama-bench's load repacks.
+void make_repacked_copies(const Model& m, Context& ctx);
 
 }  // namespace groak

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/probe.h"
+#include "model/repack.h"
 #include "runtime/engine.h"
 
 namespace groak {
@@ -89,7 +90,10 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
     });
   };
 
-  // One warm-up of each test: pages of the mapped weights come into memory, caches and pools settle.
+  // One warm-up of each test: pages of the mapped weights come into memory, caches and pools settle; every
+  // repacked copy is made first (a decode-only run would otherwise make the copies of the experts its
+  // warm-up did not route to while it is measured).
+  make_repacked_copies(model, ctx);
   Totals warm;
   if (opt.prompt > 0) run_pp(warm);
   if (opt.gen > 0) run_tg(warm);

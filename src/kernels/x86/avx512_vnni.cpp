@@ -335,6 +335,27 @@ void rows8_tile(const MatmulArgs& a, const uint8_t* grp, const ActBlock* act, in
   }
 }
 
+// Block k of two rows8 groups as 8 zmm of unsigned bytes: lanes 0-7 group 0's u[g], lanes 8-15 group 1's.
+// The halves are joined before the nibbles are split (one insert per 32 bytes loaded).
+template <GgmlType T>
+inline void rows16_block(const uint8_t* q0, const uint8_t* q1, __m512i u[8]) {
+  const auto join = [](const uint8_t* a, const uint8_t* b) {
+    return _mm512_maskz_inserti64x4(0xff, _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1);
+  };
+  if constexpr (T == GgmlType::Q8_0) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (int g = 0; g < 8; ++g) u[g] = _mm512_xor_si512(join(q0 + 32 * g, q1 + 32 * g), flip);
+  } else {
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    for (int c = 0; c < 4; ++c) {  // low nibbles: inputs 4c…; high nibbles: inputs 16 + 4c…
+      const __m512i v = join(q0 + 32 * c, q1 + 32 * c);
+      u[c] = _mm512_and_si512(v, m);
+      u[c + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+    }
+  }
+}
+
 // Two consecutive rows8 groups (16 outputs, both whole) as one zmm per 4 inputs: NR activation rows,
 // half the broadcasts and float steps per output of rows8_tile; the same int32 sums and float steps.
 template <GgmlType T, int NR>
@@ -353,11 +374,8 @@ void rows16_tile(const MatmulArgs& a, const uint8_t* grp, size_t group_bytes, co
     const __m512 dw = _mm512_maskz_cvtph_ps(0xffff, _mm256_inserti128_si256(
         _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0))),
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1)), 1));
-    __m256i u0[8], u1[8];
-    rows8_block<T>(b0 + 16, u0);
-    rows8_block<T>(b1 + 16, u1);
     __m512i u[8];
-    for (int g = 0; g < 8; ++g) u[g] = _mm512_maskz_inserti64x4(0xff, _mm512_castsi256_si512(u0[g]), u1[g], 1);
+    rows16_block<T>(b0 + 16, b1 + 16, u);
     __m512i s[NR];
     for (int r = 0; r < NR; ++r) s[r] = _mm512_set1_epi32(act[r * nb + k].neg_bias_sum);
     for (int g = 0; g < 8; ++g)
