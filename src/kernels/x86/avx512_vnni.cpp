@@ -1,5 +1,6 @@
-// AVX-512 VNNI (vpdpbusd on 256-bit registers) for [out, in] q8_0 / q4_0 rows against q8_0 activations;
-// every other product goes to the AVX2 table.
+// AVX-512 VNNI (vpdpbusd) for [out, in] q8_0 / q4_0 rows against q8_0 activations, in place (256-bit
+// registers) or from the 8-row repacked copies (kernels/repack.h; 512-bit over two groups); k-quants go to
+// avx512_kquants.cpp, every other product to the AVX2 table.
 //
 // Arithmetic (the same for every batch size, so a row's result never depends on its batch):
 //   weights as unsigned bytes u = w + c (q8_0: w ^ 0x80, c = 128; q4_0: the nibbles, c = 8), so that
