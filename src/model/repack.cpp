@@ -55,6 +55,18 @@ struct RepackStorage {
   std::vector<std::unique_ptr<RepackOnUse>> copies;
 };
 
+// fn(matrix) for every matrix a copy may be installed on (W: Weights or const Weights).
+template <class W, class F>
+void each_matrix(W& w, F fn) {
+  fn(w.lm_head);
+  fn(w.in_out_embed);
+  for (auto& L : w.layers) {
+    for (auto* x : {&L.query, &L.key, &L.value, &L.linear}) fn(*x);
+    for (auto* e : {&L.moe_linear, &L.moe_linear_v, &L.moe_linear_1})
+      for (auto& x : e->list) fn(x);
+  }
+}
+
 }  // namespace
 
 void repack_on_use(Model& m) {
@@ -73,31 +85,16 @@ void repack_on_use(Model& m) {
     }
     w.repacked = it->second;
   };
-  Weights& w = m.weights;
-  install(w.lm_head);
-  install(w.in_out_embed);
-  for (LayerWeights& L : w.layers) {
-    for (Matrix* x : {&L.query, &L.key, &L.value, &L.linear}) install(*x);
-    for (ExpertMatrices* e : {&L.moe_linear, &L.moe_linear_v, &L.moe_linear_1})
-      for (Matrix& x : e->list) install(x);
-  }
+  each_matrix(m.weights, install);
   m.repack_bytes = bytes;
   m.storage = store;
 }
 
 void make_repacked_copies(const Model& m, Context& ctx) {
   if (!ctx.kernels().reads_rows8) return;
-  auto make = [&](const Matrix& w) {
+  each_matrix(m.weights, [&](const Matrix& w) {
     if (w.repacked) w.repacked->get(ctx);
-  };
-  const Weights& w = m.weights;
-  make(w.lm_head);
-  make(w.in_out_embed);
-  for (const LayerWeights& L : w.layers) {
-    for (const Matrix* x : {&L.query, &L.key, &L.value, &L.linear}) make(*x);
-    for (const ExpertMatrices* e : {&L.moe_linear, &L.moe_linear_v, &L.moe_linear_1})
-      for (const Matrix& x : e->list) make(x);
-  }
+  });
 }
 
 }  // namespace groak
