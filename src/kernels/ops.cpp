@@ -14,6 +14,18 @@ constexpr size_t kMinParallelBytes = 64 * 1024;
 
 void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t, int)> fn) { ctx.pool().run(n, fn); }
 
+void parallel_ranges(Context& ctx, int64_t n, FunctionRef<void(int64_t, int64_t)> fn) {
+  constexpr int64_t kMinPerThread = 16 * 1024;  // elements: ~a few µs of streaming, more than a wake-up
+  constexpr int64_t kGrain = 16;                // a cache line of floats: no two threads share one
+  const int64_t groups = (n + kGrain - 1) / kGrain;
+  const int64_t tasks = std::min<int64_t>(ctx.threads(), std::max<int64_t>(1, n / kMinPerThread));
+  if (tasks <= 1) return n > 0 ? fn(0, n) : void();
+  ctx.pool().run(tasks, [&](int64_t t, int) {
+    const int64_t i0 = std::min(n, groups * t / tasks * kGrain), i1 = std::min(n, groups * (t + 1) / tasks * kGrain);
+    if (i1 > i0) fn(i0, i1);
+  });
+}
+
 namespace {
 // The matrix a product multiplies: the view's repacked copy when the table reads that layout (made on
 // first use), its packed copy (a strided shard), or the view itself.
@@ -44,24 +56,35 @@ MatmulArgs prepare(Context& ctx, const Matrix& view, const float* x, float* y, i
   return a;
 }
 
-// fn(o0, o1, thread) over disjoint output ranges [o0, o1) of n_out, multiples of kOutputGrain, one per
-// thread (one task when the weights are too small to be worth waking the pool).
-void split_outputs(Context& ctx, int64_t n_out, size_t weight_bytes, FunctionRef<void(int64_t, int64_t, int)> fn) {
+// fn(o0, o1, thread) over disjoint output ranges [o0, o1) of n_out, multiples of kOutputGrain (one task
+// when the weights are too small to be worth waking the pool). Few rows (decode): kChunksPerThread
+// ranges per thread, claimed in order, so a thread the machine slows down takes fewer; many rows
+// (prefill): one range per thread, as each call prepares the activations and panels it reads.
+constexpr int64_t kDynamicRows = 16;
+constexpr int64_t kChunksPerThread = 4;
+
+void split_outputs(Context& ctx, int64_t n_out, size_t weight_bytes, int64_t n_rows,
+                   FunctionRef<void(int64_t, int64_t, int)> fn) {
   const int T = ctx.threads();
   const int64_t groups = (n_out + kOutputGrain - 1) / kOutputGrain;
-  const int64_t tasks = weight_bytes < kMinParallelBytes ? 1 : std::min<int64_t>(T, groups);
-  ctx.pool().run(tasks, [&](int64_t t, int thread) {
+  const bool dynamic = n_rows <= kDynamicRows;
+  const int64_t tasks = weight_bytes < kMinParallelBytes ? 1 : std::min<int64_t>(dynamic ? T * kChunksPerThread : T, groups);
+  const auto range = [&](int64_t t, int thread) {
     const int64_t o0 = std::min(n_out, groups * t / tasks * kOutputGrain);
     const int64_t o1 = std::min(n_out, groups * (t + 1) / tasks * kOutputGrain);
     if (o1 > o0) fn(o0, o1, thread);
-  });
+  };
+  if (dynamic)
+    ctx.pool().run_dynamic(tasks, range);
+  else
+    ctx.pool().run(tasks, range);
 }
 }  // namespace
 
 void matmul(Context& ctx, const Matrix& view, const float* x, float* y, int64_t n_rows) {
   const MatmulArgs a = prepare(ctx, view, x, y, n_rows);
   const Kernels& k = ctx.kernels();
-  split_outputs(ctx, a.w->n_out, a.w->data_bytes(),
+  split_outputs(ctx, a.w->n_out, a.w->data_bytes(), n_rows,
                 [&](int64_t o0, int64_t o1, int thread) { k.matmul(a, o0, o1, ctx.scratch(thread)); });
 }
 
@@ -83,7 +106,7 @@ void matmul_gelu_gated(Context& ctx, const Matrix& gate_view, const Matrix& up_v
   if (k.act_format(gw) != k.act_format(uw)) {  // types that read different activations (a mix's override)
     matmul(ctx, gate_view, x, h, n_rows);
     matmul(ctx, up_view, x, up, n_rows);
-    split_outputs(ctx, gw.n_out, gw.data_bytes(), [&](int64_t o0, int64_t o1, int) { gelu_mul(o0, o1); });
+    split_outputs(ctx, gw.n_out, gw.data_bytes(), n_rows, [&](int64_t o0, int64_t o1, int) { gelu_mul(o0, o1); });
     return;
   }
   // One quantisation of x and one pass of the pool: each thread computes both products on its columns
@@ -93,7 +116,7 @@ void matmul_gelu_gated(Context& ctx, const Matrix& gate_view, const Matrix& up_v
   MatmulArgs ua = ga;
   ua.w = &uw;
   ua.y = up;
-  split_outputs(ctx, gw.n_out, gw.data_bytes() + uw.data_bytes(), [&](int64_t o0, int64_t o1, int thread) {
+  split_outputs(ctx, gw.n_out, gw.data_bytes() + uw.data_bytes(), n_rows, [&](int64_t o0, int64_t o1, int thread) {
     k.matmul(ga, o0, o1, ctx.scratch(thread));
     k.matmul(ua, o0, o1, ctx.scratch(thread));
     gelu_mul(o0, o1);

@@ -21,4 +21,9 @@ void matmul_gelu_gated(Context& ctx, const Matrix& gate, const Matrix& up, const
 // fn(i, thread) for i in [0, n) on every thread (rows, heads: any independent work items).
 void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t i, int thread)> fn);
 
+// fn(i0, i1) over disjoint ranges covering [0, n), one per thread, each a multiple of 16 elements but
+// the last; one call on the caller's thread when n is too small to be worth waking the pool (element-
+// wise work on a batch's [T, d] arrays: the split never changes a result).
+void parallel_ranges(Context& ctx, int64_t n, FunctionRef<void(int64_t i0, int64_t i1)> fn);
+
 }  // namespace groak

@@ -34,18 +34,20 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::run_share(int thread) {
   const int64_t n = n_tasks_, T = n_threads_;
+  if (dynamic_) {
+    for (int64_t i = next_.fetch_add(1, std::memory_order_relaxed); i < n; i = next_.fetch_add(1, std::memory_order_relaxed))
+      (*job_)(i, thread);
+    return;
+  }
   const int64_t begin = n * thread / T, end = n * (thread + 1) / T;
   for (int64_t i = begin; i < end; ++i) (*job_)(i, thread);
 }
 
-void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) {
-  if (n_tasks <= 0) return;
-  if (n_threads_ == 1 || n_tasks == 1) {
-    for (int64_t i = 0; i < n_tasks; ++i) fn(i, 0);
-    return;
-  }
+void ThreadPool::start(int64_t n_tasks, const FunctionRef<void(int64_t, int)>& fn, bool dynamic) {
   job_ = &fn;
   n_tasks_ = n_tasks;
+  dynamic_ = dynamic;
+  next_.store(0, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -55,6 +57,24 @@ void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) {
   run_share(0);
   while (pending_.load(std::memory_order_acquire) != 0) GROAK_PAUSE();
   job_ = nullptr;
+}
+
+void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) {
+  if (n_tasks <= 0) return;
+  if (n_threads_ == 1 || n_tasks == 1) {
+    for (int64_t i = 0; i < n_tasks; ++i) fn(i, 0);
+    return;
+  }
+  start(n_tasks, fn, false);
+}
+
+void ThreadPool::run_dynamic(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) {
+  if (n_tasks <= 0) return;
+  if (n_threads_ == 1 || n_tasks == 1) {
+    for (int64_t i = 0; i < n_tasks; ++i) fn(i, 0);
+    return;
+  }
+  start(n_tasks, fn, true);
 }
 
 void ThreadPool::worker(int index) {

@@ -29,17 +29,25 @@ class ThreadPool {
   // are done. fn must not throw. Not re-entrant: fn must not call run().
   void run(int64_t n_tasks, FunctionRef<void(int64_t task, int thread)> fn);
 
+  // The same, but each thread claims the next task in order until none is left: a thread slowed by
+  // the machine (a busy neighbour, an interrupt) does fewer tasks instead of making the others wait.
+  // For work whose result does not depend on which thread runs it (the products: kernels.h).
+  void run_dynamic(int64_t n_tasks, FunctionRef<void(int64_t task, int thread)> fn);
+
   // Threads the machine offers (at least 1).
   static int hardware_threads();
 
  private:
   void worker(int index);
   void run_share(int thread);
+  void start(int64_t n_tasks, const FunctionRef<void(int64_t, int)>& fn, bool dynamic);
 
   int n_threads_;
   std::vector<std::thread> workers_;
   const FunctionRef<void(int64_t, int)>* job_ = nullptr;
   int64_t n_tasks_ = 0;
+  bool dynamic_ = false;
+  std::atomic<int64_t> next_{0};  // run_dynamic: the next unclaimed task
   std::atomic<uint64_t> generation_{0};  // bumped for each run(); workers wait for a new value
   std::atomic<int> pending_{0};          // workers still busy with the current run
   std::atomic<bool> stop_{false};

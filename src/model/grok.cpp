@@ -9,6 +9,8 @@
 #include "model/grok.h"
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <cassert>
 #include <chrono>
 #include <cmath>
@@ -66,6 +68,18 @@ class Probes {
 void rms_norm_rows(Context& ctx, const float* x, const std::vector<float>& scale, float* y, int64_t T, int64_t d,
                    float eps) {
   parallel_for(ctx, T, [&](int64_t t, int) { ctx.kernels().rms_norm(x + t * d, scale.data(), y + t * d, d, eps); });
+}
+
+// fn(r, i0, i1) on columns [i0, i1) of row r, over every element of an [n, d] array, the flattened
+// elements split over threads when there are enough (an expert's gather and gate-weighted sum).
+void parallel_rows_of(Context& ctx, int64_t n, int64_t d, FunctionRef<void(int64_t r, int64_t i0, int64_t i1)> fn) {
+  parallel_ranges(ctx, n * d, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1;) {
+      const int64_t r = j / d, i0 = j % d, i1 = std::min(d, i0 + (j1 - j));
+      fn(r, i0, i1);
+      j += i1 - i0;
+    }
+  });
 }
 
 // The batch's tokens grouped by sequence (a counting sort) into ws.seq_begin / by_seq / seq_first_pos,
@@ -165,16 +179,19 @@ void moe(Context& ctx, const Config& c, const LayerWeights& L, int64_t layer, co
     const float* gates = ws.routed_gate + e * T;   // [n] their gates
     const int64_t n = ws.routed_count[e];
     if (n == 0) continue;
-    for (int64_t r = 0; r < n; ++r) std::copy_n(x + tok[r] * d, d, ws.xe + r * d);  // xe: [n, d]
+    parallel_rows_of(ctx, n, d, [&](int64_t r, int64_t i0, int64_t i1) {  // xe: [n, d], its tokens' rows
+      std::copy(x + tok[r] * d + i0, x + tok[r] * d + i1, ws.xe + r * d + i0);
+    });
     // gate = gelu(xe·linear) ⊙ (xe·linear_v): [n, f], both products and the GELU in one pass
     matmul_gelu_gated(ctx, L.moe_linear.expert(e), L.moe_linear_v.expert(e), ws.xe, ws.gate, ws.up, n);
     matmul(ctx, L.moe_linear_1.expert(e), ws.gate, ws.ye, n);  // [n, d]
-    // Gate-weighted sum, experts in index order for every token (batch-invariant).
-    for (int64_t r = 0; r < n; ++r) {
+    // Gate-weighted sum, experts in index order for every token (batch-invariant). A token is in an
+    // expert's list once, so the threads' (row, column) ranges write disjoint elements of out.
+    parallel_rows_of(ctx, n, d, [&](int64_t r, int64_t i0, int64_t i1) {
       float* o = out + tok[r] * d;
       const float g = gates[r];
-      for (int64_t i = 0; i < d; ++i) o[i] += g * ws.ye[r * d + i];
-    }
+      for (int64_t i = i0; i < i1; ++i) o[i] += g * ws.ye[r * d + i];
+    });
   }
 }
 
@@ -200,10 +217,21 @@ std::vector<int64_t> top_k_experts(const float* probs, int64_t E, int64_t k) {
 }
 
 namespace {
-bool all_finite(const float* x, int64_t n) {
-  float acc = 0;  // NaN or Inf anywhere makes x·0 NaN
-  for (int64_t i = 0; i < n; ++i) acc += x[i] * 0.0f;
-  return acc == 0;
+bool all_finite(Context& ctx, const float* x, int64_t n) {
+  std::atomic<bool> ok{true};
+  parallel_ranges(ctx, n, [&](int64_t i0, int64_t i1) {
+    uint32_t bad = 0;  // an exponent of all ones is Inf or NaN (integer test: no dependency chain)
+    for (int64_t i = i0; i < i1; ++i) bad |= static_cast<uint32_t>((std::bit_cast<uint32_t>(x[i]) & 0x7f800000u) == 0x7f800000u);
+    if (bad) ok.store(false, std::memory_order_relaxed);
+  });
+  return ok.load();
+}
+
+// h += b over [n) floats, split over threads when large.
+void add_into(Context& ctx, float* h, const float* b, int64_t n) {
+  parallel_ranges(ctx, n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) h[i] += b[i];
+  });
 }
 }  // namespace
 
@@ -251,7 +279,7 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
     comm.all_reduce_sum(b, T * d);  // + the other heads' share of the output projection
     clock.lap(&PhaseTimes::reduce);
     rms_norm_rows(ctx, b, L.rms_norm_1, b, T, d, eps);
-    for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
+    add_into(ctx, h, b, T * d);
     probes.residual(l, ResidualPoint::AfterAttention, h, T, d);
     // h = h + rms_norm_3(moe(rms_norm_2(h)))
     rms_norm_rows(ctx, h, L.rms_norm_2, a, T, d, eps);
@@ -261,10 +289,10 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
     comm.all_reduce_sum(b, T * d);  // + the other shares of every expert's width
     clock.lap(&PhaseTimes::reduce);
     rms_norm_rows(ctx, b, L.rms_norm_3, b, T, d, eps);
-    for (int64_t i = 0; i < T * d; ++i) h[i] += b[i];
+    add_into(ctx, h, b, T * d);
     clock.lap(&PhaseTimes::experts);
     probes.residual(l, ResidualPoint::LayerOutput, h, T, d);
-    if (ws.first_nonfinite_layer < 0 && !all_finite(h, T * d)) ws.first_nonfinite_layer = l;  // diagnostics only
+    if (ws.first_nonfinite_layer < 0 && !all_finite(ctx, h, T * d)) ws.first_nonfinite_layer = l;  // diagnostics only
   }
   for (const BatchToken& bt : batch.tokens) kv.set_length(bt.seq, std::max(kv.length(bt.seq), bt.pos + 1));
 
@@ -277,7 +305,9 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
   if (hidden) std::copy(a, a + n * d, hidden);
   const int64_t rows = w.lm_head.n_out;  // vocab, or this share's rows of it
   matmul(ctx, w.lm_head, a, logits, n);  // [n, rows]
-  for (int64_t i = 0; i < n * rows; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);
+  parallel_ranges(ctx, n * rows, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) logits[i] *= static_cast<float>(c.output_multiplier_scale);
+  });
   clock.lap(&PhaseTimes::head);
   comm.gather_columns(logits, n, rows);  // [n, vocab] where the sampling happens
   clock.lap(&PhaseTimes::reduce);
