@@ -124,6 +124,44 @@ TEST(QuantSearchSimd, QkxMatchesScalarBitForBit) {
   EXPECT_GT(checked, 0);
 }
 
+// make_qkx_quants8 (one group per lane) against 8 scalar calls: each batch mixes distributions, so a
+// constant, all-zero or tiny group shares its vector with ordinary ones, and a NaN or ±inf anywhere sends
+// the batch to the scalar code.
+TEST(QuantSearchSimd, Qkx8MatchesScalarBitForBit) {
+  std::vector<const SearchKernels*> tables = simd_tables();
+  if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD search table (AVX2)";
+  std::mt19937 rng(13);
+  int checked = 0;
+  for (const SearchKernels* simd : tables) {
+    ASSERT_NE(simd->make_qkx_quants8, nullptr) << simd->name;
+    for (const QkxShape& s : kQkxShapes) {
+      for (int rep = 0; rep < 400; ++rep) {
+        float x[8 * kMaxSearchGroup], w[8 * kMaxSearchGroup];
+        for (int j = 0; j < 8; ++j) {
+          // Mostly ordinary groups; every distribution shows up beside them.
+          const int d = rep % 3 == 0 ? static_cast<int>(rng() % kDistributions) : static_cast<int>(rng() % 2);
+          make_group(d, rng, s.n, x + j * s.n);
+          make_weights(static_cast<int>(rng() % 5), rng, s.n, x + j * s.n, w + j * s.n);
+        }
+        uint8_t L0[8 * kMaxSearchGroup], L1[8 * kMaxSearchGroup];
+        float sc0[8], sc1[8], m0[8], m1[8];
+        scalar_make_qkx_quants8(s.n, s.nmax, x, w, L0, sc0, m0, s.rmin, s.rdelta, s.nstep, s.norm);
+        simd->make_qkx_quants8(s.n, s.nmax, x, w, L1, sc1, m1, s.rmin, s.rdelta, s.nstep, s.norm);
+        for (int j = 0; j < 8; ++j) {
+          ASSERT_EQ(bits(sc0[j]), bits(sc1[j])) << simd->name << " n " << s.n << " nmax " << s.nmax << " nstep "
+                                                << s.nstep << " rep " << rep << " group " << j << ": scale "
+                                                << sc0[j] << " vs " << sc1[j];
+          ASSERT_EQ(bits(m0[j]), bits(m1[j])) << simd->name << " rep " << rep << " group " << j << ": min " << m0[j]
+                                              << " vs " << m1[j];
+        }
+        ASSERT_EQ(0, std::memcmp(L0, L1, static_cast<size_t>(8 * s.n))) << simd->name << " rep " << rep;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
 struct QxShape {
   int n, nmax;
   bool weighted;

@@ -222,20 +222,29 @@ void row_asymmetric(const float* x, uint8_t* dst, int64_t n, const float* imatri
   constexpr float kRmin = -0.9f, kRdelta = 0.05f;
   constexpr int kSteps = 36;
   const float sigma2 = row_sigma2(x, n);
-  float weight[kBlock];
-  uint8_t L[kBlock], Laux[kBlock];
-  for (int64_t ib = 0; ib < n / kBlock; ++ib, dst += kBytes) {
+  float weight[8 * kBlock], d[8], min[8];
+  uint8_t L[8 * kBlock], Laux[kBlock];
+  const int64_t nb = n / kBlock;
+  for (int64_t ib = 0; ib < nb; ib += 8) {  // 8 blocks per search call (one per SIMD lane) while they last
+    const int64_t m = std::min<int64_t>(8, nb - ib);
     const float* xb = x + kBlock * ib;
-    importance_weights(xb, imatrix + kBlock * ib, sigma2, weight);
-    float min;
-    const float d = make_qkx_quants(kBlock, kNmax, xb, weight, L, &min, Laux, kRmin, kRdelta, kSteps,
-                                    ErrorNorm::Squared);
-    store_half(dst, d);
-    store_half(dst + 2, -min);
-    if constexpr (kFiveBit) {
-      pack_q5(L, dst + 4, dst + 8);
+    for (int64_t j = 0; j < m; ++j)
+      importance_weights(xb + kBlock * j, imatrix + kBlock * (ib + j), sigma2, weight + kBlock * j);
+    if (m == 8) {
+      make_qkx_quants8(kBlock, kNmax, xb, weight, L, d, min, kRmin, kRdelta, kSteps, ErrorNorm::Squared);
     } else {
-      pack_q4(L, dst + 4);
+      for (int64_t j = 0; j < m; ++j)
+        d[j] = make_qkx_quants(kBlock, kNmax, xb + kBlock * j, weight + kBlock * j, L + kBlock * j, &min[j], Laux,
+                               kRmin, kRdelta, kSteps, ErrorNorm::Squared);
+    }
+    for (int64_t j = 0; j < m; ++j, dst += kBytes) {
+      store_half(dst, d[j]);
+      store_half(dst + 2, -min[j]);
+      if constexpr (kFiveBit) {
+        pack_q5(L + kBlock * j, dst + 4, dst + 8);
+      } else {
+        pack_q4(L + kBlock * j, dst + 4);
+      }
     }
   }
 }

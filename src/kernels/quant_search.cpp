@@ -203,8 +203,16 @@ float scalar_make_qkx_quants(int n, int nmax, const float* x, const float* weigh
 
 }  // namespace
 
+void scalar_make_qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
+                             float* the_mins, float rmin, float rdelta, int nstep, ErrorNorm norm) {
+  uint8_t Laux[kMaxSearchGroup];
+  for (int j = 0; j < 8; ++j)
+    scales[j] = scalar_make_qkx_quants(n, nmax, x + j * n, weights + j * n, L + j * n, &the_mins[j], Laux, rmin, rdelta,
+                                       nstep, norm);
+}
+
 const SearchKernels& scalar_search_kernels() {
-  static const SearchKernels k{"scalar", scalar_make_qx_quants, scalar_make_qkx_quants};
+  static const SearchKernels k{"scalar", scalar_make_qx_quants, scalar_make_qkx_quants, scalar_make_qkx_quants8};
   return k;
 }
 
@@ -229,6 +237,11 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, const float* qw
 float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
                       uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm) {
   return chosen_search_kernels().make_qkx_quants(n, nmax, x, weights, L, the_min, Laux, rmin, rdelta, nstep, norm);
+}
+
+void make_qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
+                      float* the_mins, float rmin, float rdelta, int nstep, ErrorNorm norm) {
+  chosen_search_kernels().make_qkx_quants8(n, nmax, x, weights, L, scales, the_mins, rmin, rdelta, nstep, norm);
 }
 
 float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights) {

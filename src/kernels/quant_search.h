@@ -31,6 +31,12 @@ enum class ErrorNorm { Squared, Absolute };
 float make_qkx_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
                       uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm);
 
+// make_qkx_quants on 8 groups of n at once (a super-block's sub-blocks): group j is x[j·n, j·n + n) with
+// weights[j·n …], its levels L[j·n …], its scale scales[j] and its −min the_mins[j]; the same bytes as
+// 8 calls of make_qkx_quants.
+void make_qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
+                      float* the_mins, float rmin, float rdelta, int nstep, ErrorNorm norm);
+
 // make_qp_quants(n, nmax, x, L, quant_weights): x ≥ 0 (sub-block scales or mins) ≈ scale·L, L ≤ nmax,
 // weighted by quant_weights: a sweep of 8 inverse scales around nmax/max, then up to 5 coordinate-descent
 // passes. L is uint8 as in ggml (a negative level wraps, exactly as there). Returns the scale; 0 for an
@@ -45,11 +51,19 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* q
 using QxSearch = float (*)(int n, int nmax, const float* x, int8_t* L, const float* qw);
 using QkxSearch = float (*)(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
                             uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm);
+using QkxSearch8 = void (*)(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
+                            float* the_mins, float rmin, float rdelta, int nstep, ErrorNorm norm);
 struct SearchKernels {
   const char* name;
   QxSearch make_qx_quants;
   QkxSearch make_qkx_quants;
+  QkxSearch8 make_qkx_quants8;  // one group per lane (AVX2), or 8 scalar calls
 };
+// 8 scalar make_qkx_quants calls (the oracle of make_qkx_quants8, and every table's fallback).
+void scalar_make_qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
+                             float* the_mins, float rmin, float rdelta, int nstep, ErrorNorm norm);
+// The AVX2 one (x86/avx2_quant_search.cpp), also in the AVX-512 table; null off x86.
+QkxSearch8 avx2_qkx_quants8();
 const SearchKernels& scalar_search_kernels();
 const SearchKernels* avx2_search_kernels();    // null unless this CPU has AVX2 (x86/avx2_quant_search.cpp)
 const SearchKernels* avx512_search_kernels();  // null unless this CPU has AVX-512 F (x86/avx512_quant_search.cpp)

@@ -75,13 +75,14 @@ void q2_K_finish(const float* x, uint8_t* L, uint8_t* b) {
 // error; scales and mins to 4 bits against their maxima (d = max_scale/15, dmin = max_min/15).
 void q_q2_K(const float* x, uint8_t* b) {
   constexpr float kQ4Scale = 15.f;
-  uint8_t L[kQK_K], Laux[16];
-  float weights[16], mins[16], scales[16];
+  uint8_t L[kQK_K];
+  float weights[kQK_K], mins[16], scales[16];
+  for (int l = 0; l < kQK_K; ++l) weights[l] = std::fabs(x[l]);
+  for (int h = 0; h < 2; ++h)  // sub-blocks 8h … 8h + 7
+    make_qkx_quants8(16, kQ2Nmax, x + 128 * h, weights + 128 * h, L + 128 * h, scales + 8 * h, mins + 8 * h, -0.5f,
+                     0.1f, 15, ErrorNorm::Absolute);
   float max_scale = 0, max_min = 0;
   for (int j = 0; j < 16; ++j) {
-    for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-    scales[j] = make_qkx_quants(16, kQ2Nmax, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15,
-                                ErrorNorm::Absolute);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -108,14 +109,13 @@ void q_q2_K(const float* x, uint8_t* b) {
 // quantize_row_q2_K_impl: weights qw·sqrt(σ² + x²) (σ² = mean x² of the super-block), squared error, and
 // the 4-bit scales and mins chosen by make_qp_quants weighted by each sub-block's total weight.
 void q_q2_K_weighted(const float* x, const float* qw, uint8_t* b) {
-  uint8_t L[kQK_K], Laux[16], Ls[16], Lm[16];
-  float weight[16], mins[16], scales[16], sw[16];
+  uint8_t L[kQK_K], Ls[16], Lm[16];
+  float weight[kQK_K], mins[16], scales[16], sw[16];
   const float sigma2 = superblock_sigma2(x, 1.f);
-  for (int j = 0; j < 16; ++j) {
-    sw[j] = importance_weights(x + 16 * j, qw + 16 * j, sigma2, 16, weight);
-    scales[j] = make_qkx_quants(16, kQ2Nmax, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, kWeightedRmin,
-                                kWeightedRdelta, kWeightedSteps, ErrorNorm::Squared);
-  }
+  for (int j = 0; j < 16; ++j) sw[j] = importance_weights(x + 16 * j, qw + 16 * j, sigma2, 16, weight + 16 * j);
+  for (int h = 0; h < 2; ++h)  // sub-blocks 8h … 8h + 7
+    make_qkx_quants8(16, kQ2Nmax, x + 128 * h, weight + 128 * h, L + 128 * h, scales + 8 * h, mins + 8 * h,
+                     kWeightedRmin, kWeightedRdelta, kWeightedSteps, ErrorNorm::Squared);
   store_half(b + 80, make_qp_quants(16, 15, scales, Ls, sw));
   store_half(b + 82, make_qp_quants(16, 15, mins, Lm, sw));
   for (int j = 0; j < 16; ++j) b[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
@@ -277,16 +277,17 @@ void q_k4_reference(const float* x, uint8_t* b) {
   // The search grids differ: Q4_K tries 21 inverse scales from nmax − 1, Q5_K 16 from nmax − 0.5.
   constexpr float kRmin = kNmax == 15 ? -1.f : -0.5f;
   constexpr int kSteps = kNmax == 15 ? 20 : 15;
-  uint8_t L[kQK_K], Laux[32];
-  float weights[32], mins[8], scales[8];
-  float max_scale = 0, max_min = 0;
+  uint8_t L[kQK_K];
+  float weights[kQK_K], mins[8], scales[8];
   for (int j = 0; j < 8; ++j) {
     float sum_x2 = 0;
     for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
     const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = make_qkx_quants(32, kNmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, kRmin, 0.1f, kSteps,
-                                ErrorNorm::Squared);
+    for (int l = 0; l < 32; ++l) weights[32 * j + l] = av_x + std::fabs(x[32 * j + l]);
+  }
+  make_qkx_quants8(32, kNmax, x, weights, L, scales, mins, kRmin, 0.1f, kSteps, ErrorNorm::Squared);
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -314,14 +315,12 @@ void q_k4_reference(const float* x, uint8_t* b) {
 // levels at 63, Q4_K does not).
 template <int kNmax>
 void q_k4_weighted(const float* x, const float* qw, uint8_t* b) {
-  uint8_t L[kQK_K], Laux[32], ls[8], lm[8];
-  float weights[32], sw[8], mins[8], scales[8];
+  uint8_t L[kQK_K], ls[8], lm[8];
+  float weights[kQK_K], sw[8], mins[8], scales[8];
   const float sigma2 = superblock_sigma2(x, 2.f);
-  for (int j = 0; j < 8; ++j) {
-    sw[j] = importance_weights(x + 32 * j, qw + 32 * j, sigma2, 32, weights);
-    scales[j] = make_qkx_quants(32, kNmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, kWeightedRmin,
-                                kWeightedRdelta, kWeightedSteps, ErrorNorm::Squared);
-  }
+  for (int j = 0; j < 8; ++j) sw[j] = importance_weights(x + 32 * j, qw + 32 * j, sigma2, 32, weights + 32 * j);
+  make_qkx_quants8(32, kNmax, x, weights, L, scales, mins, kWeightedRmin, kWeightedRdelta, kWeightedSteps,
+                   ErrorNorm::Squared);
   const float d_block = make_qp_quants(8, 63, scales, ls, sw);
   const float m_block = make_qp_quants(8, 63, mins, lm, sw);
   if constexpr (kNmax == 31) {

@@ -52,7 +52,9 @@ const SearchKernels* avx512_search_kernels() {
                                   // simd_make_qkx_quants is byte-identical but slower than the scalar
                                   // search (its re-sweeps after each win that moves min cost more than
                                   // the lanes save; the scalar one skips repeated levels): not used yet.
-                                  scalar_search_kernels().make_qkx_quants};
+                                  scalar_search_kernels().make_qkx_quants,
+                                  // one group per lane in 8 lanes: a super-block has 8 (or 16) groups
+                                  avx2_qkx_quants8()};
   return &k;
 }
 
