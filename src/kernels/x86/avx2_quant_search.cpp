@@ -58,12 +58,18 @@ void qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t*
   const auto X = [&](int i) { return _mm256_load_ps(xt[i]); };
   const auto W = [&](int i) { return _mm256_load_ps(wt[i]); };
   const auto error = [&](__m256 diff) { return absolute ? _mm256_andnot_ps(sign, diff) : _mm256_mul_ps(diff, diff); };
-  __m256 in_range = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-  // clamp(nearest_int(v), 0, nmax) as a float (+0 for −0, as the int 0 converts), noting a v out of range.
+  // clamp(nearest_int(v), 0, nmax) as a float (+0 for −0, as the int 0 converts).
   const auto level = [&](__m256 v) {
-    in_range = _mm256_and_ps(in_range, _mm256_cmp_ps(_mm256_andnot_ps(sign, v), limit, _CMP_LE_OQ));
     const __m256 r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     return _mm256_add_ps(_mm256_min_ps(_mm256_max_ps(r, zero), fnmax), zero);
+  };
+  // Every v = iscale·(x − m) of a candidate lies between its values at the group's smallest and largest x
+  // (a float product and difference are monotonic), so checking those two bounds every |v|.
+  __m256 in_range = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  const auto check = [&](__m256 iscale, __m256 lo, __m256 hi, __m256 m) {
+    const __m256 a = _mm256_andnot_ps(sign, _mm256_mul_ps(iscale, _mm256_sub_ps(lo, m)));
+    const __m256 b = _mm256_andnot_ps(sign, _mm256_mul_ps(iscale, _mm256_sub_ps(hi, m)));
+    in_range = _mm256_and_ps(in_range, _mm256_and_ps(_mm256_cmp_ps(a, limit, _CMP_LE_OQ), _mm256_cmp_ps(b, limit, _CMP_LE_OQ)));
   };
   __m256 mn = X(0), mx = X(0), sum_w = W(0), sum_x = _mm256_mul_ps(W(0), X(0));
   for (int i = 1; i < n; ++i) {
@@ -72,12 +78,14 @@ void qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t*
     sum_w = _mm256_add_ps(sum_w, W(i));
     sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(W(i), X(i)));
   }
+  const __m256 x_lo = mn;                                                  // the group's smallest x
   mn = _mm256_blendv_ps(mn, zero, _mm256_cmp_ps(mn, zero, _CMP_GT_OQ));  // if (min > 0) min = 0 (−0 stays)
   const __m256 constant = _mm256_cmp_ps(mx, mn, _CMP_LE_OQ);            // these lanes: L = 0, scale 0
   const auto range = [&](__m256 m) { return _mm256_blendv_ps(_mm256_sub_ps(mx, m), one, constant); };
   __m256 iscale = _mm256_div_ps(fnmax, range(mn));
   __m256 scale = _mm256_div_ps(one, iscale);
   __m256 best = zero;
+  check(iscale, x_lo, mx, mn);
   for (int i = 0; i < n; ++i) {
     const __m256 l = level(_mm256_mul_ps(iscale, _mm256_sub_ps(X(i), mn)));
     _mm256_store_ps(lt[i], l);
@@ -88,6 +96,7 @@ void qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t*
   for (int is = 0; nstep >= 1 && is <= nstep; ++is) {
     const float num = rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax);  // the scalar order
     iscale = _mm256_div_ps(_mm256_set1_ps(num), range(mn));
+    check(iscale, x_lo, mx, mn);
     __m256 aux[kMaxSearchGroup];
     __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
     for (int i = 0; i < n; ++i) {
