@@ -45,6 +45,18 @@ TEST(BenchCli, ListsFormatsAndProfile) {
     EXPECT_GT(p["experts"].get<double>(), 0) << p.dump();
     EXPECT_NEAR(phases, 1e3 / r["avg_ts"].get<double>(), 0.05 * 1e3 / r["avg_ts"].get<double>())
         << "the phases and 'other' are the whole test: " << r.dump();
+    // The thread pool: one thread never wakes it (all serial); two threads run the products as loops
+    // (the tiny preset is below the size worth waking the pool for, so its rows and heads are the loops).
+    const double loops = r["parallel_loops_per_token"].get<double>(), serial = r["serial_share"].get<double>();
+    EXPECT_GE(serial, 0) << r.dump();
+    EXPECT_LE(serial, 1) << r.dump();
+    if (want[i].second == 1) {
+      EXPECT_EQ(loops, 0) << r.dump();
+      EXPECT_EQ(serial, 1) << r.dump();
+    } else {
+      EXPECT_GT(loops, 0) << r.dump();
+      EXPECT_LT(serial, 1) << r.dump();
+    }
   }
   EXPECT_EQ(rows[0]["n_prompt"], 8);
   EXPECT_EQ(rows[2]["n_gen"], 4);

@@ -65,6 +65,11 @@ json test_row(const BenchArgs& a, const Model& m, const BenchResult& r, bool pp,
     for (const auto& [name, field] : kPhases) prof[name] = ph.*field * per;
     prof["other"] = std::max(0.0, (pp ? r.pp_seconds : r.tg_seconds) - ph.total()) * per;
     row["profile_ms_per_token"] = prof;
+    // The thread pool: loops per token, and the share of the test on one thread (outside every loop).
+    const ThreadPool::Stats& pool = pp ? r.pp_pool : r.tg_pool;
+    const double seconds = pp ? r.pp_seconds : r.tg_seconds;
+    row["parallel_loops_per_token"] = static_cast<double>(pool.loops) / static_cast<double>(tokens * a.opt.reps);
+    row["serial_share"] = seconds > 0 ? std::max(0.0, 1 - pool.seconds / seconds) : 0.0;
   }
   return row;
 }
@@ -96,8 +101,8 @@ void print_md(const std::vector<json>& rows, bool profile) {
   if (!profile) return;
   std::printf("\nms per token in each phase of the step (share of the test's time):\n\n| test | threads |");
   for (const auto& [name, field] : kPhases) std::printf(" %s |", name);
-  std::printf(" other |\n|---|---:|");
-  for (size_t i = 0; i <= std::size(kPhases); ++i) std::printf("---:|");
+  std::printf(" other | parallel loops / token | serial |\n|---|---:|");
+  for (size_t i = 0; i <= std::size(kPhases) + 2; ++i) std::printf("---:|");
   std::printf("\n");
   for (const json& r : rows) {
     const json& p = r["profile_ms_per_token"];
@@ -106,8 +111,12 @@ void print_md(const std::vector<json>& rows, bool profile) {
     std::printf("| %s | %d |", r["test"].get<std::string>().c_str(), r["n_threads"].get<int>());
     for (const auto& [name, field] : kPhases)
       std::printf(" %.3f (%.0f %%) |", p[name].get<double>(), total > 0 ? 100 * p[name].get<double>() / total : 0.0);
-    std::printf(" %.3f (%.0f %%) |\n", p["other"].get<double>(), total > 0 ? 100 * p["other"].get<double>() / total : 0.0);
+    std::printf(" %.3f (%.0f %%) | %.1f | %.1f %% |\n", p["other"].get<double>(),
+                total > 0 ? 100 * p["other"].get<double>() / total : 0.0, r["parallel_loops_per_token"].get<double>(),
+                100 * r["serial_share"].get<double>());
   }
+  std::printf("\n(serial: the share of the test outside every parallel loop, on one thread; `groak bench --profile`"
+              " times each loop)\n");
 }
 
 // CSV: one header, then one line per test; nested profile fields flattened as profile_<phase>_ms.

@@ -1,6 +1,7 @@
 #include "kernels/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -44,6 +45,7 @@ void ThreadPool::run_share(int thread) {
 }
 
 void ThreadPool::start(int64_t n_tasks, const FunctionRef<void(int64_t, int)>& fn, bool dynamic) {
+  const auto t0 = timing_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   job_ = &fn;
   n_tasks_ = n_tasks;
   dynamic_ = dynamic;
@@ -57,6 +59,8 @@ void ThreadPool::start(int64_t n_tasks, const FunctionRef<void(int64_t, int)>& f
   run_share(0);
   while (pending_.load(std::memory_order_acquire) != 0) GROAK_PAUSE();
   job_ = nullptr;
+  ++stats_.loops;
+  if (timing_) stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) {

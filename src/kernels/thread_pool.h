@@ -37,6 +37,15 @@ class ThreadPool {
   // Threads the machine offers (at least 1).
   static int hardware_threads();
 
+  // Loops that woke the workers (a loop of one task runs on the caller and is not one), and with timing
+  // on, the seconds spent inside them: the rest of a step is serial (`groak bench --profile`).
+  struct Stats {
+    int64_t loops = 0;
+    double seconds = 0;
+  };
+  Stats stats() const { return stats_; }
+  void set_timing(bool on) { timing_ = on; }
+
  private:
   void worker(int index);
   void run_share(int thread);
@@ -48,6 +57,8 @@ class ThreadPool {
   int64_t n_tasks_ = 0;
   bool dynamic_ = false;
   std::atomic<int64_t> next_{0};  // run_dynamic: the next unclaimed task
+  Stats stats_;                   // written by the caller only
+  bool timing_ = false;
   std::atomic<uint64_t> generation_{0};  // bumped for each run(); workers wait for a new value
   std::atomic<int> pending_{0};          // workers still busy with the current run
   std::atomic<bool> stop_{false};

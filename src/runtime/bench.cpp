@@ -64,13 +64,18 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   auto rewind = [&] { s.rewind(opt.depth); };
 
   // Seconds of each test and of its communication (tensor parallelism), over the measured repetitions.
-  struct Totals { double seconds = 0, comm = 0; int64_t all_reduces = 0; } pp_total, tg_total;
+  struct Totals { double seconds = 0, comm = 0; int64_t all_reduces = 0; ThreadPool::Stats pool; } pp_total, tg_total;
+  ctx.pool().set_timing(opt.profile);
   auto timed = [&](Totals& total, const auto& body) {
     const CommStats c0 = model.comm().stats();
+    const ThreadPool::Stats p0 = ctx.pool().stats();
     const auto t0 = std::chrono::steady_clock::now();
     body();
     const double sec = since(t0);
     const CommStats c1 = model.comm().stats();
+    const ThreadPool::Stats p1 = ctx.pool().stats();
+    total.pool.loops += p1.loops - p0.loops;
+    total.pool.seconds += p1.seconds - p0.seconds;
     total.seconds += sec;
     total.comm += c1.reduce_seconds - c0.reduce_seconds;
     total.all_reduces += c1.all_reduces - c0.all_reduces;
@@ -105,6 +110,8 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   s.profile(nullptr);
   res.pp_seconds = pp_total.seconds;
   res.tg_seconds = tg_total.seconds;
+  res.pp_pool = pp_total.pool;
+  res.tg_pool = tg_total.pool;
   res.pp = stat_of(pp);
   res.tg = stat_of(tg);
   if (pp_total.seconds > 0) res.pp_comm_share = pp_total.comm / pp_total.seconds;

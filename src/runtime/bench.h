@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
 #include "model/grok.h"
 #include "model/weights.h"
 
@@ -41,6 +42,9 @@ struct BenchResult {
   // --profile: seconds per phase summed over the measured repetitions, and the tests' own seconds.
   PhaseTimes pp_phases, tg_phases;
   double pp_seconds = 0, tg_seconds = 0;
+  // --profile: the thread pool over the measured repetitions: loops that woke the workers, and seconds
+  // inside them (the rest of the test ran on one thread: its serial part).
+  ThreadPool::Stats pp_pool, tg_pool;
 };
 
 BenchResult run_bench(const Model& model, const BenchOptions& opt);
