@@ -20,6 +20,7 @@
 // with d_w·d_x one f32 product. A row's result is therefore bit-identical alone or in a batch, for
 // any split of the outputs over threads, and between the AVX2 and AVX-512 tables (tests/simd_test.cpp).
 #pragma once
+#include <utility>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -497,9 +498,10 @@ bool panel_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
                                     a.y + r * a.y_stride + og + p * P, a.y_stride, std::min<int64_t>(P, o1 - og - p * P));
     };
     tiles.template operator()<Tile::kRows>();
-    tiles.template operator()<4>();
-    tiles.template operator()<2>();
-    tiles.template operator()<1>();
+    // The rows left (fewer than a tile): one pass of a tile that size over each panel.
+    [&]<int... NR>(std::integer_sequence<int, NR...>) {
+      ((a.n_rows - r == NR + 1 ? (tiles.template operator()<NR + 1>(), 0) : 0), ...);
+    }(std::make_integer_sequence<int, Tile::kRows - 1>{});
   }
   return true;
 }
