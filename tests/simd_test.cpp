@@ -516,6 +516,42 @@ TEST(Simd, GeluMatchesFloat64) {
   }
 }
 
+// The attention logits' soft cap and the softmax (attention and router) against float64, for every
+// table: scores from tiny to far past the cap, masked keys (−1e30: exactly 0 after the softmax), a fully
+// masked row (uniform), lengths that are whole vectors, tails only, and both.
+TEST(Simd, SoftCapAndSoftmaxMatchFloat64) {
+  const float cap = 30.f, mult = 0.08838834764831845f;
+  std::vector<float> x = randn(1000, 23, 60.f);
+  for (float v : {0.f, -0.f, 1e-30f, -1e-30f, 1e-3f, -1e-3f, 7.f, -7.f, 7.1f, 339.f, -339.f, 1e6f, -1e6f}) x.push_back(v);
+  for (const Kernels* k : fast_tables()) {
+    std::vector<float> y = x;
+    k->soft_cap(y.data(), static_cast<int64_t>(y.size()), cap, mult);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float arg = x[i] * mult / cap;  // the argument in f32, as every table forms it
+      const double exact = cap * std::tanh(static_cast<double>(arg));
+      EXPECT_NEAR(y[i], exact, 3e-7 * std::abs(exact) + 1e-37) << k->name << " x=" << x[i];
+    }
+    for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{64}, size_t{77}, size_t{1000}}) {
+      std::vector<float> p(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(n));
+      if (n > 8) p[3] = p[n - 2] = -1e30f;  // masked keys
+      std::vector<float> q = p;
+      k->softmax(q.data(), static_cast<int64_t>(n));
+      float mx = p[0];  // the max subtracted in f32, as every table does
+      double sum = 0;
+      for (float v : p) mx = std::max(mx, v);
+      for (float v : p) sum += std::exp(static_cast<double>(v - mx));
+      for (size_t i = 0; i < n; ++i) {
+        const double exact = std::exp(static_cast<double>(p[i] - mx)) / sum;
+        EXPECT_NEAR(q[i], exact, 4e-7 * exact + 1e-38) << k->name << " n=" << n << " i=" << i;
+        if (p[i] == -1e30f) EXPECT_EQ(q[i], 0.f) << k->name;
+      }
+    }
+    std::vector<float> masked(13, -1e30f);
+    k->softmax(masked.data(), 13);
+    for (float v : masked) EXPECT_FLOAT_EQ(v, 1.f / 13) << k->name << ": a fully masked row is uniform";
+  }
+}
+
 TEST(Simd, GatedExpertProductEqualsItsParts) {
   // gelu(x·gate) ⊙ (x·up) as one operation = the two products, then the GELU, bit for bit, whatever
   // the rows, the threads and the types (equal types share one quantisation; mixed ones do not).

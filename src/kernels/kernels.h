@@ -75,6 +75,8 @@ struct Kernels {
   void (*softmax)(float* x, int64_t n);
   // x = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) in place, [n] (jax.nn.gelu's default).
   void (*gelu_tanh)(float* x, int64_t n);
+  // Attention logits' soft cap in place: x = cap·tanh(x·mult/cap), [n].
+  void (*soft_cap)(float* x, int64_t n, float cap, float mult);
   // Attention scores: out[j] = q·K[j] for j < n.  q: [hd] f32; K: n rows of hd elements of type t,
   // `stride` elements apart (a KV cache layer).
   void (*dots)(const float* q, const void* K, KvType t, int64_t stride, int64_t n, int64_t hd, float* out);

@@ -211,12 +211,17 @@ void ref_weighted_sum(const float* p, const void* V, KvType t, int64_t stride, i
   }
 }
 
+void ref_soft_cap(float* x, int64_t n, float cap, float mult) {
+  for (int64_t j = 0; j < n; ++j) x[j] = cap * std::tanh(x[j] * mult / cap);
+}
+
 }  // namespace
 
 const Kernels& reference_kernels() {
   static const Kernels k = {"reference",   ref_act_format, ref_quantize_q8_0, ref_quantize_q8_K,
                             ref_matmul,    ref_get_row,    ref_rms_norm,      ref_rope,
-                            ref_softmax,   ref_gelu_tanh,  ref_dots,          ref_weighted_sum};
+                            ref_softmax,   ref_gelu_tanh,  ref_soft_cap,      ref_dots,
+                            ref_weighted_sum};
   return k;
 }
 

@@ -137,7 +137,7 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
     const int64_t first = ws.seq_first_pos[bt.seq];
     const int32_t* mine = ws.by_seq + ws.seq_begin[bt.seq];
     // attn_output_multiplier scales the logits; then the soft cap 30·tanh(x/30).
-    for (int64_t j = 0; j < S; ++j) score[j] = cap * std::tanh(score[j] * mult / cap);
+    k.soft_cap(score, S, cap, mult);
     probes.attention_logits(layer, t, h, score, S);
     // Key-padding mask: keys of this call only (older cache slots are trusted, spec §4).
     for (int64_t j = first; j < S; ++j)

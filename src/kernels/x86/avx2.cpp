@@ -583,6 +583,8 @@ const Kernels* avx2_kernels() {
     f.dots = avx2_dots;
     f.weighted_sum = avx2_weighted_sum;
     f.gelu_tanh = avx2::gelu_tanh;
+    f.soft_cap = avx2::soft_cap;
+    f.softmax = avx2::softmax;
     return f;
   }();
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&

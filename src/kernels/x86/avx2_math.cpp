@@ -5,6 +5,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #pragma GCC push_options
@@ -47,7 +48,78 @@ inline float gelu1(float u) {
   return u / (1.f + std::exp(std::fmin(std::fmax(-2.f * z, -87.f), 88.f)));
 }
 
+// tanh(y): Cephes' tanhf, 8 lanes. |y| < 0.625: y + y·z·P(z), z = y²; else sign(y)·(1 − 2/(e^(2|y|) + 1)),
+// with 2|y| clamped at 88 (tanh is 1 to float precision long before). NaN stays NaN.
+inline __m256 tanh8(__m256 y) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  const __m256 a = _mm256_andnot_ps(sign, y);
+  const __m256 z = _mm256_mul_ps(y, y);
+  __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+  p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+  const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), y, y);
+  const __m256 e = exp8(_mm256_min_ps(_mm256_add_ps(a, a), _mm256_set1_ps(88.f)));
+  const __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.f), _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(e, _mm256_set1_ps(1.f))));
+  const __m256 signed_big = _mm256_or_ps(big, _mm256_and_ps(sign, y));
+  return _mm256_blendv_ps(signed_big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+}
+
 }  // namespace
+
+void soft_cap(float* x, int64_t n, float cap, float mult) {
+  int64_t i = 0;
+  const __m256 c = _mm256_set1_ps(cap), m = _mm256_set1_ps(mult);
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(c, tanh8(_mm256_div_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), m), c))));
+  for (; i < n; ++i) {  // the tail through the same lanes
+    alignas(32) float t[8] = {};
+    t[0] = x[i];
+    _mm256_store_ps(t, _mm256_mul_ps(c, tanh8(_mm256_div_ps(_mm256_mul_ps(_mm256_load_ps(t), m), c))));
+    x[i] = t[0];
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  // Max: 8 lanes, then the lanes; the tail scalar (max is exact whatever the order).
+  int64_t i = 0;
+  __m256 mv = _mm256_set1_ps(x[0]);
+  for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, mv);
+  float mx = lanes[0];
+  for (int l = 1; l < 8; ++l) mx = std::max(mx, lanes[l]);
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  // e^(x − max), 0 where expf underflows; sums in 4 double lanes, then (l0 + l2) + (l1 + l3).
+  const __m256 vmx = _mm256_set1_ps(mx), lo = _mm256_set1_ps(-87.f), under = _mm256_set1_ps(-87.33654f);
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  const auto exp_at = [&](__m256 d) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(d, under, _CMP_LT_OQ), exp8(_mm256_max_ps(d, lo)));
+  };
+  i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_at(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+    _mm256_storeu_ps(x + i, e);
+    s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  alignas(32) double sl[4];
+  _mm256_store_pd(sl, _mm256_add_pd(s0, s1));
+  double sum = (sl[0] + sl[2]) + (sl[1] + sl[3]);
+  for (; i < n; ++i) {
+    alignas(32) float t[8] = {};
+    t[0] = x[i] - mx;
+    _mm256_store_ps(t, exp_at(_mm256_load_ps(t)));
+    x[i] = t[0];
+    sum += x[i];
+  }
+  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+  i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+  for (; i < n; ++i) x[i] *= static_cast<float>(1.0 / sum);
+}
 
 void gelu_tanh(float* x, int64_t n) {
   int64_t i = 0;

@@ -11,5 +11,13 @@ namespace groak::avx2 {
 // 0.5·u·(1 + tanh z), without its cancellation for negative u; within a few ulp of the exact value.
 void gelu_tanh(float* x, int64_t n);
 
+// x = cap·tanh(x·mult/cap) in place, [n]: tanh as Cephes' tanhf (a polynomial below 0.625, else
+// 1 − 2/(e^(2|y|) + 1)), within a couple of ulp.
+void soft_cap(float* x, int64_t n, float cap, float mult);
+
+// x = softmax(x) in place, [n]: the max subtracted, e^x to ~1 ulp (0 below −87.3, as expf underflows),
+// the sum in double in a fixed order (4 lanes, then a fixed tree), as the reference sums in double.
+void softmax(float* x, int64_t n);
+
 }  // namespace groak::avx2
 #endif
