@@ -14,15 +14,25 @@ constexpr size_t kMinParallelBytes = 64 * 1024;
 
 void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t, int)> fn) { ctx.pool().run(n, fn); }
 
+namespace {
+// Task t of `tasks`: its share [begin, end) of [0, n), cut at multiples of kOutputGrain (16 floats: a
+// cache line, and the widest register tile of any kernel).
+struct Share {
+  int64_t begin, end;
+};
+Share share_of(int64_t n, int64_t t, int64_t tasks) {
+  const int64_t groups = (n + kOutputGrain - 1) / kOutputGrain;
+  return {std::min(n, groups * t / tasks * kOutputGrain), std::min(n, groups * (t + 1) / tasks * kOutputGrain)};
+}
+}  // namespace
+
 void parallel_ranges(Context& ctx, int64_t n, FunctionRef<void(int64_t, int64_t)> fn) {
   constexpr int64_t kMinPerThread = 16 * 1024;  // elements: ~a few µs of streaming, more than a wake-up
-  constexpr int64_t kGrain = 16;                // a cache line of floats: no two threads share one
-  const int64_t groups = (n + kGrain - 1) / kGrain;
   const int64_t tasks = std::min<int64_t>(ctx.threads(), std::max<int64_t>(1, n / kMinPerThread));
   if (tasks <= 1) return n > 0 ? fn(0, n) : void();
   ctx.pool().run(tasks, [&](int64_t t, int) {
-    const int64_t i0 = std::min(n, groups * t / tasks * kGrain), i1 = std::min(n, groups * (t + 1) / tasks * kGrain);
-    if (i1 > i0) fn(i0, i1);
+    const Share s = share_of(n, t, tasks);
+    if (s.end > s.begin) fn(s.begin, s.end);
   });
 }
 
@@ -70,11 +80,11 @@ void split_outputs(Context& ctx, int64_t n_out, size_t weight_bytes, int64_t n_r
   const int T = ctx.threads();
   const int64_t groups = (n_out + kOutputGrain - 1) / kOutputGrain;
   const bool dynamic = n_rows <= kDynamicRows && layout == Layout::OutIn;
-  const int64_t tasks = weight_bytes < kMinParallelBytes ? 1 : std::min<int64_t>(dynamic ? T * kChunksPerThread : T, groups);
+  const int64_t per_thread = dynamic ? kChunksPerThread : 1;
+  const int64_t tasks = weight_bytes < kMinParallelBytes ? 1 : std::min<int64_t>(T * per_thread, groups);
   const auto range = [&](int64_t t, int thread) {
-    const int64_t o0 = std::min(n_out, groups * t / tasks * kOutputGrain);
-    const int64_t o1 = std::min(n_out, groups * (t + 1) / tasks * kOutputGrain);
-    if (o1 > o0) fn(o0, o1, thread);
+    const Share s = share_of(n_out, t, tasks);
+    if (s.end > s.begin) fn(s.begin, s.end, thread);
   };
   if (dynamic)
     ctx.pool().run_dynamic(tasks, range);

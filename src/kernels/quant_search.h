@@ -10,6 +10,9 @@ namespace groak::quant {
 
 // ggml's GROUP_MAX_EPS: a symmetric group whose largest |x| is below this is stored as zeros.
 inline constexpr float kGroupMaxEps = 1e-15f;
+// The largest |v| whose nearest_int (the 1.5·2^23 trick) is round-half-even of v, so that a SIMD rounding
+// instruction gives the same integer; beyond it the mantissa trick wraps.
+inline constexpr float kExactRoundLimit = 4194303.f;
 // The largest group any caller searches (a 32-element block or sub-block); sizes the searches' scratch.
 inline constexpr int kMaxSearchGroup = 32;
 

@@ -36,8 +36,7 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::run_share(int thread) {
   const int64_t n = n_tasks_, T = n_threads_;
   if (dynamic_) {
-    for (int64_t i = next_.fetch_add(1, std::memory_order_relaxed); i < n; i = next_.fetch_add(1, std::memory_order_relaxed))
-      (*job_)(i, thread);
+    for (int64_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n;) (*job_)(i, thread);
     return;
   }
   const int64_t begin = n * thread / T, end = n * (thread + 1) / T;
@@ -45,6 +44,11 @@ void ThreadPool::run_share(int thread) {
 }
 
 void ThreadPool::start(int64_t n_tasks, const FunctionRef<void(int64_t, int)>& fn, bool dynamic) {
+  if (n_tasks <= 0) return;
+  if (n_threads_ == 1 || n_tasks == 1) {  // on the caller: waking the workers would cost more
+    for (int64_t i = 0; i < n_tasks; ++i) fn(i, 0);
+    return;
+  }
   const auto t0 = timing_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   job_ = &fn;
   n_tasks_ = n_tasks;
@@ -63,23 +67,9 @@ void ThreadPool::start(int64_t n_tasks, const FunctionRef<void(int64_t, int)>& f
   if (timing_) stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) {
-  if (n_tasks <= 0) return;
-  if (n_threads_ == 1 || n_tasks == 1) {
-    for (int64_t i = 0; i < n_tasks; ++i) fn(i, 0);
-    return;
-  }
-  start(n_tasks, fn, false);
-}
+void ThreadPool::run(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) { start(n_tasks, fn, false); }
 
-void ThreadPool::run_dynamic(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) {
-  if (n_tasks <= 0) return;
-  if (n_threads_ == 1 || n_tasks == 1) {
-    for (int64_t i = 0; i < n_tasks; ++i) fn(i, 0);
-    return;
-  }
-  start(n_tasks, fn, true);
-}
+void ThreadPool::run_dynamic(int64_t n_tasks, FunctionRef<void(int64_t, int)> fn) { start(n_tasks, fn, true); }
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;

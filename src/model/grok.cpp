@@ -221,7 +221,8 @@ bool all_finite(Context& ctx, const float* x, int64_t n) {
   std::atomic<bool> ok{true};
   parallel_ranges(ctx, n, [&](int64_t i0, int64_t i1) {
     uint32_t bad = 0;  // an exponent of all ones is Inf or NaN (integer test: no dependency chain)
-    for (int64_t i = i0; i < i1; ++i) bad |= static_cast<uint32_t>((std::bit_cast<uint32_t>(x[i]) & 0x7f800000u) == 0x7f800000u);
+    for (int64_t i = i0; i < i1; ++i)
+      bad |= static_cast<uint32_t>((std::bit_cast<uint32_t>(x[i]) & 0x7f800000u) == 0x7f800000u);
     if (bad) ok.store(false, std::memory_order_relaxed);
   });
   return ok.load();

@@ -36,8 +36,8 @@ constexpr int64_t kPanelRows = 8;  // rows from which packing panels pays off
 struct Tile {
   static constexpr int kRows = 4;  // 4 int sums + 4 f32 sums + operands fit the 16 ymm registers
   template <class T, int NR>  // not inlined: each size gets its own register allocation (inlined, they spilled)
-  __attribute__((noinline)) static void run(const uint8_t* panel, int64_t nb, const uint8_t* xq, size_t xrow, float* y, int64_t y_stride,
-                  int64_t n_valid) {
+  __attribute__((noinline)) static void run(const uint8_t* panel, int64_t nb, const uint8_t* xq, size_t xrow,
+                                            float* y, int64_t y_stride, int64_t n_valid) {
     using L = kq::PanelLayout<T, 8>;
     constexpr int kGroups = T::kFoldScales ? 64 : T::kSub / 4;  // groups of 4 weights per scale
     __m256 acc[NR];

@@ -61,7 +61,8 @@ inline __m256 tanh8(__m256 y) {
   p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
   const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), y, y);
   const __m256 e = exp8(_mm256_min_ps(_mm256_add_ps(a, a), _mm256_set1_ps(88.f)));
-  const __m256 big = _mm256_sub_ps(_mm256_set1_ps(1.f), _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(e, _mm256_set1_ps(1.f))));
+  const __m256 one = _mm256_set1_ps(1.f);
+  const __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(e, one)));
   const __m256 signed_big = _mm256_or_ps(big, _mm256_and_ps(sign, y));
   return _mm256_blendv_ps(signed_big, small, _mm256_cmp_ps(a, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
 }
@@ -115,10 +116,10 @@ void softmax(float* x, int64_t n) {
     x[i] = t[0];
     sum += x[i];
   }
-  const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+  const float inv = static_cast<float>(1.0 / sum);
   i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-  for (; i < n; ++i) x[i] *= static_cast<float>(1.0 / sum);
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), _mm256_set1_ps(inv)));
+  for (; i < n; ++i) x[i] *= inv;
 }
 
 void gelu_tanh(float* x, int64_t n) {

@@ -52,8 +52,7 @@ void qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t*
     }
   if (!finite) return scalar_make_qkx_quants8(n, nmax, x, weights, L, scales, the_mins, rmin, rdelta, nstep, norm);
   const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.f), fnmax = _mm256_set1_ps(static_cast<float>(nmax));
-  // Up to 2^22 − 1 the rounding instruction equals nearest_int (quant_search_simd.h: kExactRoundLimit).
-  const __m256 limit = _mm256_set1_ps(4194303.f), sign = _mm256_set1_ps(-0.f);
+  const __m256 limit = _mm256_set1_ps(kExactRoundLimit), sign = _mm256_set1_ps(-0.f);
   const bool absolute = norm == ErrorNorm::Absolute;
   const auto X = [&](int i) { return _mm256_load_ps(xt[i]); };
   const auto W = [&](int i) { return _mm256_load_ps(wt[i]); };
@@ -69,7 +68,8 @@ void qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t*
   const auto check = [&](__m256 iscale, __m256 lo, __m256 hi, __m256 m) {
     const __m256 a = _mm256_andnot_ps(sign, _mm256_mul_ps(iscale, _mm256_sub_ps(lo, m)));
     const __m256 b = _mm256_andnot_ps(sign, _mm256_mul_ps(iscale, _mm256_sub_ps(hi, m)));
-    in_range = _mm256_and_ps(in_range, _mm256_and_ps(_mm256_cmp_ps(a, limit, _CMP_LE_OQ), _mm256_cmp_ps(b, limit, _CMP_LE_OQ)));
+    const __m256 both = _mm256_and_ps(_mm256_cmp_ps(a, limit, _CMP_LE_OQ), _mm256_cmp_ps(b, limit, _CMP_LE_OQ));
+    in_range = _mm256_and_ps(in_range, both);
   };
   __m256 mn = X(0), mx = X(0), sum_w = W(0), sum_x = _mm256_mul_ps(W(0), X(0));
   for (int i = 1; i < n; ++i) {

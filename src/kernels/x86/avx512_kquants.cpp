@@ -167,8 +167,8 @@ constexpr int64_t kPanelRows = 8;  // rows from which packing panels pays off
 struct Tile {
   static constexpr int kRows = 8;  // 8 × (scale-group sums, block sums, f32 sums) + operands < 32 zmm
   template <class T, int NR>  // not inlined: each size gets its own register allocation (inlined, they spilled)
-  __attribute__((noinline)) static void run(const uint8_t* panel, int64_t nb, const uint8_t* xq, size_t xrow, float* y, int64_t y_stride,
-                  int64_t n_valid) {
+  __attribute__((noinline)) static void run(const uint8_t* panel, int64_t nb, const uint8_t* xq, size_t xrow,
+                                            float* y, int64_t y_stride, int64_t n_valid) {
     using L = kq::PanelLayout<T, 16>;
     constexpr int kGroups = T::kFoldScales ? 64 : T::kSub / 4;  // groups of 4 weights per scale
     __m512 acc[NR];

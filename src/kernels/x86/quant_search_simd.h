@@ -21,8 +21,6 @@
 namespace groak::quant {
 namespace {
 
-// The largest |v| whose nearest_int is round-half-even of v (beyond it the mantissa trick wraps).
-constexpr float kExactRoundLimit = 4194303.f;
 // The most candidates a sweep covers: make_qkx_quants' 37 (nstep 36, the imatrix searches) in lanes.
 constexpr int kMaxCandidates = 48;
 // The lanes of the widest sweep instantiated (6 vectors, sized for AVX-512 so no case reads past the end).
