@@ -543,7 +543,9 @@ TEST(Simd, SoftCapAndSoftmaxMatchFloat64) {
       for (size_t i = 0; i < n; ++i) {
         const double exact = std::exp(static_cast<double>(p[i] - mx)) / sum;
         EXPECT_NEAR(q[i], exact, 4e-7 * exact + 1e-38) << k->name << " n=" << n << " i=" << i;
-        if (p[i] == -1e30f) EXPECT_EQ(q[i], 0.f) << k->name;
+        if (p[i] == -1e30f) {
+          EXPECT_EQ(q[i], 0.f) << k->name;
+        }
       }
     }
     std::vector<float> masked(13, -1e30f);

@@ -338,12 +338,15 @@ void rows8_tile(const MatmulArgs& a, const uint8_t* grp, const ActBlock* act, in
 
 // Block k of two rows8 groups as 8 zmm of unsigned bytes: lanes 0-7 group 0's u[g], lanes 8-15 group 1's.
 // The halves are joined before the nibbles are split (one insert per 32 bytes loaded).
+// 32 bytes at a (low half) and at b (high half) as one zmm; a function, not a lambda, so that it carries
+// the file's target options (a lambda returning a zmm drew -Wpsabi).
+inline __m512i join(const uint8_t* a, const uint8_t* b) {
+  return _mm512_maskz_inserti64x4(0xff, _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
+                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1);
+}
+
 template <GgmlType T>
 inline void rows16_block(const uint8_t* q0, const uint8_t* q1, __m512i u[8]) {
-  const auto join = [](const uint8_t* a, const uint8_t* b) {
-    return _mm512_maskz_inserti64x4(0xff, _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a))),
-                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)), 1);
-  };
   if constexpr (T == GgmlType::Q8_0) {
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     for (int g = 0; g < 8; ++g) u[g] = _mm512_xor_si512(join(q0 + 32 * g, q1 + 32 * g), flip);
