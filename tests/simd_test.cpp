@@ -409,6 +409,28 @@ TEST(Simd, KQuantProductsAreBatchInvariantAcrossTheirPaths) {
   }
 }
 
+TEST(Simd, ExactInOutTilesAgreeAcrossTablesAndBatches) {
+  // The [in, out] prefill packs 16-column panels; AVX2 runs a tile per panel, the AVX-512 table a tile over
+  // two panels (8 rows × 32 columns in zmm) and AVX2's for an odd panel left over. 85 outputs = two pairs,
+  // one lone panel and a 5-column tail; 19 rows = tiles of 8, 8 and 3. Every row must equal the row alone
+  // (the streaming path) and both tables must agree bit for bit.
+  const Kernels* avx2 = avx2_kernels();
+  const Kernels* vnni = avx512_vnni_kernels();
+  if (!avx2 || !vnni) GTEST_SKIP() << "needs a CPU with AVX-512 VNNI (and AVX2)";
+  for (const TestMatrix& t : {xai_int8(600, 85, 4, 81), f32_matrix(300, 85, Layout::InOut, 82)}) {
+    const int64_t rows = 19;
+    auto x = randn(static_cast<size_t>(rows * t.m.n_in), 13);
+    std::vector<float> a(static_cast<size_t>(rows * t.m.n_out)), b(a.size()), one(static_cast<size_t>(t.m.n_out));
+    kernel_matmul(*avx2, t.m, x.data(), a.data(), rows);
+    kernel_matmul(*vnni, t.m, x.data(), b.data(), rows);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), 4 * a.size())) << t.label << ": the avx2 and avx512vnni tables differ";
+    for (int64_t r = 0; r < rows; ++r) {
+      kernel_matmul(*vnni, t.m, x.data() + r * t.m.n_in, one.data(), 1);
+      EXPECT_EQ(0, std::memcmp(one.data(), b.data() + r * t.m.n_out, 4 * one.size())) << t.label << ": row " << r;
+    }
+  }
+}
+
 TEST(Simd, SlicesAreViewsThatMultiplyLikeTheWhole) {
   for (const Kernels* k : fast_tables()) {
     for (const TestMatrix& t : all_formats()) {

@@ -20,6 +20,7 @@
 #include "kernels/x86/avx2_iquants.h"
 #include "kernels/x86/avx2_kquants.h"
 #include "kernels/x86/avx2_math.h"
+#include "kernels/x86/inout_tiles.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -224,7 +225,8 @@ void tile_rows(int64_t R, const float* panel, const float* x, int64_t n_in, int6
 constexpr int64_t kPrefetchRows = 8;
 constexpr int64_t kBandPanels = 16;  // 256 columns: 256 contiguous bytes of each int8 weight row per read
 
-void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch,
+                 avx2::PanelPairTile pair) {
   const int64_t n_in = a.w->n_in, R = a.n_rows;
   constexpr int64_t kBand = kBandPanels * kPanelCols;
   float* panels = scratch;                              // [kBandPanels][kPanelK][16], 32-byte aligned
@@ -252,7 +254,12 @@ void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1
             _mm256_store_ps(dst + 8, w8(v, row, c0 + p * kPanelCols + 8));
           }
         }
-        for (int64_t p = 0; p < np; ++p)
+        int64_t p = 0;
+        for (; pair && p + 2 <= np; p += 2)
+          for (int64_t r = 0; r < R; r += avx2::kPairTileRows)
+            pair(std::min(avx2::kPairTileRows, R - r), panels + p * kPanelK * kPanelCols, panels + (p + 1) * kPanelK * kPanelCols,
+                 a.x + r * n_in + k0, n_in, k, acc + (p * R + r) * kPanelCols, acc + ((p + 1) * R + r) * kPanelCols);
+        for (; p < np; ++p)
           for (int64_t r = 0; r < R; r += kTileRows)
             tile_rows(std::min(kTileRows, R - r), panels + p * kPanelK * kPanelCols, a.x + r * n_in + k0, n_in, k,
                       acc + (p * R + r) * kPanelCols);
@@ -281,7 +288,9 @@ void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1
 
 constexpr int64_t kRowBlock = 256;  // tiled path: rows per pass (bounds scratch; x slab stays in L2)
 
-void matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
+}  // namespace
+
+void avx2::matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch, PanelPairTile pair) {
   const InOutView v = inout_view(*a.w);
   if (a.n_rows <= kStreamRows) return inout_stream_rows(v, a, 0, a.n_rows, o0, o1, scratch);
   for (int64_t r0 = 0; r0 < a.n_rows; r0 += kRowBlock) {
@@ -289,9 +298,11 @@ void matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
     part.x = a.x + r0 * a.w->n_in;
     part.y = a.y + r0 * a.y_stride;
     part.n_rows = std::min(kRowBlock, a.n_rows - r0);
-    inout_tiled(v, part, o0, o1, scratch);
+    inout_tiled(v, part, o0, o1, scratch, pair);
   }
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------------------------------
 // [out, in] rows of f32, f16 or bf16, f32 activations: NO outputs × NR activation rows per tile.
@@ -483,7 +494,7 @@ ActFormat avx2_act_format(const Matrix& w) {
 
 void avx2_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const Matrix& w = *a.w;
-  if (w.layout == Layout::InOut) return matmul_inout(a, o0, o1, scratch);
+  if (w.layout == Layout::InOut) return avx2::matmul_inout(a, o0, o1, scratch, nullptr);
   if (avx2::kquant_covers(w)) return avx2::kquant_matmul(a, o0, o1, scratch);
   if (avx2::iquant_covers(w)) return avx2::iquant_matmul(a, o0, o1, scratch);
   switch (w.format) {

@@ -15,6 +15,7 @@
 #include "kernels/kernels.h"
 #include "kernels/x86/avx2_kquants.h"
 #include "kernels/x86/avx512_kquants.h"
+#include "kernels/x86/inout_tiles.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -463,6 +464,7 @@ void rows8_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
 
 void vnni_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const Matrix& w = *a.w;
+  if (w.layout == Layout::InOut) return avx2::matmul_inout(a, o0, o1, scratch, avx512::panel_pair_tile);
   if (w.rows8) return w.ggml == GgmlType::Q8_0 ? rows8_matmul<GgmlType::Q8_0>(a, o0, o1, scratch)
                                                : rows8_matmul<GgmlType::Q4_0>(a, o0, o1, scratch);
   if (w.format == WeightFormat::Ggml && w.layout == Layout::OutIn) {
