@@ -2,6 +2,7 @@
 // the same product, on every weight format, odd sizes (column and row tails), unaligned pointers and
 // strided slices; then the invariances the engine relies on: a row's result does not depend on how
 // many rows share the product, nor on how the outputs are split between threads (bit for bit).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -375,16 +376,23 @@ TEST(Simd, QuantisedProductsAreBatchInvariantAcrossTheirPaths) {
 }
 
 TEST(Simd, KQuantProductsAreBatchInvariantAcrossTheirPaths) {
-  // k-quant products read rows in place for up to 7 rows and pack panels of 8 (AVX2) or 16 (AVX-512)
+  // k-quant (and grid i-quant) products read rows in place for up to 7 rows and pack panels of 8 (AVX2) or 16 (AVX-512)
   // rows from 8 on, with tiles of 8, 4, 2 and 1 activation rows: every row of a 45-row product must equal
   // the same row alone and in every smaller batch, bit for bit; and the AVX2 and AVX-512 tables, which
   // follow the same order of arithmetic, must agree bit for bit.
   const Kernels* avx2 = avx2_kernels();
   const Kernels* vnni = avx512_vnni_kernels();
+  // The grid i-quants share the k-quants' form and paths (iquant_blocks.h).
+  std::vector<GgmlType> types(std::begin(kKQuants), std::end(kKQuants));
+  for (GgmlType t : {GgmlType::IQ2_XXS, GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,
+                     GgmlType::IQ1_S, GgmlType::IQ1_M})
+    types.push_back(t);
   for (const Kernels* k : fast_tables()) {
-    for (GgmlType type : kKQuants) {
+    for (GgmlType type : types) {
       for (int64_t n_out : {1, 23, 40}) {
-        const TestMatrix t = random_kquant(type, 768, n_out, 70 + static_cast<uint32_t>(n_out));
+        const bool grid = std::find(std::begin(kKQuants), std::end(kKQuants), type) == std::end(kKQuants);
+        const TestMatrix t = grid ? iquant_matrix(type, 768, n_out, 70 + static_cast<uint32_t>(n_out))
+                                  : random_kquant(type, 768, n_out, 70 + static_cast<uint32_t>(n_out));
         if (k->act_format(t.m) != ActFormat::Q8_K) continue;  // the portable table: f32 activations
         const int64_t rows = 45;
         auto x = randn(static_cast<size_t>(rows * t.m.n_in), 12, 2.f);

@@ -1,24 +1,20 @@
-// AVX2 + FMA + F16C kernels for ggml's i-quants, ternary quants and MXFP4 ([out, in] rows) against
-// activations quantised once per product: q8_K for the 256-element super-block types (as llama.cpp's
-// ggml_vec_dot_iq*_q8_K / tq*_q8_K do), q8_0 for the 32-element IQ4_NL and MXFP4 (vec_dot_*_q8_0). Each
-// weight block is decoded to small integers inside the product (grid lookups, sign bits, base-3 digits);
-// the weights are never expanded to f32. quant_iquants.cpp holds the scalar oracles (dequantize_row).
+// AVX2 + FMA + F16C kernels for ggml's IQ4_XS, ternary quants (TQ1_0, TQ2_0), IQ4_NL and MXFP4 ([out, in]
+// rows) against activations quantised once per product: q8_K for the 256-element super-block types (as
+// llama.cpp's ggml_vec_dot_iq4_xs_q8_K / tq*_q8_K do), q8_0 for the 32-element IQ4_NL and MXFP4
+// (vec_dot_*_q8_0). Each weight block is decoded to small integers inside the product (nibble lookups,
+// base-3 digits); the weights are never expanded to f32. quant_iquants.cpp holds the scalar oracles
+// (dequantize_row). The grid i-quants (IQ1_S … IQ3_S) share the k-quants' form and kernels instead
+// (iquant_blocks.h, kquant_blocks.h).
 //
 // Every weight of a super-block is D · sc[g] · w with an integer w, an integer scale sc[g] per group g of
-// 16 weights and one f32 factor D; this is exactly the dequantised value (the f32 expressions of
-// dequantize_row_* are exact products of these small integers and the f16 d):
-//   IQ2_XXS/XS/S  w = ±grid ∈ ±{8, 25, 43}       sc = 2s + 1 (s: 4 bits)       D = d/8
-//   IQ3_XXS       w = ±grid ∈ ±{4, 12, …, 62}    sc = 2s + 1                    D = d/4
-//   IQ3_S         w = ±grid ∈ ±{1, 3, …, 15}     sc = 2s + 1                    D = d
-//   IQ1_S/IQ1_M   w = 8·grid + δ, grid ∈ {−1, 0, 1}, δ = ±1 (IQ1_S per 32, IQ1_M per 8)   sc = 2s + 1 (3 bits)   D = d/8
+// 16 weights and one f32 factor D; this is exactly the dequantised value:
 //   IQ4_XS        w = kvalues_iq4nl[nibble] ∈ [−127, 113]   sc = s − 32 (6 bits)   D = d
 //   TQ1_0/TQ2_0   w = digit − 1 ∈ {−1, 0, 1}     sc = 1                         D = d
 // With a q8_K block of the row (scale d_x, int8 q_x, bsums of 16): Σ value·x = D·d_x·S, S = Σ_g sc[g]·Σ_{i∈g} w_i·q_x,i
-// (an exact int32). maddubs needs one unsigned operand, so the weights are stored as u = w + c ≥ 0 (c = 64
-// for the grid types, 9 for IQ1, 1 for the ternary ones; every u ≤ 126, so a pair sum u·q + u'·q' stays
-// below 2^15) and S = Σ_g sc[g]·Σ u·q_x − Σ_g c·sc[g]·bsums[g], the second sum one madd on the bsums.
-// IQ4_XS's w do not fit that way (u would reach 240); it takes the sign trick instead: maddubs(|w|, q_x·sign(w)).
-// The 32-element types: S = Σ w·q_x over the block (sign trick), factor d_w·d_x (MXFP4: d_w = 2^(e−128)).
+// (an exact int32). The ternary weights are stored as u = w + 1 ≥ 0 for maddubs and S = Σ_g Σ u·q_x −
+// Σ_g bsums[g]; IQ4_XS's w do not fit that way (u would reach 240), so it takes the sign trick:
+// maddubs(|w|, q_x·sign(w)). The 32-element types: S = Σ w·q_x over the block (sign trick), factor d_w·d_x
+// (MXFP4: d_w = 2^(e−128)).
 //
 // Order of arithmetic (what makes results independent of threads and of batch size): every output element
 // (o, r) is computed by exactly one sequence, whatever tile it falls in:
@@ -35,7 +31,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 
 #include "kernels/quant_iquants_grids.h"
@@ -45,13 +40,6 @@
 
 namespace groak::avx2 {
 namespace {
-
-using quant::iq1s_grid;
-using quant::iq2s_grid;
-using quant::iq2xs_grid;
-using quant::iq2xxs_grid;
-using quant::iq3s_grid;
-using quant::iq3xxs_grid;
 
 // A q8_K block (quant.h): f32 d at byte 0, int8 qs[256] at 4, int16 bsums[16] at 260. A q8_0 block: f16 d,
 // int8 qs[32].
@@ -96,40 +84,6 @@ inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-inline __m256i set64(uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3) {  // a0 in the lowest 8 bytes
-  return _mm256_set_epi64x(static_cast<long long>(a3), static_cast<long long>(a2), static_cast<long long>(a1),
-                           static_cast<long long>(a0));
-}
-
-// ksigns_iq2xs expanded to byte masks: byte j of entry i is 0xff when weight j of the group is negative.
-constexpr std::array<uint64_t, 128> make_sign_masks() {
-  std::array<uint64_t, 128> t{};
-  for (uint32_t i = 0; i < 128; ++i)
-    for (int j = 0; j < 8; ++j)
-      if ((quant::ksigns_iq2xs(i) >> j) & 1u) t[i] |= uint64_t{0xff} << (8 * j);
-  return t;
-}
-constexpr std::array<uint64_t, 128> kSignMasks = make_sign_masks();
-
-// Four explicit sign bytes (one per 8 weights, bit j = weight j negative) -> 32 byte masks.
-inline __m256i expand_signs(uint32_t four) {
-  const __m256i rep = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
-                                       2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
-  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(four)), rep);
-  return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
-// c + (neg ? −g : g) per byte: the biased weight u = w + c from magnitudes g and sign masks.
-inline __m256i biased(__m256i g, __m256i neg, __m256i c) {
-  return _mm256_add_epi8(_mm256_sub_epi8(_mm256_xor_si256(g, neg), neg), c);
-}
-
-// Multipliers of maddubs's 16 pair sums of one 32-weight vector: scale a for its first 16 weights, b for
-// the last 16.
-inline __m256i scale_pair(int a, int b) {
-  return _mm256_set_m128i(_mm_set1_epi16(static_cast<short>(b)), _mm_set1_epi16(static_cast<short>(a)));
-}
 
 // ---------------------------------------------------------------------------------------------------
 // A weight super-block decoded for integer dot products with q8_K blocks.
@@ -142,192 +96,6 @@ struct Unpacked {
   float d;         // D
 };
 
-// Group scales → off and mul for types whose groups of 16 come in pairs with one scale per 32.
-struct Offsets {
-  alignas(32) int16_t v[16];
-  __m256i get() const { return _mm256_load_si256(reinterpret_cast<const __m256i*>(v)); }
-};
-
-// IQ2_XXS (66 bytes: f16 d, then per sub-block s two uint32: 4 grid index bytes; 4 × 7 sign bits + scale).
-struct IQ2XXS {
-  static constexpr size_t kBytes = 66;
-  static constexpr bool kSignTrick = false;
-  static inline void unpack(const uint8_t* b, Unpacked& u) {
-    u.d = load_f16(b) * 0.125f;
-    const __m256i c = _mm256_set1_epi8(64);
-    Offsets off;
-    for (int s = 0; s < 8; ++s) {
-      const uint32_t idx = load_u32(b + 2 + 8 * s), aux = load_u32(b + 6 + 8 * s);
-      const __m256i g = set64(iq2xxs_grid[idx & 0xff], iq2xxs_grid[(idx >> 8) & 0xff], iq2xxs_grid[(idx >> 16) & 0xff],
-                              iq2xxs_grid[idx >> 24]);
-      const __m256i neg = set64(kSignMasks[aux & 127], kSignMasks[(aux >> 7) & 127], kSignMasks[(aux >> 14) & 127],
-                                kSignMasks[(aux >> 21) & 127]);
-      u.q[s] = biased(g, neg, c);
-      const int sc = 2 * static_cast<int>(aux >> 28) + 1;
-      u.mul[s] = _mm256_set1_epi16(static_cast<short>(sc));
-      off.v[2 * s] = off.v[2 * s + 1] = static_cast<int16_t>(-64 * sc);
-    }
-    u.off = off.get();
-  }
-};
-
-// IQ2_XS (74 bytes: f16 d, uint16 qs[32] = 9-bit index | 7 sign bits << 9, scales[8] two nibbles per 32).
-struct IQ2XS {
-  static constexpr size_t kBytes = 74;
-  static constexpr bool kSignTrick = false;
-  static inline void unpack(const uint8_t* b, Unpacked& u) {
-    u.d = load_f16(b) * 0.125f;
-    const __m256i c = _mm256_set1_epi8(64);
-    Offsets off;
-    for (int s = 0; s < 8; ++s) {
-      const uint64_t q = load_u64(b + 2 + 8 * s);
-      const auto idx = [&](int l) { return static_cast<uint32_t>(q >> (16 * l)) & 511u; };
-      const auto sgn = [&](int l) { return static_cast<uint32_t>(q >> (16 * l + 9)) & 127u; };
-      const __m256i g = set64(iq2xs_grid[idx(0)], iq2xs_grid[idx(1)], iq2xs_grid[idx(2)], iq2xs_grid[idx(3)]);
-      const __m256i neg = set64(kSignMasks[sgn(0)], kSignMasks[sgn(1)], kSignMasks[sgn(2)], kSignMasks[sgn(3)]);
-      u.q[s] = biased(g, neg, c);
-      const uint8_t sb = b[66 + s];
-      const int lo = 2 * (sb & 0xf) + 1, hi = 2 * (sb >> 4) + 1;
-      u.mul[s] = scale_pair(lo, hi);
-      off.v[2 * s] = static_cast<int16_t>(-64 * lo);
-      off.v[2 * s + 1] = static_cast<int16_t>(-64 * hi);
-    }
-    u.off = off.get();
-  }
-};
-
-// IQ2_S (82 bytes: f16 d, qs[32] index low bytes, signs[32], qh[8] index bits 8–9, scales[8]).
-struct IQ2S {
-  static constexpr size_t kBytes = 82;
-  static constexpr bool kSignTrick = false;
-  static inline void unpack(const uint8_t* b, Unpacked& u) {
-    u.d = load_f16(b) * 0.125f;
-    const __m256i c = _mm256_set1_epi8(64);
-    const uint8_t* qs = b + 2;
-    Offsets off;
-    for (int s = 0; s < 8; ++s) {
-      const uint32_t h = b[66 + s];
-      const __m256i g = set64(iq2s_grid[qs[4 * s] | ((h << 8) & 0x300)], iq2s_grid[qs[4 * s + 1] | ((h << 6) & 0x300)],
-                              iq2s_grid[qs[4 * s + 2] | ((h << 4) & 0x300)], iq2s_grid[qs[4 * s + 3] | ((h << 2) & 0x300)]);
-      u.q[s] = biased(g, expand_signs(load_u32(b + 34 + 4 * s)), c);
-      const uint8_t sb = b[74 + s];
-      const int lo = 2 * (sb & 0xf) + 1, hi = 2 * (sb >> 4) + 1;
-      u.mul[s] = scale_pair(lo, hi);
-      off.v[2 * s] = static_cast<int16_t>(-64 * lo);
-      off.v[2 * s + 1] = static_cast<int16_t>(-64 * hi);
-    }
-    u.off = off.get();
-  }
-};
-
-// IQ3_XXS (98 bytes: f16 d, qs[64] grid indices of 4 weights, 8 uint32 of 4 × 7 sign bits + scale).
-struct IQ3XXS {
-  static constexpr size_t kBytes = 98;
-  static constexpr bool kSignTrick = false;
-  static inline void unpack(const uint8_t* b, Unpacked& u) {
-    u.d = load_f16(b) * 0.25f;
-    const __m256i c = _mm256_set1_epi8(64);
-    const uint8_t* qs = b + 2;
-    Offsets off;
-    for (int s = 0; s < 8; ++s) {
-      const uint8_t* i8 = qs + 8 * s;
-      const __m256i g = _mm256_setr_epi32(
-          static_cast<int>(iq3xxs_grid[i8[0]]), static_cast<int>(iq3xxs_grid[i8[1]]), static_cast<int>(iq3xxs_grid[i8[2]]),
-          static_cast<int>(iq3xxs_grid[i8[3]]), static_cast<int>(iq3xxs_grid[i8[4]]), static_cast<int>(iq3xxs_grid[i8[5]]),
-          static_cast<int>(iq3xxs_grid[i8[6]]), static_cast<int>(iq3xxs_grid[i8[7]]));
-      const uint32_t aux = load_u32(b + 66 + 4 * s);
-      const __m256i neg = set64(kSignMasks[aux & 127], kSignMasks[(aux >> 7) & 127], kSignMasks[(aux >> 14) & 127],
-                                kSignMasks[(aux >> 21) & 127]);
-      u.q[s] = biased(g, neg, c);
-      const int sc = 2 * static_cast<int>(aux >> 28) + 1;
-      u.mul[s] = _mm256_set1_epi16(static_cast<short>(sc));
-      off.v[2 * s] = off.v[2 * s + 1] = static_cast<int16_t>(-64 * sc);
-    }
-    u.off = off.get();
-  }
-};
-
-// IQ3_S (110 bytes: f16 d, qs[64] index low bytes, qh[8] index bit 8, signs[32], scales[4] two nibbles).
-struct IQ3S {
-  static constexpr size_t kBytes = 110;
-  static constexpr bool kSignTrick = false;
-  static inline void unpack(const uint8_t* b, Unpacked& u) {
-    u.d = load_f16(b);
-    const __m256i c = _mm256_set1_epi8(64);
-    const uint8_t* qs = b + 2;
-    Offsets off;
-    for (int s = 0; s < 8; ++s) {
-      const uint8_t* i8 = qs + 8 * s;
-      const uint32_t h = b[66 + s];
-      const auto idx = [&](int k) { return i8[k] | (((h >> k) & 1u) << 8); };
-      const __m256i g = _mm256_setr_epi32(
-          static_cast<int>(iq3s_grid[idx(0)]), static_cast<int>(iq3s_grid[idx(1)]), static_cast<int>(iq3s_grid[idx(2)]),
-          static_cast<int>(iq3s_grid[idx(3)]), static_cast<int>(iq3s_grid[idx(4)]), static_cast<int>(iq3s_grid[idx(5)]),
-          static_cast<int>(iq3s_grid[idx(6)]), static_cast<int>(iq3s_grid[idx(7)]));
-      u.q[s] = biased(g, expand_signs(load_u32(b + 74 + 4 * s)), c);
-      const int sc = 2 * ((b[106 + s / 2] >> (4 * (s % 2))) & 0xf) + 1;
-      u.mul[s] = _mm256_set1_epi16(static_cast<short>(sc));
-      off.v[2 * s] = off.v[2 * s + 1] = static_cast<int16_t>(-64 * sc);
-    }
-    u.off = off.get();
-  }
-};
-
-// u = 8·(grid + 1) + (δ + 1) = w + 9 for ternary grid bytes g (−1, 0, 1) and per-byte δ + 1 (0 or 2).
-inline __m256i iq1_biased(__m256i g, __m256i delta1) {
-  // Bytes of g + 1 are 0…2, so the 16-bit shift moves no bit across a byte.
-  return _mm256_add_epi8(_mm256_slli_epi16(_mm256_add_epi8(g, _mm256_set1_epi8(1)), 3), delta1);
-}
-
-// IQ1_S (50 bytes: f16 d, qs[32] index low bytes, uint16 qh[8] = 4 × 3 index bits | scale << 12 | δ sign << 15).
-struct IQ1S {
-  static constexpr size_t kBytes = 50;
-  static constexpr bool kSignTrick = false;
-  static inline void unpack(const uint8_t* b, Unpacked& u) {
-    u.d = load_f16(b) * 0.125f;
-    const uint8_t* qs = b + 2;
-    Offsets off;
-    for (int s = 0; s < 8; ++s) {
-      const uint32_t h = load_u16(b + 34 + 2 * s);
-      const __m256i g = set64(iq1s_grid[qs[4 * s] | ((h << 8) & 0x700)], iq1s_grid[qs[4 * s + 1] | ((h << 5) & 0x700)],
-                              iq1s_grid[qs[4 * s + 2] | ((h << 2) & 0x700)], iq1s_grid[qs[4 * s + 3] | ((h >> 1) & 0x700)]);
-      u.q[s] = iq1_biased(g, _mm256_set1_epi8(h & 0x8000 ? 0 : 2));
-      const int sc = 2 * static_cast<int>((h >> 12) & 7) + 1;
-      u.mul[s] = _mm256_set1_epi16(static_cast<short>(sc));
-      off.v[2 * s] = off.v[2 * s + 1] = static_cast<int16_t>(-9 * sc);
-    }
-    u.off = off.get();
-  }
-};
-
-// IQ1_M (56 bytes: qs[32] index low bytes, qh[16] two nibbles (3 index bits | δ sign << 3) per byte, then
-// 4 uint16 of 3-bit scales (two per 32) whose top nibbles spell the f16 d).
-struct IQ1M {
-  static constexpr size_t kBytes = 56;
-  static constexpr bool kSignTrick = false;
-  static inline void unpack(const uint8_t* b, Unpacked& u) {
-    const uint8_t* qs = b;
-    const uint8_t* qh = b + 32;
-    const uint64_t sc = load_u64(b + 48);
-    const uint16_t dbits = static_cast<uint16_t>(((sc >> 12) & 0x000f) | ((sc >> 24) & 0x00f0) | ((sc >> 36) & 0x0f00) |
-                                                 ((sc >> 48) & 0xf000));
-    u.d = _cvtsh_ss(dbits) * 0.125f;
-    Offsets off;
-    for (int s = 0; s < 8; ++s) {
-      const uint32_t h0 = qh[2 * s], h1 = qh[2 * s + 1];
-      const __m256i g = set64(iq1s_grid[qs[4 * s] | ((h0 << 8) & 0x700)], iq1s_grid[qs[4 * s + 1] | ((h0 << 4) & 0x700)],
-                              iq1s_grid[qs[4 * s + 2] | ((h1 << 8) & 0x700)], iq1s_grid[qs[4 * s + 3] | ((h1 << 4) & 0x700)]);
-      const auto d1 = [](uint32_t nib) { return nib & 0x08 ? uint64_t{0} : uint64_t{0x0202020202020202}; };
-      u.q[s] = iq1_biased(g, set64(d1(h0), d1(h0 >> 4), d1(h1), d1(h1 >> 4)));
-      const uint32_t w16 = static_cast<uint32_t>(sc >> (16 * (s / 2))) >> (6 * (s % 2));
-      const int lo = 2 * static_cast<int>(w16 & 7) + 1, hi = 2 * static_cast<int>((w16 >> 3) & 7) + 1;
-      u.mul[s] = scale_pair(lo, hi);
-      off.v[2 * s] = static_cast<int16_t>(-9 * lo);
-      off.v[2 * s + 1] = static_cast<int16_t>(-9 * hi);
-    }
-    u.off = off.get();
-  }
-};
 
 // 32 nibbles of 16 bytes in ggml's order (low nibbles = weights 0…15, high = 16…31) looked up in a 16-entry
 // int8 table.
@@ -590,9 +358,7 @@ struct Small {
 ActFormat iquant_act_format(const Matrix& w) {
   if (w.format != WeightFormat::Ggml || w.layout != Layout::OutIn) return ActFormat::F32;
   switch (w.ggml) {
-    case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS: case GgmlType::IQ2_S: case GgmlType::IQ3_XXS:
-    case GgmlType::IQ3_S: case GgmlType::IQ1_S: case GgmlType::IQ1_M: case GgmlType::IQ4_XS:
-    case GgmlType::TQ1_0: case GgmlType::TQ2_0:
+    case GgmlType::IQ4_XS: case GgmlType::TQ1_0: case GgmlType::TQ2_0:
       return ActFormat::Q8_K;
     case GgmlType::IQ4_NL: case GgmlType::MXFP4:
       return ActFormat::Q8_0;
@@ -603,13 +369,6 @@ ActFormat iquant_act_format(const Matrix& w) {
 
 void iquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   switch (a.w->ggml) {
-    case GgmlType::IQ2_XXS: return super<IQ2XXS>(a, o0, o1, scratch);
-    case GgmlType::IQ2_XS: return super<IQ2XS>(a, o0, o1, scratch);
-    case GgmlType::IQ2_S: return super<IQ2S>(a, o0, o1, scratch);
-    case GgmlType::IQ3_XXS: return super<IQ3XXS>(a, o0, o1, scratch);
-    case GgmlType::IQ3_S: return super<IQ3S>(a, o0, o1, scratch);
-    case GgmlType::IQ1_S: return super<IQ1S>(a, o0, o1, scratch);
-    case GgmlType::IQ1_M: return super<IQ1M>(a, o0, o1, scratch);
     case GgmlType::IQ4_XS: return super<IQ4XS>(a, o0, o1, scratch);
     case GgmlType::TQ1_0: return super<TQ10>(a, o0, o1, scratch);
     case GgmlType::TQ2_0: return super<TQ20>(a, o0, o1, scratch);

@@ -9,9 +9,9 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 namespace groak::avx2 {
 
-// The activation format iquant_matmul reads for w: Q8_K for the 256-element types (IQ1_S, IQ1_M, IQ2_XXS,
-// IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_XS, TQ1_0, TQ2_0), Q8_0 for the 32-element ones (IQ4_NL, MXFP4), as
-// llama.cpp's vec_dot_type; F32 when w is not an [out, in] matrix of one of these (not covered).
+// The activation format iquant_matmul reads for w: Q8_K for the 256-element types (IQ4_XS, TQ1_0, TQ2_0),
+// Q8_0 for the 32-element ones (IQ4_NL, MXFP4), as llama.cpp's vec_dot_type; F32 when w is not an
+// [out, in] matrix of one of these (not covered). The grid i-quants (IQ1_S … IQ3_S) are avx2_kquants.h's.
 ActFormat iquant_act_format(const Matrix& w);
 inline bool iquant_covers(const Matrix& w) { return iquant_act_format(w) != ActFormat::F32; }
 

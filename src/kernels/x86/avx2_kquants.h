@@ -9,7 +9,8 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 namespace groak::avx2 {
 
-// True when kquant_matmul multiplies w: an [out, in] ggml matrix of a k-quant type it has a kernel for.
+// True when kquant_matmul multiplies w: an [out, in] ggml matrix of a k-quant type (Q2_K … Q6_K) or of a
+// grid i-quant (IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S: iquant_blocks.h), which share one form.
 // Such a product reads its activations as q8_K blocks (ActFormat::Q8_K).
 bool kquant_covers(const Matrix& w);
 

@@ -20,6 +20,7 @@
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
 
 #include "kernels/x86/kquant_blocks.h"
+#include "kernels/x86/iquant_blocks.h"
 
 namespace groak::avx512 {
 namespace {
@@ -134,7 +135,11 @@ struct Dot {
     d = k.d;
     m = k.m;
     __m512i u[4];
-    Codes64<T>::get(blk, u);
+    if constexpr (kq::whole<T>) {  // an i-quant: scales() decoded the codes as 8 ymm of 32 weights
+      for (int c = 0; c < 4; ++c) u[c] = halves(k.u[2 * c], k.u[2 * c + 1]);
+    } else {
+      Codes64<T>::get(blk, u);
+    }
     const __m512i sc = both(k.sc);  // lanes 16 … 31 unused (indices < 16)
     __m512i s[NR], s2[NR];  // two chains: vpdpwssd has a latency of several cycles
     for (int r = 0; r < NR; ++r) s[r] = s2[r] = _mm512_setzero_si512();
@@ -230,6 +235,13 @@ void kquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) 
     case GgmlType::Q4_K: return matmul_t<kq::Q4K>(a, o0, o1, scratch);
     case GgmlType::Q5_K: return matmul_t<kq::Q5K>(a, o0, o1, scratch);
     case GgmlType::Q6_K: return matmul_t<kq::Q6K>(a, o0, o1, scratch);
+    case GgmlType::IQ2_XXS: return matmul_t<kq::IQ2XXS>(a, o0, o1, scratch);
+    case GgmlType::IQ2_XS: return matmul_t<kq::IQ2XS>(a, o0, o1, scratch);
+    case GgmlType::IQ2_S: return matmul_t<kq::IQ2S>(a, o0, o1, scratch);
+    case GgmlType::IQ3_XXS: return matmul_t<kq::IQ3XXS>(a, o0, o1, scratch);
+    case GgmlType::IQ3_S: return matmul_t<kq::IQ3S>(a, o0, o1, scratch);
+    case GgmlType::IQ1_S: return matmul_t<kq::IQ1S>(a, o0, o1, scratch);
+    case GgmlType::IQ1_M: return matmul_t<kq::IQ1M>(a, o0, o1, scratch);
     default: return;  // not a k-quant: avx512_vnni.cpp never sends one
   }
 }

@@ -6,14 +6,15 @@
 //
 // Every type becomes the same form (quant_kquants.cpp has the scalar dequantisers these follow):
 //   w_i = d·sc[g]·u_i + m·off[g]/… in integers:  Σ_i w_i·x_i = d_w·d_x·I + m_w·d_x·M  with
-//   I = Σ_g sc[g]·Σ_{i in g} u_i·q_i   (g: the 16 groups of 16 weights; u unsigned, ≤ 63)
+//   I = Σ_g sc[g]·Σ_{i in g} u_i·q_i   (g: the 16 groups of 16 weights; u unsigned, ≤ 63 here, ≤ 126
+//                                       for the grid i-quants of iquant_blocks.h, which share this form)
 //   M = Σ_g off[g]·bsums[g]            (bsums: the q8_K block's sums of 16 activations)
 //   Q2_K  u = q (0…3),  sc = 4-bit scale,  off = 4-bit min,   m_w = −dmin
 //   Q3_K  u = q + 4 (0…7), sc = 6-bit scale − 32, off = −4·sc, M shares d (added to I)
 //   Q4_K  u = q (0…15), sc, off = 6-bit scale, min of the group's 32, m_w = −dmin
 //   Q5_K  u = q (0…31), as Q4_K
 //   Q6_K  u = q (0…63), sc = int8 scale, off = −32·sc, M shares d
-// I and M are exact int32 (|I| < 2^29), so how they are summed is free. The order of arithmetic,
+// I and M are exact int32 (|I| < 2^30), so how they are summed is free. The order of arithmetic,
 // the same on every path, table (AVX2 or AVX-512) and batch size, is then, per output and row:
 //   y = 0; for each super-block b in order:
 //     y = fma(d_w·d_x, float(I_b [+ M_b when M shares d]), y); [y = fma(m_w·d_x, float(M_b), y)]
@@ -222,6 +223,15 @@ struct Q6K {
     }
   }
 };
+
+// Types whose scales() decodes the codes too (iquant_blocks.h: one pass over the grid indices).
+template <class T>
+concept HasWhole = requires { T::kWhole; };
+template <class T>
+inline constexpr bool whole = [] {
+  if constexpr (HasWhole<T>) return T::kWhole;
+  return false;
+}();
 
 // The whole super-block: factors, scales and codes.
 template <class T>
