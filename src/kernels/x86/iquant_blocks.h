@@ -69,11 +69,20 @@ inline __m256i biased(__m256i g, __m256i neg, __m256i c) {
 
 // ---------------------------------------------------------------------------------------------------
 
-// The 16 group scales, written one by one while decoding.
-struct Sc16 {
-  alignas(32) int16_t v[16];
-  __m256i get() const { return _mm256_load_si256(reinterpret_cast<const __m256i*>(v)); }
-};
+// 2s + 1 for 8 int32 lanes s (one scale per 32 weights) as the 16 int16 group scales (each twice): built
+// in registers, since 16 narrow stores read back as one vector stall the store forwarding.
+inline __m256i pair_scales32(__m256i s) {
+  const __m256i v = _mm256_add_epi32(_mm256_add_epi32(s, s), _mm256_set1_epi32(1));
+  return _mm256_or_si256(v, _mm256_slli_epi32(v, 16));
+}
+// 2n + 1 for the 16 nibbles of 8 bytes (low nibble first): one scale per 16 weights.
+inline __m256i nibble_scales(const uint8_t* p) {
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)), m = _mm_set1_epi8(0x0f);
+  const __m128i n = _mm_unpacklo_epi8(_mm_and_si128(bytes, m), _mm_and_si128(_mm_srli_epi16(bytes, 4), m));
+  const __m256i v = _mm256_cvtepu8_epi16(n);
+  return _mm256_add_epi16(_mm256_add_epi16(v, v), _mm256_set1_epi16(1));
+}
+
 
 // Each type's scales() decodes the whole super-block (codes included: one pass over the grid indices);
 // codes() has nothing left to do. kSub = 32 where both groups of 16 in a 32 share their scale.
@@ -89,7 +98,6 @@ struct IQ2XXS {
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b) * 0.125f;
     const __m256i c = _mm256_set1_epi8(64);
-    Sc16 sc;
     for (int s = 0; s < 8; ++s) {
       const uint32_t idx = load_u32(b + 2 + 8 * s), aux = load_u32(b + 6 + 8 * s);
       const __m256i g = set64(iq2xxs_grid[idx & 0xff], iq2xxs_grid[(idx >> 8) & 0xff], iq2xxs_grid[(idx >> 16) & 0xff],
@@ -97,10 +105,11 @@ struct IQ2XXS {
       const __m256i neg = set64(kSignMasks[aux & 127], kSignMasks[(aux >> 7) & 127], kSignMasks[(aux >> 14) & 127],
                                 kSignMasks[(aux >> 21) & 127]);
       u.u[s] = biased(g, neg, c);
-      const int sc_s = 2 * static_cast<int>(aux >> 28) + 1;
-      sc.v[2 * s] = sc.v[2 * s + 1] = static_cast<int16_t>(sc_s);
     }
-    u.sc = sc.get();
+    // The aux words are the odd dwords of the 64 bytes at 2; the scale is each one's top nibble.
+    const __m256i lo = _mm256_permutevar8x32_epi32(load32(b + 2), _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7));
+    const __m256i hi = _mm256_permutevar8x32_epi32(load32(b + 34), _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7));
+    u.sc = pair_scales32(_mm256_srli_epi32(_mm256_blend_epi32(lo, hi, 0xf0), 28));
     u.off = _mm256_mullo_epi16(u.sc, _mm256_set1_epi16(-64));
   }
 };
@@ -116,7 +125,6 @@ struct IQ2XS {
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b) * 0.125f;
     const __m256i c = _mm256_set1_epi8(64);
-    Sc16 sc;
     for (int s = 0; s < 8; ++s) {
       const uint64_t q = load_u64(b + 2 + 8 * s);
       const auto idx = [&](int l) { return static_cast<uint32_t>(q >> (16 * l)) & 511u; };
@@ -124,12 +132,8 @@ struct IQ2XS {
       const __m256i g = set64(iq2xs_grid[idx(0)], iq2xs_grid[idx(1)], iq2xs_grid[idx(2)], iq2xs_grid[idx(3)]);
       const __m256i neg = set64(kSignMasks[sgn(0)], kSignMasks[sgn(1)], kSignMasks[sgn(2)], kSignMasks[sgn(3)]);
       u.u[s] = biased(g, neg, c);
-      const uint8_t sb = b[66 + s];
-      const int lo = 2 * (sb & 0xf) + 1, hi = 2 * (sb >> 4) + 1;
-      sc.v[2 * s] = static_cast<int16_t>(lo);
-      sc.v[2 * s + 1] = static_cast<int16_t>(hi);
     }
-    u.sc = sc.get();
+    u.sc = nibble_scales(b + 66);
     u.off = _mm256_mullo_epi16(u.sc, _mm256_set1_epi16(-64));
   }
 };
@@ -146,18 +150,13 @@ struct IQ2S {
     u.d = u.m = load_h(b) * 0.125f;
     const __m256i c = _mm256_set1_epi8(64);
     const uint8_t* qs = b + 2;
-    Sc16 sc;
     for (int s = 0; s < 8; ++s) {
       const uint32_t h = b[66 + s];
       const __m256i g = set64(iq2s_grid[qs[4 * s] | ((h << 8) & 0x300)], iq2s_grid[qs[4 * s + 1] | ((h << 6) & 0x300)],
                               iq2s_grid[qs[4 * s + 2] | ((h << 4) & 0x300)], iq2s_grid[qs[4 * s + 3] | ((h << 2) & 0x300)]);
       u.u[s] = biased(g, expand_signs(load_u32(b + 34 + 4 * s)), c);
-      const uint8_t sb = b[74 + s];
-      const int lo = 2 * (sb & 0xf) + 1, hi = 2 * (sb >> 4) + 1;
-      sc.v[2 * s] = static_cast<int16_t>(lo);
-      sc.v[2 * s + 1] = static_cast<int16_t>(hi);
     }
-    u.sc = sc.get();
+    u.sc = nibble_scales(b + 74);
     u.off = _mm256_mullo_epi16(u.sc, _mm256_set1_epi16(-64));
   }
 };
@@ -174,7 +173,6 @@ struct IQ3XXS {
     u.d = u.m = load_h(b) * 0.25f;
     const __m256i c = _mm256_set1_epi8(64);
     const uint8_t* qs = b + 2;
-    Sc16 sc;
     for (int s = 0; s < 8; ++s) {
       const uint8_t* i8 = qs + 8 * s;
       const __m256i g = _mm256_setr_epi32(
@@ -185,10 +183,8 @@ struct IQ3XXS {
       const __m256i neg = set64(kSignMasks[aux & 127], kSignMasks[(aux >> 7) & 127], kSignMasks[(aux >> 14) & 127],
                                 kSignMasks[(aux >> 21) & 127]);
       u.u[s] = biased(g, neg, c);
-      const int sc_s = 2 * static_cast<int>(aux >> 28) + 1;
-      sc.v[2 * s] = sc.v[2 * s + 1] = static_cast<int16_t>(sc_s);
     }
-    u.sc = sc.get();
+    u.sc = pair_scales32(_mm256_srli_epi32(load32(b + 66), 28));  // the top nibble of each aux word
     u.off = _mm256_mullo_epi16(u.sc, _mm256_set1_epi16(-64));
   }
 };
@@ -205,7 +201,6 @@ struct IQ3S {
     u.d = u.m = load_h(b);
     const __m256i c = _mm256_set1_epi8(64);
     const uint8_t* qs = b + 2;
-    Sc16 sc;
     for (int s = 0; s < 8; ++s) {
       const uint8_t* i8 = qs + 8 * s;
       const uint32_t h = b[66 + s];
@@ -215,10 +210,11 @@ struct IQ3S {
           static_cast<int>(iq3s_grid[idx(3)]), static_cast<int>(iq3s_grid[idx(4)]), static_cast<int>(iq3s_grid[idx(5)]),
           static_cast<int>(iq3s_grid[idx(6)]), static_cast<int>(iq3s_grid[idx(7)]));
       u.u[s] = biased(g, expand_signs(load_u32(b + 74 + 4 * s)), c);
-      const int sc_s = 2 * ((b[106 + s / 2] >> (4 * (s % 2))) & 0xf) + 1;
-      sc.v[2 * s] = sc.v[2 * s + 1] = static_cast<int16_t>(sc_s);
     }
-    u.sc = sc.get();
+    // Scale s: nibble s of the 4 bytes at 106 (low nibble first).
+    u.sc = pair_scales32(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(load_u32(b + 106))),
+                                                            _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                          _mm256_set1_epi32(0xf)));
     u.off = _mm256_mullo_epi16(u.sc, _mm256_set1_epi16(-64));
   }
 };
@@ -240,16 +236,13 @@ struct IQ1S {
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b) * 0.125f;
     const uint8_t* qs = b + 2;
-    Sc16 sc;
     for (int s = 0; s < 8; ++s) {
       const uint32_t h = load_u16(b + 34 + 2 * s);
       const __m256i g = set64(iq1s_grid[qs[4 * s] | ((h << 8) & 0x700)], iq1s_grid[qs[4 * s + 1] | ((h << 5) & 0x700)],
                               iq1s_grid[qs[4 * s + 2] | ((h << 2) & 0x700)], iq1s_grid[qs[4 * s + 3] | ((h >> 1) & 0x700)]);
       u.u[s] = iq1_biased(g, _mm256_set1_epi8(h & 0x8000 ? 0 : 2));
-      const int sc_s = 2 * static_cast<int>((h >> 12) & 7) + 1;
-      sc.v[2 * s] = sc.v[2 * s + 1] = static_cast<int16_t>(sc_s);
     }
-    u.sc = sc.get();
+    u.sc = pair_scales32(_mm256_and_si256(_mm256_srli_epi32(_mm256_cvtepu16_epi32(load16(b + 34)), 12), _mm256_set1_epi32(7)));
     u.off = _mm256_mullo_epi16(u.sc, _mm256_set1_epi16(-9));
   }
 };
@@ -270,19 +263,22 @@ struct IQ1M {
     const uint16_t dbits = static_cast<uint16_t>(((packed >> 12) & 0x000f) | ((packed >> 24) & 0x00f0) |
                                                  ((packed >> 36) & 0x0f00) | ((packed >> 48) & 0xf000));
     u.d = u.m = _cvtsh_ss(dbits) * 0.125f;
-    Sc16 sc;
     for (int s = 0; s < 8; ++s) {
       const uint32_t h0 = qh[2 * s], h1 = qh[2 * s + 1];
       const __m256i g = set64(iq1s_grid[qs[4 * s] | ((h0 << 8) & 0x700)], iq1s_grid[qs[4 * s + 1] | ((h0 << 4) & 0x700)],
                               iq1s_grid[qs[4 * s + 2] | ((h1 << 8) & 0x700)], iq1s_grid[qs[4 * s + 3] | ((h1 << 4) & 0x700)]);
       const auto d1 = [](uint32_t nib) { return nib & 0x08 ? uint64_t{0} : uint64_t{0x0202020202020202}; };
       u.u[s] = iq1_biased(g, set64(d1(h0), d1(h0 >> 4), d1(h1), d1(h1 >> 4)));
-      const uint32_t w16 = static_cast<uint32_t>(packed >> (16 * (s / 2))) >> (6 * (s % 2));
-      const int lo = 2 * static_cast<int>(w16 & 7) + 1, hi = 2 * static_cast<int>((w16 >> 3) & 7) + 1;
-      sc.v[2 * s] = static_cast<int16_t>(lo);
-      sc.v[2 * s + 1] = static_cast<int16_t>(hi);
     }
-    u.sc = sc.get();
+    // Scale k (of 16 weights) is bits 3(k % 4) … +2 of word k / 4: each word copied to 4 int16 lanes,
+    // multiplied by 2^(12 − 3(k % 4)) (so the 3 bits land at 12 … 14), shifted down.
+    const __m256i words = _mm256_shuffle_epi8(_mm256_set1_epi64x(static_cast<long long>(packed)),
+                                              _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3,  //
+                                                               4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7));
+    const __m256i shifted = _mm256_mullo_epi16(words, _mm256_setr_epi16(4096, 512, 64, 8, 4096, 512, 64, 8, 4096, 512, 64,
+                                                                         8, 4096, 512, 64, 8));
+    const __m256i sc3 = _mm256_and_si256(_mm256_srli_epi16(shifted, 12), _mm256_set1_epi16(7));
+    u.sc = _mm256_add_epi16(_mm256_add_epi16(sc3, sc3), _mm256_set1_epi16(1));
     u.off = _mm256_mullo_epi16(u.sc, _mm256_set1_epi16(-9));
   }
 };
