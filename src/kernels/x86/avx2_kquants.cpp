@@ -88,32 +88,12 @@ void matmul_t(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
 }  // namespace
 
 bool kquant_covers(const Matrix& w) {
-  if (w.format != WeightFormat::Ggml || w.layout != Layout::OutIn) return false;
-  switch (w.ggml) {
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K: return true;
-    // The grid i-quants share the k-quants' form (iquant_blocks.h).
-    case GgmlType::IQ2_XXS: case GgmlType::IQ2_XS: case GgmlType::IQ2_S: case GgmlType::IQ3_XXS: case GgmlType::IQ3_S:
-    case GgmlType::IQ1_S: case GgmlType::IQ1_M: return true;
-    default: return false;
-  }
+  return w.format == WeightFormat::Ggml && w.layout == Layout::OutIn && kq::visit(w.ggml, []<class>() {});
 }
 
 void kquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
-  switch (a.w->ggml) {
-    case GgmlType::Q2_K: return matmul_t<kq::Q2K>(a, o0, o1, scratch);
-    case GgmlType::Q3_K: return matmul_t<kq::Q3K>(a, o0, o1, scratch);
-    case GgmlType::Q4_K: return matmul_t<kq::Q4K>(a, o0, o1, scratch);
-    case GgmlType::Q5_K: return matmul_t<kq::Q5K>(a, o0, o1, scratch);
-    case GgmlType::Q6_K: return matmul_t<kq::Q6K>(a, o0, o1, scratch);
-    case GgmlType::IQ2_XXS: return matmul_t<kq::IQ2XXS>(a, o0, o1, scratch);
-    case GgmlType::IQ2_XS: return matmul_t<kq::IQ2XS>(a, o0, o1, scratch);
-    case GgmlType::IQ2_S: return matmul_t<kq::IQ2S>(a, o0, o1, scratch);
-    case GgmlType::IQ3_XXS: return matmul_t<kq::IQ3XXS>(a, o0, o1, scratch);
-    case GgmlType::IQ3_S: return matmul_t<kq::IQ3S>(a, o0, o1, scratch);
-    case GgmlType::IQ1_S: return matmul_t<kq::IQ1S>(a, o0, o1, scratch);
-    case GgmlType::IQ1_M: return matmul_t<kq::IQ1M>(a, o0, o1, scratch);
-    default: return;  // not covered (kquant_covers is false): the caller never gets here
-  }
+  // Not a covered type (kquant_covers is false): the caller never gets here.
+  kq::visit(a.w->ggml, [&]<class T>() { matmul_t<T>(a, o0, o1, scratch); });
 }
 
 // quantize_row_q8_K_ref with 8 lanes. Identical bytes: max |x| is exact in any order (and max_ps with the

@@ -135,7 +135,7 @@ struct Dot {
     d = k.d;
     m = k.m;
     __m512i u[4];
-    if constexpr (kq::whole<T>) {  // an i-quant: scales() decoded the codes as 8 ymm of 32 weights
+    if constexpr (T::kWhole) {  // an i-quant: scales() decoded the codes as 8 ymm of 32 weights
       for (int c = 0; c < 4; ++c) u[c] = halves(k.u[2 * c], k.u[2 * c + 1]);
     } else {
       Codes64<T>::get(blk, u);
@@ -229,21 +229,8 @@ void matmul_t(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
 }  // namespace
 
 void kquant_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
-  switch (a.w->ggml) {
-    case GgmlType::Q2_K: return matmul_t<kq::Q2K>(a, o0, o1, scratch);
-    case GgmlType::Q3_K: return matmul_t<kq::Q3K>(a, o0, o1, scratch);
-    case GgmlType::Q4_K: return matmul_t<kq::Q4K>(a, o0, o1, scratch);
-    case GgmlType::Q5_K: return matmul_t<kq::Q5K>(a, o0, o1, scratch);
-    case GgmlType::Q6_K: return matmul_t<kq::Q6K>(a, o0, o1, scratch);
-    case GgmlType::IQ2_XXS: return matmul_t<kq::IQ2XXS>(a, o0, o1, scratch);
-    case GgmlType::IQ2_XS: return matmul_t<kq::IQ2XS>(a, o0, o1, scratch);
-    case GgmlType::IQ2_S: return matmul_t<kq::IQ2S>(a, o0, o1, scratch);
-    case GgmlType::IQ3_XXS: return matmul_t<kq::IQ3XXS>(a, o0, o1, scratch);
-    case GgmlType::IQ3_S: return matmul_t<kq::IQ3S>(a, o0, o1, scratch);
-    case GgmlType::IQ1_S: return matmul_t<kq::IQ1S>(a, o0, o1, scratch);
-    case GgmlType::IQ1_M: return matmul_t<kq::IQ1M>(a, o0, o1, scratch);
-    default: return;  // not a k-quant: avx512_vnni.cpp never sends one
-  }
+  // Not a covered type: avx512_vnni.cpp never sends one.
+  kq::visit(a.w->ggml, [&]<class T>() { matmul_t<T>(a, o0, o1, scratch); });
 }
 
 }  // namespace groak::avx512

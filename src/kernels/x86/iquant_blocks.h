@@ -84,17 +84,20 @@ inline __m256i nibble_scales(const uint8_t* p) {
 }
 
 
-// Each type's scales() decodes the whole super-block (codes included: one pass over the grid indices);
-// codes() has nothing left to do. kSub = 32 where both groups of 16 in a 32 share their scale.
-
-// IQ2_XXS (66 bytes: f16 d, then per sub-block s two uint32: 4 grid index bytes; 4 × 7 sign bits + scale).
-struct IQ2XXS {
-  static constexpr size_t kBytes = 66;
-  static constexpr int kSub = 32;
+// What every grid type shares: the bias shares D with I, no folded scales, and scales() decodes the whole
+// super-block (codes included: one pass over the grid indices), so codes() has nothing left to do. Each
+// type adds kBytes, kSub (32 where both groups of 16 in a 32 share their scale) and scales().
+struct GridForm {
   static constexpr bool kOffsetSharesScale = true;
   static constexpr bool kFoldScales = false;
-  static constexpr bool kWhole = true;  // scales() fills the codes too
+  static constexpr bool kWhole = true;
   static inline void codes(const uint8_t*, KBlock&) {}
+};
+
+// IQ2_XXS (66 bytes: f16 d, then per sub-block s two uint32: 4 grid index bytes; 4 × 7 sign bits + scale).
+struct IQ2XXS : GridForm {
+  static constexpr size_t kBytes = 66;
+  static constexpr int kSub = 32;
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b) * 0.125f;
     const __m256i c = _mm256_set1_epi8(64);
@@ -115,13 +118,9 @@ struct IQ2XXS {
 };
 
 // IQ2_XS (74 bytes: f16 d, uint16 qs[32] = 9-bit index | 7 sign bits << 9, scales[8] two nibbles per 32).
-struct IQ2XS {
+struct IQ2XS : GridForm {
   static constexpr size_t kBytes = 74;
   static constexpr int kSub = 16;
-  static constexpr bool kOffsetSharesScale = true;
-  static constexpr bool kFoldScales = false;
-  static constexpr bool kWhole = true;  // scales() fills the codes too
-  static inline void codes(const uint8_t*, KBlock&) {}
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b) * 0.125f;
     const __m256i c = _mm256_set1_epi8(64);
@@ -139,13 +138,9 @@ struct IQ2XS {
 };
 
 // IQ2_S (82 bytes: f16 d, qs[32] index low bytes, signs[32], qh[8] index bits 8–9, scales[8]).
-struct IQ2S {
+struct IQ2S : GridForm {
   static constexpr size_t kBytes = 82;
   static constexpr int kSub = 16;
-  static constexpr bool kOffsetSharesScale = true;
-  static constexpr bool kFoldScales = false;
-  static constexpr bool kWhole = true;  // scales() fills the codes too
-  static inline void codes(const uint8_t*, KBlock&) {}
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b) * 0.125f;
     const __m256i c = _mm256_set1_epi8(64);
@@ -162,13 +157,9 @@ struct IQ2S {
 };
 
 // IQ3_XXS (98 bytes: f16 d, qs[64] grid indices of 4 weights, 8 uint32 of 4 × 7 sign bits + scale).
-struct IQ3XXS {
+struct IQ3XXS : GridForm {
   static constexpr size_t kBytes = 98;
   static constexpr int kSub = 32;
-  static constexpr bool kOffsetSharesScale = true;
-  static constexpr bool kFoldScales = false;
-  static constexpr bool kWhole = true;  // scales() fills the codes too
-  static inline void codes(const uint8_t*, KBlock&) {}
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b) * 0.25f;
     const __m256i c = _mm256_set1_epi8(64);
@@ -190,13 +181,9 @@ struct IQ3XXS {
 };
 
 // IQ3_S (110 bytes: f16 d, qs[64] index low bytes, qh[8] index bit 8, signs[32], scales[4] two nibbles).
-struct IQ3S {
+struct IQ3S : GridForm {
   static constexpr size_t kBytes = 110;
   static constexpr int kSub = 32;
-  static constexpr bool kOffsetSharesScale = true;
-  static constexpr bool kFoldScales = false;
-  static constexpr bool kWhole = true;  // scales() fills the codes too
-  static inline void codes(const uint8_t*, KBlock&) {}
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b);
     const __m256i c = _mm256_set1_epi8(64);
@@ -226,13 +213,9 @@ inline __m256i iq1_biased(__m256i g, __m256i delta1) {
 }
 
 // IQ1_S (50 bytes: f16 d, qs[32] index low bytes, uint16 qh[8] = 4 × 3 index bits | scale << 12 | δ sign << 15).
-struct IQ1S {
+struct IQ1S : GridForm {
   static constexpr size_t kBytes = 50;
   static constexpr int kSub = 32;
-  static constexpr bool kOffsetSharesScale = true;
-  static constexpr bool kFoldScales = false;
-  static constexpr bool kWhole = true;  // scales() fills the codes too
-  static inline void codes(const uint8_t*, KBlock&) {}
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     u.d = u.m = load_h(b) * 0.125f;
     const uint8_t* qs = b + 2;
@@ -249,13 +232,9 @@ struct IQ1S {
 
 // IQ1_M (56 bytes: qs[32] index low bytes, qh[16] two nibbles (3 index bits | δ sign << 3) per byte, then
 // 4 uint16 of 3-bit scales (two per 32) whose top nibbles spell the f16 d).
-struct IQ1M {
+struct IQ1M : GridForm {
   static constexpr size_t kBytes = 56;
   static constexpr int kSub = 16;
-  static constexpr bool kOffsetSharesScale = true;
-  static constexpr bool kFoldScales = false;
-  static constexpr bool kWhole = true;  // scales() fills the codes too
-  static inline void codes(const uint8_t*, KBlock&) {}
   static inline void scales(const uint8_t* b, KBlock& u) {  // codes too: one pass
     const uint8_t* qs = b;
     const uint8_t* qh = b + 32;
@@ -282,6 +261,27 @@ struct IQ1M {
     u.off = _mm256_mullo_epi16(u.sc, _mm256_set1_epi16(-9));
   }
 };
+
+// Calls f.template operator()<T>() with the kernel type of ggml type t (a k-quant or a grid i-quant);
+// false, without calling, for any other type. The one list both x86 tables dispatch on.
+template <class F>
+bool visit(GgmlType t, F&& f) {
+  switch (t) {
+    case GgmlType::Q2_K: f.template operator()<Q2K>(); return true;
+    case GgmlType::Q3_K: f.template operator()<Q3K>(); return true;
+    case GgmlType::Q4_K: f.template operator()<Q4K>(); return true;
+    case GgmlType::Q5_K: f.template operator()<Q5K>(); return true;
+    case GgmlType::Q6_K: f.template operator()<Q6K>(); return true;
+    case GgmlType::IQ2_XXS: f.template operator()<IQ2XXS>(); return true;
+    case GgmlType::IQ2_XS: f.template operator()<IQ2XS>(); return true;
+    case GgmlType::IQ2_S: f.template operator()<IQ2S>(); return true;
+    case GgmlType::IQ3_XXS: f.template operator()<IQ3XXS>(); return true;
+    case GgmlType::IQ3_S: f.template operator()<IQ3S>(); return true;
+    case GgmlType::IQ1_S: f.template operator()<IQ1S>(); return true;
+    case GgmlType::IQ1_M: f.template operator()<IQ1M>(); return true;
+    default: return false;
+  }
+}
 
 }  // namespace kq
 }  // namespace

@@ -85,6 +85,7 @@ struct Q2K {
   static constexpr int kSub = 16;                  // weights per scale
   static constexpr bool kOffsetSharesScale = false;
   static constexpr bool kFoldScales = true;        // sc·u ≤ 15·3 fits a byte: panels store the products
+  static constexpr bool kWhole = false;
   static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = load_h(b + 80);
     k.m = -load_h(b + 82);
@@ -112,6 +113,7 @@ struct Q3K {
   static constexpr int kSub = 16;
   static constexpr bool kOffsetSharesScale = true;
   static constexpr bool kFoldScales = false;
+  static constexpr bool kWhole = false;
   static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = k.m = load_h(b + 108);
     // Scale j: low nibble of byte j (j < 8) or high nibble of byte j − 8; top 2 bits at bit 2·(j/4) of
@@ -159,6 +161,7 @@ struct Q4K {
   static constexpr int kSub = 32;
   static constexpr bool kOffsetSharesScale = false;
   static constexpr bool kFoldScales = false;
+  static constexpr bool kWhole = false;
   static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = load_h(b);
     k.m = -load_h(b + 2);
@@ -181,6 +184,7 @@ struct Q5K {
   static constexpr int kSub = 32;
   static constexpr bool kOffsetSharesScale = false;
   static constexpr bool kFoldScales = false;
+  static constexpr bool kWhole = false;
   static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = load_h(b);
     k.m = -load_h(b + 2);
@@ -204,6 +208,7 @@ struct Q6K {
   static constexpr int kSub = 16;
   static constexpr bool kOffsetSharesScale = true;
   static constexpr bool kFoldScales = false;
+  static constexpr bool kWhole = false;
   static inline void scales(const uint8_t* b, KBlock& k) {
     k.d = k.m = load_h(b + 208);
     k.sc = _mm256_cvtepi8_epi16(load16(b + 192));
@@ -224,16 +229,8 @@ struct Q6K {
   }
 };
 
-// Types whose scales() decodes the codes too (iquant_blocks.h: one pass over the grid indices).
-template <class T>
-concept HasWhole = requires { T::kWhole; };
-template <class T>
-inline constexpr bool whole = [] {
-  if constexpr (HasWhole<T>) return T::kWhole;
-  return false;
-}();
-
-// The whole super-block: factors, scales and codes.
+// The whole super-block: factors, scales and codes. (kWhole: scales() already decoded the codes, as the
+// grid i-quants of iquant_blocks.h do in one pass; the k-quants unpack them in codes().)
 template <class T>
 inline void unpack(const uint8_t* b, KBlock& k) {
   T::scales(b, k);
