@@ -221,15 +221,15 @@ void tile_rows(int64_t R, const float* panel, const float* x, int64_t n_in, int6
 
 // Many rows: for each band of kBandPanels 16-column panels, repack kPanelK input rows of W into f32
 // panels [k][16] (int8 widened once, reused by every row of x; a band reads whole cache lines of each
-// weight row), then run register tiles over all rows.
+// weight row), or int8 ones where the table has int8 pair tiles, then run register tiles over all rows.
 constexpr int64_t kPrefetchRows = 8;
 constexpr int64_t kBandPanels = 16;  // 256 columns: 256 contiguous bytes of each int8 weight row per read
 
 void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch,
-                 avx2::PanelPairTile pair) {
+                 avx2::PairTiles pair) {
   const int64_t n_in = a.w->n_in, R = a.n_rows;
   constexpr int64_t kBand = kBandPanels * kPanelCols;
-  float* panels = scratch;                              // [kBandPanels][kPanelK][16], 32-byte aligned
+  float* panels = scratch;                              // [kBandPanels][kPanelK][16], 64-byte aligned
   float* acc = panels + kBandPanels * kPanelK * kPanelCols;  // [kBandPanels][R][16]
   float* y = acc + kBandPanels * R * kPanelCols;             // [kBandPanels][R][16]
   int64_t c0 = o0;
@@ -241,6 +241,11 @@ void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1
       for (int64_t k0 = b * v.block_len; k0 < (b + 1) * v.block_len; k0 += kPanelK) {
         const int64_t k = std::min(kPanelK, (b + 1) * v.block_len - k0);
         const int64_t band_bytes = np * kPanelCols * (v.int8 ? 1 : 4);
+        // With int8 pair tiles, the panels of whole pairs stay int8 (widened in registers by the tiles):
+        // the band's bytes of each row are copied as they are, [k][n8] bytes at the start of the panels,
+        // a quarter of the bytes to write (this loop waits on memory). An odd last panel is widened to f32.
+        const int64_t n8 = pair.i8 && v.int8 ? np / 2 * 2 * kPanelCols : 0;  // int8 columns
+        int8_t* band8 = reinterpret_cast<int8_t*>(panels);
         for (int64_t i = 0; i < k; ++i) {
           const uint8_t* row = in_row(v, k0 + i);
           // Rows are far apart (one page each for wide matrices): fetch a few rows ahead.
@@ -248,17 +253,24 @@ void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1
             const uint8_t* ahead = in_row(v, k0 + i + kPrefetchRows) + (c0 * (v.int8 ? 1 : 4));
             for (int64_t off = 0; off < band_bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + off), _MM_HINT_T0);
           }
-          for (int64_t p = 0; p < np; ++p) {
-            float* dst = panels + (p * kPanelK + i) * kPanelCols;
+          for (int64_t o = 0; o < n8; o += 32)  // a pair of panels: 32 bytes
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(band8 + i * n8 + o),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c0 + o)));
+          for (int64_t p = n8 / kPanelCols; p < np; ++p) {
+            float* dst = panels + p * kPanelK * kPanelCols + i * kPanelCols;
             _mm256_store_ps(dst, w8(v, row, c0 + p * kPanelCols));
             _mm256_store_ps(dst + 8, w8(v, row, c0 + p * kPanelCols + 8));
           }
         }
         int64_t p = 0;
-        for (; pair && p + 2 <= np; p += 2)
+        for (; p * kPanelCols < n8; p += 2)
           for (int64_t r = 0; r < R; r += avx2::kPairTileRows)
-            pair(std::min(avx2::kPairTileRows, R - r), panels + p * kPanelK * kPanelCols, panels + (p + 1) * kPanelK * kPanelCols,
-                 a.x + r * n_in + k0, n_in, k, acc + (p * R + r) * kPanelCols, acc + ((p + 1) * R + r) * kPanelCols);
+            pair.i8(std::min(avx2::kPairTileRows, R - r), band8 + p * kPanelCols, n8, a.x + r * n_in + k0, n_in, k,
+                    acc + (p * R + r) * kPanelCols, acc + ((p + 1) * R + r) * kPanelCols);
+        for (; pair.f32 && p + 2 <= np; p += 2)
+          for (int64_t r = 0; r < R; r += avx2::kPairTileRows)
+            pair.f32(std::min(avx2::kPairTileRows, R - r), panels + p * kPanelK * kPanelCols, panels + (p + 1) * kPanelK * kPanelCols,
+                     a.x + r * n_in + k0, n_in, k, acc + (p * R + r) * kPanelCols, acc + ((p + 1) * R + r) * kPanelCols);
         for (; p < np; ++p)
           for (int64_t r = 0; r < R; r += kTileRows)
             tile_rows(std::min(kTileRows, R - r), panels + p * kPanelK * kPanelCols, a.x + r * n_in + k0, n_in, k,
@@ -287,10 +299,12 @@ void inout_tiled(const InOutView& v, const MatmulArgs& a, int64_t o0, int64_t o1
 }
 
 constexpr int64_t kRowBlock = 256;  // tiled path: rows per pass (bounds scratch; x slab stays in L2)
+static_assert(kBandPanels * (kPanelK + 2 * kRowBlock) * kPanelCols <= static_cast<int64_t>(kKernelScratchFloats),
+              "inout_tiled's panels, acc and y fit the kernel scratch");
 
 }  // namespace
 
-void avx2::matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch, PanelPairTile pair) {
+void avx2::matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch, PairTiles pair) {
   const InOutView v = inout_view(*a.w);
   if (a.n_rows <= kStreamRows) return inout_stream_rows(v, a, 0, a.n_rows, o0, o1, scratch);
   for (int64_t r0 = 0; r0 < a.n_rows; r0 += kRowBlock) {
@@ -494,7 +508,7 @@ ActFormat avx2_act_format(const Matrix& w) {
 
 void avx2_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const Matrix& w = *a.w;
-  if (w.layout == Layout::InOut) return avx2::matmul_inout(a, o0, o1, scratch, nullptr);
+  if (w.layout == Layout::InOut) return avx2::matmul_inout(a, o0, o1, scratch, {});
   if (avx2::kquant_covers(w)) return avx2::kquant_matmul(a, o0, o1, scratch);
   if (avx2::iquant_covers(w)) return avx2::iquant_matmul(a, o0, o1, scratch);
   switch (w.format) {

@@ -464,7 +464,7 @@ void rows8_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
 
 void vnni_matmul(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch) {
   const Matrix& w = *a.w;
-  if (w.layout == Layout::InOut) return avx2::matmul_inout(a, o0, o1, scratch, avx512::panel_pair_tile);
+  if (w.layout == Layout::InOut) return avx2::matmul_inout(a, o0, o1, scratch, {avx512::panel_pair_tile, avx512::panel_pair_tile_i8});
   if (w.rows8) return w.ggml == GgmlType::Q8_0 ? rows8_matmul<GgmlType::Q8_0>(a, o0, o1, scratch)
                                                : rows8_matmul<GgmlType::Q4_0>(a, o0, o1, scratch);
   if (w.format == WeightFormat::Ggml && w.layout == Layout::OutIn) {

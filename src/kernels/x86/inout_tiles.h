@@ -19,9 +19,18 @@ inline constexpr int64_t kPairTileRows = 8;
 using PanelPairTile = void (*)(int64_t R, const float* panel_a, const float* panel_b, const float* x,
                                int64_t n_in, int64_t k, float* acc_a, float* acc_b);
 
-// y[:, o0:o1) = x·W for an [in, out] matrix (Layout::InOut); pair, when given, runs the tiles of two
-// adjacent panels (the AVX-512 table's), else AVX2's one-panel tiles run.
-void matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch, PanelPairTile pair);
+// The same chains over two int8 panels side by side: row i of the pair is 32 int8 at p8 + i * stride.
+using PanelPairTileI8 = void (*)(int64_t R, const int8_t* p8, int64_t stride, const float* x, int64_t n_in, int64_t k,
+                                 float* acc_a, float* acc_b);
+
+// The AVX-512 table's tiles of two adjacent panels; without them AVX2's one-panel tiles run.
+struct PairTiles {
+  PanelPairTile f32 = nullptr;
+  PanelPairTileI8 i8 = nullptr;  // xAI int8: panels stay int8 (4x fewer bytes to write than widened)
+};
+
+// y[:, o0:o1) = x·W for an [in, out] matrix (Layout::InOut).
+void matmul_inout(const MatmulArgs& a, int64_t o0, int64_t o1, float* scratch, PairTiles pair);
 
 }  // namespace groak::avx2
 
@@ -29,5 +38,7 @@ namespace groak::avx512 {
 // Two panels per tile in zmm registers: R rows × 32 columns, 16 accumulators at R = 8.
 void panel_pair_tile(int64_t R, const float* panel_a, const float* panel_b, const float* x, int64_t n_in,
                      int64_t k, float* acc_a, float* acc_b);
+void panel_pair_tile_i8(int64_t R, const int8_t* p8, int64_t stride, const float* x, int64_t n_in, int64_t k,
+                        float* acc_a, float* acc_b);
 }  // namespace groak::avx512
 #endif
