@@ -171,7 +171,10 @@ void register_all() {
   const std::pair<const char*, GgmlType> kQuantTypes[] = {
       {"q4_0", GgmlType::Q4_0}, {"q4_1", GgmlType::Q4_1}, {"q5_0", GgmlType::Q5_0}, {"q5_1", GgmlType::Q5_1},
       {"q8_0", GgmlType::Q8_0}, {"q2_k", GgmlType::Q2_K}, {"q3_k", GgmlType::Q3_K}, {"q4_k", GgmlType::Q4_K},
-      {"q5_k", GgmlType::Q5_K}, {"q6_k", GgmlType::Q6_K}};
+      {"q5_k", GgmlType::Q5_K}, {"q6_k", GgmlType::Q6_K}, {"iq4_nl", GgmlType::IQ4_NL}, {"iq4_xs", GgmlType::IQ4_XS},
+      {"iq3_s", GgmlType::IQ3_S}, {"iq3_xxs", GgmlType::IQ3_XXS}, {"iq2_s", GgmlType::IQ2_S}, {"iq2_xs", GgmlType::IQ2_XS},
+      {"iq2_xxs", GgmlType::IQ2_XXS}, {"iq1_m", GgmlType::IQ1_M}, {"iq1_s", GgmlType::IQ1_S}, {"tq1_0", GgmlType::TQ1_0},
+      {"tq2_0", GgmlType::TQ2_0}};
   for (const auto& [name, type] : kQuantTypes) {
     const GgmlType t = type;
     benchmark::RegisterBenchmark((std::string("quantize/") + name).c_str(), [t](benchmark::State& s) {
@@ -183,6 +186,7 @@ void register_all() {
       for (float& v : x) v = gauss(g);
       for (float& v : imatrix) v = uni(g);
       std::vector<uint8_t> out(static_cast<size_t>(kRows * kCols) * 2);
+      if (!s.range(0) && quantize_requires_imatrix(t)) return s.SkipWithError("needs an importance matrix");
       const float* qw = s.range(0) ? imatrix.data() : nullptr;
       for (auto _ : s) {
         quantize_rows(t, x.data(), out.data(), kRows, kCols, qw);
