@@ -195,5 +195,40 @@ TEST(QuantSearchSimd, QxMatchesScalarBitForBit) {
   }
 }
 
+// IQ4's sweep: the 15 inverse scales IQ4_NL / IQ4_XS try ((itry − 127)/max), and arbitrary ones (values
+// landing on level midpoints, beyond the end levels, huge and NaN products), any m up to 16.
+TEST(QuantSearchSimd, Iq4FitsMatchScalarBitForBit) {
+  const auto tables = simd_tables();
+  if (tables.empty()) GTEST_SKIP() << "this CPU has no SIMD search table (AVX2)";
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uni(-3.f, 3.f);
+  int checked = 0;
+  for (const SearchKernels* simd : tables) {
+    for (int d = 0; d < kDistributions; ++d) {
+      for (int rep = 0; rep < 40; ++rep) {
+        float x[32], w[32], ids[kMaxIq4Candidates];
+        make_group(d, rng, 32, x);
+        make_weights(rep % 5, rng, 32, x, w);
+        float max = 0, amax = 0;
+        for (float v : x)
+          if (std::fabs(v) > amax) amax = std::fabs(v), max = v;
+        const int m = rep % 3 == 0 ? 1 + rep % kMaxIq4Candidates : 15;
+        for (int t = 0; t < m; ++t)
+          ids[t] = rep % 3 == 1 ? uni(rng) * 40.f : static_cast<float>(t - 7 - 127) / (max != 0 ? max : 1.f);
+        if (rep % 7 == 0) ids[0] = 1.f, x[1] = 0.5f * (13.f + 25.f), x[2] = -116.f;  // a midpoint, past −104…−127
+        float qx0[kMaxIq4Candidates], q20[kMaxIq4Candidates], qx1[kMaxIq4Candidates], q21[kMaxIq4Candidates];
+        scalar_iq4_fits(x, w, ids, m, qx0, q20);
+        simd->iq4_fits(x, w, ids, m, qx1, q21);
+        for (int t = 0; t < m; ++t) {
+          ASSERT_EQ(bits(qx0[t]), bits(qx1[t])) << simd->name << " dist " << d << " rep " << rep << " candidate " << t;
+          ASSERT_EQ(bits(q20[t]), bits(q21[t])) << simd->name << " dist " << d << " rep " << rep << " candidate " << t;
+        }
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
 }  // namespace
 }  // namespace groak::quant

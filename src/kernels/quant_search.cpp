@@ -212,7 +212,8 @@ void scalar_make_qkx_quants8(int n, int nmax, const float* x, const float* weigh
 }
 
 const SearchKernels& scalar_search_kernels() {
-  static const SearchKernels k{"scalar", scalar_make_qx_quants, scalar_make_qkx_quants, scalar_make_qkx_quants8};
+  static const SearchKernels k{"scalar", scalar_make_qx_quants, scalar_make_qkx_quants, scalar_make_qkx_quants8,
+                               scalar_iq4_fits};
   return k;
 }
 

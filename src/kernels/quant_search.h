@@ -56,12 +56,20 @@ using QkxSearch = float (*)(int n, int nmax, const float* x, const float* weight
                             uint8_t* Laux, float rmin, float rdelta, int nstep, ErrorNorm norm);
 using QkxSearch8 = void (*)(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
                             float* the_mins, float rmin, float rdelta, int nstep, ErrorNorm norm);
+// IQ4_NL / IQ4_XS's scale sweep (quantize_iq4.cpp): for a block of 32 values x with weights w and m
+// candidate inverse scales ids[0, m), sumqx[t] = Σ w·q·x and sumq2[t] = Σ w·q² in ggml's order, q the
+// kvalues_iq4nl level nearest to ids[t]·x (ggml's best_index_int8). m ≤ kMaxIq4Candidates.
+inline constexpr int kMaxIq4Candidates = 16;
+using Iq4Fits = void (*)(const float* x, const float* w, const float* ids, int m, float* sumqx, float* sumq2);
 struct SearchKernels {
   const char* name;
   QxSearch make_qx_quants;
   QkxSearch make_qkx_quants;
   QkxSearch8 make_qkx_quants8;  // one group per lane (AVX2), or 8 scalar calls
+  Iq4Fits iq4_fits;             // one candidate per lane, or the scalar loop
 };
+// The scalar IQ4 sweep (quantize_iq4.cpp): the oracle, and the SIMD tables' fallback for NaN input.
+void scalar_iq4_fits(const float* x, const float* w, const float* ids, int m, float* sumqx, float* sumq2);
 // 8 scalar make_qkx_quants calls (the oracle of make_qkx_quants8, and every table's fallback).
 void scalar_make_qkx_quants8(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
                              float* the_mins, float rmin, float rdelta, int nstep, ErrorNorm norm);

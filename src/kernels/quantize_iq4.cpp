@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/quant_iquants_grids.h"
+#include "kernels/quant_search.h"
 #include "kernels/quantize_iquants.h"
 
 namespace groak::quant {
@@ -77,12 +78,16 @@ float block_scale(const float* xb, const float* w, uint8_t* l, float* first_gues
   Fit f = fit_levels(xb, w, 1 / d, l);
   d = f.sumqx / f.sumq2;
   float best = d * f.sumqx;
-  for (int itry = -kScaleTries; itry <= kScaleTries; ++itry) {
-    const float id = static_cast<float>(itry + kvalues_iq4nl[0]) / max;
-    f = fit_levels(xb, w, id, nullptr);
-    if (f.sumq2 > 0 && f.sumqx * f.sumqx > best * f.sumq2) {
-      d = f.sumqx / f.sumq2;
-      best = d * f.sumqx;
+  // The 15 candidates' fits at once (a SIMD table puts one per lane), then ggml's comparisons in order.
+  constexpr int kTries = 2 * kScaleTries + 1;
+  static_assert(kTries <= kMaxIq4Candidates);
+  float ids[kTries], sumqx[kTries], sumq2[kTries];
+  for (int t = 0; t < kTries; ++t) ids[t] = static_cast<float>(t - kScaleTries + kvalues_iq4nl[0]) / max;
+  chosen_search_kernels().iq4_fits(xb, w, ids, kTries, sumqx, sumq2);
+  for (int t = 0; t < kTries; ++t) {
+    if (sumq2[t] > 0 && sumqx[t] * sumqx[t] > best * sumq2[t]) {
+      d = sumqx[t] / sumq2[t];
+      best = d * sumqx[t];
     }
   }
   return d;
@@ -130,6 +135,14 @@ int nearest_mxfp4(float x, float d) {
 }
 
 }  // namespace
+
+void scalar_iq4_fits(const float* x, const float* w, const float* ids, int m, float* sumqx, float* sumq2) {
+  for (int t = 0; t < m; ++t) {
+    const Fit f = fit_levels(x, w, ids[t], nullptr);
+    sumqx[t] = f.sumqx;
+    sumq2[t] = f.sumq2;
+  }
+}
 
 // IQ4_NL (18 bytes per 32: f16 d, qs[16]). d is the block's best scale; the levels are re-chosen at 1/d.
 void quantize_row_iq4_nl(const float* x, uint8_t* dst, int64_t n, const float* imatrix) {

@@ -155,7 +155,7 @@ const SearchKernels* avx2_search_kernels() {
                                   // simd_make_qkx_quants is byte-identical but slower than the scalar
                                   // search (its re-sweeps after each win that moves min cost more than
                                   // the lanes save; the scalar one skips repeated levels): not used yet.
-                                  scalar_search_kernels().make_qkx_quants, qkx_quants8};
+                                  scalar_search_kernels().make_qkx_quants, qkx_quants8, simd_iq4_fits<Avx2Lanes>};
   return &k;
 }
 

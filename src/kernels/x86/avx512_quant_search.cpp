@@ -54,7 +54,7 @@ const SearchKernels* avx512_search_kernels() {
                                   // the lanes save; the scalar one skips repeated levels): not used yet.
                                   scalar_search_kernels().make_qkx_quants,
                                   // one group per lane in 8 lanes: a super-block has 8 (or 16) groups
-                                  avx2_qkx_quants8()};
+                                  avx2_qkx_quants8(), simd_iq4_fits<Avx512Lanes>};
   return &k;
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include "kernels/quant_impl.h"
+#include "kernels/quant_iquants_grids.h"
 #include "kernels/quant_search.h"
 
 namespace groak::quant {
@@ -262,6 +263,51 @@ float simd_make_qkx_quants(int n, int nmax, const float* x, const float* weights
   }
   *the_min = -min;
   return scale;
+}
+
+// IQ4's sweep (scalar_iq4_fits in quantize_iq4.cpp) with one candidate inverse scale per lane. The level
+// nearest to v = id·x as ggml's best_index_int8 picks it: v ≤ values[0] gives 0, v ≥ values[15] gives 15,
+// otherwise lo = the last k ≤ 14 with values[k] ≤ v and the lower of lo, lo + 1 when v − values[lo] <
+// values[lo + 1] − v. Compares and blends only, so no rounding instruction is involved. A NaN product
+// (the one value whose compares would differ from the bisection's) needs a NaN or infinite x or id, so
+// such a block goes to the scalar loop.
+template <class S>
+void simd_iq4_fits(const float* x, const float* w, const float* ids, int m, float* sumqx, float* sumq2) {
+  using V = typename S::V;
+  constexpr int kL = S::kLanes;
+  for (int j = 0; j < 32; ++j)
+    if (!std::isfinite(x[j])) return scalar_iq4_fits(x, w, ids, m, sumqx, sumq2);
+  for (int t = 0; t < m; ++t)
+    if (!std::isfinite(ids[t])) return scalar_iq4_fits(x, w, ids, m, sumqx, sumq2);
+  V lv[16];
+  for (int k = 0; k < 16; ++k) lv[k] = S::set1(static_cast<float>(kvalues_iq4nl[k]));
+  alignas(64) float id[kL], qx[kL], q2[kL];
+  for (int t0 = 0; t0 < m; t0 += kL) {
+    for (int c = 0; c < kL; ++c) id[c] = t0 + c < m ? ids[t0 + c] : 0.f;
+    const V vid = S::load(id);
+    V sqx = S::set1(0.f), sq2 = S::set1(0.f);
+    for (int j = 0; j < 32; ++j) {
+      const V xj = S::set1(x[j]);
+      const V v = S::mul(vid, xj);
+      V lo = lv[0], hi = lv[1];
+      for (int k = 1; k < 15; ++k) {  // values[k] > v keeps the lane's pair
+        lo = S::select_gt(lv[k], v, lo, lv[k]);
+        hi = S::select_gt(lv[k], v, hi, lv[k + 1]);
+      }
+      V q = S::select_gt(S::sub(hi, v), S::sub(v, lo), lo, hi);
+      q = S::select_gt(lv[15], v, q, lv[15]);  // v ≥ values[15]
+      q = S::select_gt(v, lv[0], q, lv[0]);    // v ≤ values[0]
+      const V wq = S::mul(S::set1(w[j]), q);
+      sqx = S::add(sqx, S::mul(wq, xj));
+      sq2 = S::add(sq2, S::mul(wq, q));
+    }
+    S::store(qx, sqx);
+    S::store(q2, sq2);
+    for (int c = 0; c < kL && t0 + c < m; ++c) {
+      sumqx[t0 + c] = qx[c];
+      sumq2[t0 + c] = q2[c];
+    }
+  }
 }
 
 }  // namespace
