@@ -3,17 +3,26 @@
 # (with an importance matrix from groak imatrix) and, when a llama.cpp build is given, by llama-quantize from
 # the same f32 GGUF with the same imatrix; each file scored by groak perplexity --kl-divergence against the
 # source. The imatrix is computed on the first half of the text, PPL and KLD on the second half.
-#   scripts/quant_table.sh [PRESET (small-k)] [CTX (128)] [TYPES...]
+#   scripts/quant_table.sh [PRESET (small-k) | MODEL_PATH] [CTX (128)] [TYPES...]
 #   GROAK_LLAMA_CPP=/path/to/llama.cpp/build/bin scripts/quant_table.sh     adds llama.cpp's columns
+#   GROAK_TEXT=FILE: the text (default data/corpus.txt; models/grok-kjv: its heldout.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-small-k}; ctx=${2:-128}; shift $(( $# > 2 ? 2 : $# ))
 g=$PWD/build/groak
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-lines=$(wc -l < data/corpus.txt)
-head -n $((lines / 2)) data/corpus.txt > "$work/calib.txt"
-tail -n +$((lines / 2 + 1)) data/corpus.txt > "$work/eval.txt"
-"$g" synth --preset "$preset" --seed 1 --out "$work/m" >/dev/null 2>&1
+text=${GROAK_TEXT:-data/corpus.txt}
+if [ -e "$preset" ]; then  # a model (a trained one: its own held-out text unless GROAK_TEXT says)
+  [ -n "${GROAK_TEXT:-}" ] || [ ! -f "$preset/heldout.txt" ] || text=$preset/heldout.txt
+  ln -s "$(realpath "$preset")" "$work/m"
+  what="model $preset"
+else
+  "$g" synth --preset "$preset" --seed 1 --out "$work/m" >/dev/null 2>&1
+  what="preset $preset (random weights)"
+fi
+lines=$(wc -l < "$text")
+head -n $((lines / 2)) "$text" > "$work/calib.txt"
+tail -n +$((lines / 2 + 1)) "$text" > "$work/eval.txt"
 "$g" convert --model "$work/m" --type F32 --out "$work/f32.gguf" >/dev/null 2>&1
 "$g" imatrix --model "$work/m" -f "$work/calib.txt" -c "$ctx" -o "$work/imatrix.dat" >/dev/null 2>&1
 base=$("$g" perplexity --model "$work/m" -f "$work/eval.txt" --ctx "$ctx" --kl-divergence-base "$work/base.kld" 2>/dev/null |
@@ -28,7 +37,7 @@ score() {  # FILE -> "PPL | KLD | same top"
   printf '%s | %s | %s' "$(sed -n 's/^Final estimate: PPL = //p' <<<"$out")" \
     "$(sed -n 's/^Mean KLD: //p' <<<"$out")" "$(sed -n 's/^Same top: //p' <<<"$out")"
 }
-echo "preset $preset (random weights), ctx $ctx, source (xAI int8) PPL = $base; imatrix on the first half of data/corpus.txt"
+echo "$what, ctx $ctx, source PPL = $base; imatrix on the first half of $text, scores on the second"
 if [ -n "$llama" ]; then
   echo "| type | size | bits/weight | PPL | mean KLD | same top | llama-quantize: PPL | mean KLD | same top |"
   echo "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |"

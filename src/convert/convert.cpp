@@ -47,8 +47,8 @@ void transpose_int8(const Matrix& m, int64_t o0, int64_t n, int8_t* qt) {
   }
 }
 
-// Rows [o0, o0 + n) of W (output units), dequantised: out [n, n_in]. For xAI int8 also the raw
-// transposed int8 (qt [n, n_in]) for the exact q8_0 path.
+}  // namespace
+
 void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out, int8_t* qt) {
   if (m.layout == Layout::OutIn) {
     for (int64_t r = 0; r < n; ++r) reference_kernels().get_row(m, o0 + r, out + r * m.n_in);
@@ -70,6 +70,8 @@ void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out, int8_t* qt) {
     for (int64_t r = 0; r < n; ++r) out[r * m.n_in + i] = load_f32(p + 4 * r);
   }
 }
+
+namespace {
 
 // xAI int8 -> q8_0 without re-rounding: a block of 32 inputs that shares one bf16 scale exactly
 // representable in fp16 becomes d = scale, qs = the int8 values. Returns false if not possible.

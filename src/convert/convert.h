@@ -38,6 +38,10 @@ struct ConvertReport {
 
 using ConvertProgress = std::function<void(uint64_t bytes_done, uint64_t bytes_total)>;
 
+// Rows [o0, o0 + n) of W (output units), dequantised: out [n, n_in]. For an xAI int8 source also its raw
+// int8 values transposed (qt [n, n_in]: scratch the caller provides; unused for other formats).
+void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out, int8_t* qt);
+
 // Everything is checked (types, imatrix, row lengths, requantizing) before any output is created.
 ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const ConvertProgress& progress = {});
 

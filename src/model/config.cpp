@@ -164,7 +164,9 @@ Config load_config_json(const std::string& path) {
   return c;
 }
 
-std::string config_to_json(const Config& c, const std::string& preset, uint64_t seed) {
+namespace {
+
+nlohmann::ordered_json run_py_fields(const Config& c) {
   nlohmann::ordered_json j;
   j["vocab_size"] = c.vocab_size;
   j["emb_size"] = c.emb_size;
@@ -195,8 +197,35 @@ std::string config_to_json(const Config& c, const std::string& preset, uint64_t 
                   {"num_tensor_files", 2 + 12 * c.num_layers},
                   {"layer_file_order", order},
                   {"tied_embeddings", true}};
+  return j;
+}
+
+}  // namespace
+
+std::string config_to_json(const Config& c, const std::string& preset, uint64_t seed) {
+  nlohmann::ordered_json j = run_py_fields(c);
   j["generator"] = {{"script", "groak synth"}, {"preset", preset}, {"seed", seed}, {"format_version", 1}};
   return j.dump(2) + "\n";
+}
+
+std::string config_to_json_converted(const Config& c, const std::string& source, bool random_weights) {
+  nlohmann::ordered_json j = run_py_fields(c.ffn_size_override > 0 ? c.with_widening_for_ffn() : c);
+  j["generator"] = {
+      {"script", "groak convert"}, {"source", source}, {"random_weights", random_weights}, {"format_version", 1}};
+  return j.dump(2) + "\n";
+}
+
+Config Config::with_widening_for_ffn() const {
+  Config c = *this;
+  const int64_t f = ffn_size();
+  c.ffn_size_override = 0;
+  // int(w * d) * 2 // 3 == f for w = 1.5 f / d when 1.5 f is whole (f even), before the rounding up to 8.
+  c.widening_factor = 1.5 * static_cast<double>(f) / static_cast<double>(emb_size);
+  if (c.ffn_size() != f)
+    throw Error("the expert width " + std::to_string(f) + " is not what model.py's ffn_size() gives for any "
+                "widening factor at emb_size " + std::to_string(emb_size) + " (it rounds up to a multiple of 8); "
+                "xAI's config.json cannot state it");
+  return c;
 }
 
 }  // namespace groak

@@ -36,6 +36,9 @@ struct Config {
     int64_t f = static_cast<int64_t>(widening_factor * static_cast<double>(emb_size)) * 2 / 3;
     return f + ((8 - f) % 8 + 8) % 8;
   }
+  // This config with widening_factor chosen so that model.py's formula gives the expert width `ffn_size()`
+  // (run.py states a widening factor, not a width); throws groak::Error if no factor does.
+  Config with_widening_for_ffn() const;
   int64_t q_size() const { return num_q_heads * key_size; }    // width of the query projection
   int64_t kv_size() const { return num_kv_heads * key_size; }  // width of each of key / value
 
@@ -48,7 +51,11 @@ struct Config {
 
 // Reads config.json (run.py field names; unknown keys ignored, missing keys keep Grok-1 defaults).
 Config load_config_json(const std::string& path);
-// Writes config.json in the fixtures' layout (run.py fields + "derived" + "generator").
+// Writes config.json in the fixtures' layout (run.py fields + "derived" + "generator"): `groak synth`'s.
 std::string config_to_json(const Config& c, const std::string& preset, uint64_t seed);
+// The same layout for a checkpoint `groak convert` wrote from `source` (generator.random_weights: whether
+// that source was synthetic). The expert width must follow from
+// widening_factor (model.py's formula); Config::from_ffn_size makes it so.
+std::string config_to_json_converted(const Config& c, const std::string& source, bool random_weights);
 
 }  // namespace groak

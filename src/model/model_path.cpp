@@ -28,7 +28,11 @@ bool has_random_weights(const std::string& model_path) {
     text << in.rdbuf();
     try {
       auto j = nlohmann::json::parse(text.str());
-      return j.is_object() && j.contains("generator");
+      // groak synth and shared/tools/gen_grok.py draw weights; groak convert says whether its source did.
+      if (!j.is_object() || !j.contains("generator")) return false;
+      const auto& g = j["generator"];
+      return !(g.is_object() && g.contains("random_weights") && g["random_weights"].is_boolean()) ||
+             g["random_weights"].get<bool>();
     } catch (const std::exception&) {
       return false;
     }

@@ -7,7 +7,8 @@ namespace groak {
 // The id clients see: the model folder's (or file's) name; "ckpt-0" stands for its parent folder.
 std::string model_id_of(const std::string& model_path);
 
-// True for a model written by `groak synth` (its config.json names the generator): random weights.
+// True for a model written by `groak synth` or gen_grok.py (its config.json names the generator), or by
+// `groak convert --format xai` from one of those (generator.random_weights): random weights.
 bool has_random_weights(const std::string& model_path);
 
 }  // namespace groak

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string_view>
 
@@ -646,6 +647,22 @@ std::vector<uint8_t> pickle_dumps_int(int64_t n) {
   p.save_int(n);
   p.end();
   return sink.bytes;
+}
+
+void write_atomically(const std::string& path, const std::function<void(FileSink&)>& write_to) {
+  const std::string tmp = path + ".tmp";
+  try {
+    FileSink f(tmp);
+    write_to(f);
+    f.close();
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) throw Error(path + ": cannot rename from " + tmp + ": " + ec.message());
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw;
+  }
 }
 
 }  // namespace groak::pickle

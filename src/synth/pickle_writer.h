@@ -82,6 +82,34 @@ class CountingSink final : public ByteSink {
   size_t keep_;
 };
 
+// Counts bytes on their way to `inner` (into `done`, shared by the files of one job) and calls
+// progress(done, total) every kPayloadChunk bytes.
+class ProgressSink final : public ByteSink {
+ public:
+  using Progress = std::function<void(uint64_t done, uint64_t total)>;
+  ProgressSink(ByteSink& inner, uint64_t& done, uint64_t total, const Progress& progress)
+      : inner_(inner), done_(done), total_(total), progress_(progress) {}
+  void write(const uint8_t* p, size_t n) override {
+    inner_.write(p, n);
+    done_ += n;
+    if (progress_ && done_ - last_ >= kPayloadChunk) {
+      last_ = done_;
+      progress_(done_, total_);
+    }
+  }
+
+ private:
+  ByteSink& inner_;
+  uint64_t& done_;
+  uint64_t total_;
+  const Progress& progress_;
+  uint64_t last_ = 0;
+};
+
+// Writes `path` through PATH.tmp, renamed only once write_to returned and the file closed without error;
+// PATH.tmp is removed again if anything throws.
+void write_atomically(const std::string& path, const std::function<void(FileSink&)>& write_to);
+
 // pickle.dump(ndarray, f, protocol=4)
 void pickle_ndarray(ByteSink& out, const NpArray& a);
 // pickle.dump(QuantizedWeight8bit(weight=..., scales=...), f, protocol=4);

@@ -311,46 +311,6 @@ uint64_t pickled_size(const std::vector<NpArray>& arrays) {
                             : pickle::pickled_size_quantized_weight(arrays[0], arrays[1]);
 }
 
-// Counts bytes on their way to the file and reports progress every few MB.
-class ProgressSink final : public pickle::ByteSink {
- public:
-  ProgressSink(pickle::ByteSink& inner, uint64_t& done, uint64_t total, const SynthProgress& progress)
-      : inner_(inner), done_(done), total_(total), progress_(progress) {}
-  void write(const uint8_t* p, size_t n) override {
-    inner_.write(p, n);
-    done_ += n;
-    if (progress_ && done_ - last_ >= pickle::kPayloadChunk) {
-      last_ = done_;
-      progress_(done_, total_);
-    }
-  }
-
- private:
-  pickle::ByteSink& inner_;
-  uint64_t& done_;
-  uint64_t total_;
-  const SynthProgress& progress_;
-  uint64_t last_ = 0;
-};
-
-// Writes `path` through a temporary file, renamed only once complete and closed without error.
-template <typename F>
-void write_atomically(const fs::path& path, F&& write_to) {
-  const fs::path tmp = path.string() + ".tmp";
-  try {
-    pickle::FileSink f(tmp.string());
-    write_to(f);
-    f.close();
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) throw Error(path.string() + ": cannot rename from " + tmp.string() + ": " + ec.message());
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw;
-  }
-}
-
 }  // namespace
 
 std::vector<std::string> synth_preset_names() {
@@ -402,8 +362,8 @@ void write_synthetic_checkpoint(const Config& cfg, const std::string& preset_nam
     for (const PlanEntry& e : plan) {
       const std::vector<NpArray> arrays = arrays_for(cfg, e, seed);
       written.push_back(ckpt / synth_tensor_file_name(e.t.index));
-      write_atomically(written.back(), [&](pickle::FileSink& f) {
-        ProgressSink sink(f, done, total, progress);
+      pickle::write_atomically(written.back().string(), [&](pickle::FileSink& f) {
+        pickle::ProgressSink sink(f, done, total, progress);
         if (arrays.size() == 1)
           pickle::pickle_ndarray(sink, arrays[0]);
         else
@@ -413,7 +373,7 @@ void write_synthetic_checkpoint(const Config& cfg, const std::string& preset_nam
     }
     const std::string json = config_to_json(cfg, preset_name, seed);
     written.push_back(fs::path(out_dir) / "config.json");
-    write_atomically(written.back(), [&](pickle::FileSink& f) {
+    pickle::write_atomically(written.back().string(), [&](pickle::FileSink& f) {
       f.write(reinterpret_cast<const uint8_t*>(json.data()), json.size());
     });
   } catch (...) {
