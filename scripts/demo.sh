@@ -1,18 +1,12 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: install, build, then generate text with an embedded default model —
-# a small Grok-architecture checkpoint synthesised in xAI's raw format (RANDOM weights) and a small
-# SentencePiece tokenizer trained on data/corpus.txt, both made once and cached under ~/.cache/groak/.
-# Extra arguments go to `groak generate` (e.g. -n 64 --temp 0).
+# The main job on a fresh machine: install, build, then generate text with the embedded default model,
+# models/grok-kjv: a small Grok-1 (model.py's architecture: 4 layers, d 256, 8 experts top-2) trained on
+# the King James Bible and shipped in xAI's raw format (ckpt-0 pickles, int8 weights, bf16 scales) with its
+# tokenizer (docs/DEFAULT_MODEL.md). Extra arguments go to `groak generate` (e.g. -n 64 --temp 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 BUILD_TARGET=groak scripts/build.sh build >&2  # progress on stderr: stdout holds only the text
-model="${XDG_CACHE_HOME:-$HOME/.cache}/groak/demo-v1"
-if [ ! -f "$model/tokenizer.model" ]; then
-  # synth also trains the preset's 2048-piece tokenizer on the built-in corpus (--force: a run interrupted before it)
-  build/groak synth --preset demo --seed 1 --out "$model" --force
-fi
-echo "groak demo: a synthetic Grok-1-architecture model with RANDOM weights ($model)." >&2
-echo "The text is gibberish by design; the format (ckpt-0 pickles) and the code path are the real ones." >&2
+echo "groak demo: models/grok-kjv, a 21M-parameter Grok-1 trained on the King James Bible (docs/DEFAULT_MODEL.md)." >&2
 echo "For the real Grok-1 see README.md, 'Running the real Grok-1'." >&2
-build/groak generate --model "$model" --prompt "The answer to life the universe and everything is" -n 48 --seed 42 "$@"
+build/groak generate --model models/grok-kjv --prompt "And God said" --echo -n 64 --seed 42 "$@"
