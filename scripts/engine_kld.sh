@@ -4,7 +4,8 @@
 # against its own run of the f32 file (groak perplexity --kl-divergence, llama-perplexity --kl-divergence).
 # Both keep the KV cache in f32 (groak's default; llama.cpp's -ctk/-ctv f32), so the columns differ only by
 # what each engine does with 8-bit activations and in what order it sums.
-#   GROAK_LLAMA_CPP=/path/to/llama.cpp/build/bin scripts/engine_kld.sh [PRESET (small-k)] [CTX (128)] [TYPES...]
+#   GROAK_LLAMA_CPP=/path/to/llama.cpp/build/bin scripts/engine_kld.sh [PRESET (small-k) | MODEL_PATH] [CTX (128)] [TYPES...]
+#   a model path instead of a preset: that model (models/grok-kjv: its held-out text unless GROAK_TEXT says)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 llama=${GROAK_LLAMA_CPP:?set GROAK_LLAMA_CPP to a llama.cpp build/bin folder (llama-quantize, llama-perplexity)}
@@ -14,16 +15,24 @@ types=("$@")
 g=$PWD/build/groak
 threads=${GROAK_THREADS:-2}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-lines=$(wc -l < data/corpus.txt)
-tail -n +$((lines / 2 + 1)) data/corpus.txt > "$work/eval.txt"
-"$g" synth --preset "$preset" --seed 1 --out "$work/m" >/dev/null 2>&1
+text=${GROAK_TEXT:-data/corpus.txt}
+if [ -e "$preset" ]; then
+  [ -n "${GROAK_TEXT:-}" ] || [ ! -f "$preset/heldout.txt" ] || text=$preset/heldout.txt
+  ln -s "$(realpath "$preset")" "$work/m"
+  what="model $preset"
+else
+  "$g" synth --preset "$preset" --seed 1 --out "$work/m" >/dev/null 2>&1
+  what="preset $preset (random weights)"
+fi
+lines=$(wc -l < "$text")
+tail -n +$((lines / 2 + 1)) "$text" > "$work/eval.txt"
 "$g" convert --model "$work/m" --type F32 --out "$work/f32.gguf" >/dev/null 2>&1
 "$g" perplexity --model "$work/f32.gguf" -f "$work/eval.txt" --ctx "$ctx" -t "$threads" \
   --kl-divergence-base "$work/g.kld" >/dev/null 2>&1
 "$llama/llama-perplexity" -m "$work/f32.gguf" -f "$work/eval.txt" -c "$ctx" -t "$threads" -ctk f32 -ctv f32 \
   --kl-divergence-base "$work/l.kld" >/dev/null 2>&1
 field() { sed -n "s/^$1 *: *//p" | head -1 | sed 's/ *+\/- */ ± /; s/ *± */ ± /'; }
-echo "preset $preset (random weights), ctx $ctx, second half of data/corpus.txt; llama.cpp $("$llama/llama-perplexity" --version 2>&1 | sed -n 's/^version: //p')"
+echo "$what, ctx $ctx, second half of $text; llama.cpp $("$llama/llama-perplexity" --version 2>&1 | sed -n 's/^version: //p')"
 echo "| type | groak: mean KLD | same top | llama.cpp: mean KLD | same top |"
 echo "| --- | --- | --- | --- | --- |"
 for t in "${types[@]}"; do

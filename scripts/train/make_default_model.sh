@@ -35,7 +35,11 @@ m = {
     "model": "grok-kjv: Grok-1's architecture (model.py), trained from scratch",
     "corpus": "King James Version of the Bible, Debian package bible-kjv-text (public domain); every "
               f"{log['args']['heldout_every']}th chapter held out (heldout.txt)",
-    "config": log["config"], "args": log["args"], "torch": log["torch"],
+    "training_config": log["config"],
+    "export": "Grok-1's multipliers (embedding 78.38367176906169, attention logits 0.08838834764831845, output "
+              "0.5773502691896257) folded exactly into the embedding, final norm and query weights "
+              "(train_grok.py to_grok1_constants); config.json states them",
+    "args": log["args"], "torch": log["torch"],
     "heldout_loss": log["heldout"][-1][1], "heldout_loss_by_step": log["heldout"],
     "final_train_loss": log["steps"][-1][1], "train_seconds": log["train_seconds"],
     "total_seconds": log["total_seconds"], "threads": log["args"]["threads"],

@@ -33,6 +33,7 @@ if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
 _threads = next((sys.argv[i + 1] for i, v in enumerate(sys.argv[:-1]) if v == "--threads"), "2")
 os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = _threads
 
+import numpy as np  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -194,6 +195,34 @@ def hf_tensors(model):
     return {k: v.detach().contiguous().numpy().astype("<f4") for k, v in t.items()}
 
 
+# Grok-1's constants (GROK1.md §1). Training uses the small model's own (sqrt(d) in, 1/sqrt(head) on the
+# logits); the export folds the difference into the weights, exactly, so the files carry Grok-1's values and
+# run unchanged in engines that hard-code them (llama.cpp does).
+GROK1_EMB_MULT, GROK1_ATTN_MULT, GROK1_OUT_MULT = 78.38367176906169, 0.08838834764831845, 0.5773502691896257
+
+
+def to_grok1_constants(t, c):
+    """t: hf_tensors' dict (numpy f32), c: config; both changed in place to an equivalent model with
+    Grok-1's multipliers. Embedding rows in: E*m = E'*M with E' = E*m/M; tied logits out: the final norm's
+    scale takes M/m back. Attention logits: q*k*a = (q*a/A)*k*A."""
+    m, a = c["embedding_multiplier_scale"], c["attn_output_multiplier"]
+    t["model.embed_tokens.weight"] *= np.float32(m / GROK1_EMB_MULT)
+    t["model.norm.scale"] *= np.float32(GROK1_EMB_MULT / m)
+    for i in range(c["num_hidden_layers"]):
+        t[f"model.layers.{i}.attn.q_proj.weight"] *= np.float32(a / GROK1_ATTN_MULT)
+    c.update(embedding_multiplier_scale=GROK1_EMB_MULT, attn_output_multiplier=GROK1_ATTN_MULT,
+             output_multiplier_scale=GROK1_OUT_MULT)
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8: 8 + n])
+    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]], dtype="<f4")
+            .reshape(v["shape"]).copy() for k, v in h.items() if k != "__metadata__"}
+
+
 def write_safetensors(path, tensors):
     header, off = {}, 0
     for name, a in tensors.items():
@@ -229,6 +258,9 @@ def main():
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
+    # Without it the CPU's index_put_(accumulate=True) (the embedding's and the experts' gathers, backwards)
+    # adds in parallel with atomics, and two runs differ in the last bits after a few steps.
+    torch.use_deterministic_algorithms(True)
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
     t0 = time.time()
@@ -241,13 +273,16 @@ def main():
         with open(os.path.join(a.out, name), "w", encoding="utf-8") as f:
             f.write(text)
     # The tokenizer learns from the training chapters only, one verse-sized sentence per line.
-    verses_path = os.path.join(a.out, "verses.tmp")
-    with open(verses_path, "w", encoding="utf-8") as f:
+    # Relative names: the trainer records its input and prefix in the model, which must not depend on --out.
+    here = os.getcwd()
+    os.chdir(a.out)
+    with open("verses.tmp", "w", encoding="utf-8") as f:
         for t in train:
             f.write(re.sub(r"(?<=[.;:?!]) (?=[A-Z])", "\n", t) + "\n")
-    train_tokenizer(verses_path, a.vocab, os.path.join(a.out, "tokenizer"))
-    os.remove(verses_path)
-    os.remove(os.path.join(a.out, "tokenizer.vocab"))
+    train_tokenizer("verses.tmp", a.vocab, "tokenizer")
+    os.remove("verses.tmp")
+    os.remove("tokenizer.vocab")
+    os.chdir(here)
     sp = spm.SentencePieceProcessor(model_file=os.path.join(a.out, "tokenizer.model"))
     train_ids = torch.tensor(sp.encode(train_text), dtype=torch.long)
     held_ids = torch.tensor(sp.encode(held_text), dtype=torch.long)
@@ -320,10 +355,12 @@ def main():
     log["total_seconds"] = round(time.time() - t0, 1)
     print(f"held-out loss {hl:.4f} (ppl {math.exp(hl):.1f}); {log['train_seconds']} s training", flush=True)
 
+    tensors, c_out = hf_tensors(model), dict(c)
+    to_grok1_constants(tensors, c_out)
     with open(os.path.join(a.out, "config.json"), "w") as f:
-        json.dump(c, f, indent=2)
+        json.dump(c_out, f, indent=2)
         f.write("\n")
-    write_safetensors(os.path.join(a.out, "model.safetensors"), hf_tensors(model))
+    write_safetensors(os.path.join(a.out, "model.safetensors"), tensors)
     with open(os.path.join(a.out, "train_log.json"), "w") as f:
         json.dump(log, f, indent=1)
         f.write("\n")
