@@ -15,24 +15,15 @@ types=("$@")
 g=$PWD/build/groak
 threads=${GROAK_THREADS:-2}
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-text=${GROAK_TEXT:-data/corpus.txt}
-if [ -e "$preset" ]; then
-  [ -n "${GROAK_TEXT:-}" ] || [ ! -f "$preset/heldout.txt" ] || text=$preset/heldout.txt
-  ln -s "$(realpath "$preset")" "$work/m"
-  what="model $preset"
-else
-  "$g" synth --preset "$preset" --seed 1 --out "$work/m" >/dev/null 2>&1
-  what="preset $preset (random weights)"
-fi
-lines=$(wc -l < "$text")
-tail -n +$((lines / 2 + 1)) "$text" > "$work/eval.txt"
+. scripts/model_or_preset.sh
+model_or_preset "$preset"
 "$g" convert --model "$work/m" --type F32 --out "$work/f32.gguf" >/dev/null 2>&1
 "$g" perplexity --model "$work/f32.gguf" -f "$work/eval.txt" --ctx "$ctx" -t "$threads" \
   --kl-divergence-base "$work/g.kld" >/dev/null 2>&1
 "$llama/llama-perplexity" -m "$work/f32.gguf" -f "$work/eval.txt" -c "$ctx" -t "$threads" -ctk f32 -ctv f32 \
   --kl-divergence-base "$work/l.kld" >/dev/null 2>&1
 field() { sed -n "s/^$1 *: *//p" | head -1 | sed 's/ *+\/- */ ± /; s/ *± */ ± /'; }
-echo "$what, ctx $ctx, second half of $text; llama.cpp $("$llama/llama-perplexity" --version 2>&1 | sed -n 's/^version: //p')"
+echo "$what (second half), ctx $ctx; llama.cpp $("$llama/llama-perplexity" --version 2>&1 | sed -n 's/^version: //p')"
 echo "| type | groak: mean KLD | same top | llama.cpp: mean KLD | same top |"
 echo "| --- | --- | --- | --- | --- |"
 for t in "${types[@]}"; do

@@ -11,18 +11,8 @@ cd "$(dirname "$0")/.."
 preset=${1:-small-k}; ctx=${2:-128}; shift $(( $# > 2 ? 2 : $# ))
 g=$PWD/build/groak
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-text=${GROAK_TEXT:-data/corpus.txt}
-if [ -e "$preset" ]; then  # a model (a trained one: its own held-out text unless GROAK_TEXT says)
-  [ -n "${GROAK_TEXT:-}" ] || [ ! -f "$preset/heldout.txt" ] || text=$preset/heldout.txt
-  ln -s "$(realpath "$preset")" "$work/m"
-  what="model $preset"
-else
-  "$g" synth --preset "$preset" --seed 1 --out "$work/m" >/dev/null 2>&1
-  what="preset $preset (random weights)"
-fi
-lines=$(wc -l < "$text")
-head -n $((lines / 2)) "$text" > "$work/calib.txt"
-tail -n +$((lines / 2 + 1)) "$text" > "$work/eval.txt"
+. scripts/model_or_preset.sh
+model_or_preset "$preset"
 "$g" convert --model "$work/m" --type F32 --out "$work/f32.gguf" >/dev/null 2>&1
 "$g" imatrix --model "$work/m" -f "$work/calib.txt" -c "$ctx" -o "$work/imatrix.dat" >/dev/null 2>&1
 base=$("$g" perplexity --model "$work/m" -f "$work/eval.txt" --ctx "$ctx" --kl-divergence-base "$work/base.kld" 2>/dev/null |
@@ -37,7 +27,7 @@ score() {  # FILE -> "PPL | KLD | same top"
   printf '%s | %s | %s' "$(sed -n 's/^Final estimate: PPL = //p' <<<"$out")" \
     "$(sed -n 's/^Mean KLD: //p' <<<"$out")" "$(sed -n 's/^Same top: //p' <<<"$out")"
 }
-echo "$what, ctx $ctx, source PPL = $base; imatrix on the first half of $text, scores on the second"
+echo "$what, ctx $ctx, source PPL = $base; imatrix on the first half of the text, scores on the second"
 if [ -n "$llama" ]; then
   echo "| type | size | bits/weight | PPL | mean KLD | same top | llama-quantize: PPL | mean KLD | same top |"
   echo "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |"
