@@ -111,3 +111,28 @@ TEST(Cli, BadModelAndBadTokensExitWithOne) {
 }
 
 }  // namespace groak::test
+
+// convert --format xai from the command line: the default model back into the raw format it ships in, and
+// the mistakes a user can make (a GGUF-only option, a folder that is not empty) refused with what to do.
+namespace groak::test {
+
+TEST(Cli, ConvertToXaiFormat) {
+  std::string out;
+  TempDir tmp;
+  const std::string model = std::string(GROAK_SOURCE_DIR) + "/models/grok-kjv";
+  EXPECT_EQ(run_command(groak() + " convert --model " + model + " --format xai --type Q4_0 --out " + (tmp / "a"), &out), 2)
+      << out;
+  EXPECT_NE(out.find("--type applies to GGUF outputs only"), std::string::npos) << out;
+  ASSERT_EQ(run_command(groak() + " convert --model " + model + " --format xai --out " + (tmp / "a"), &out), 0) << out;
+  EXPECT_TRUE(fs::exists(tmp / "a/ckpt-0/tensor00049_000"));
+  EXPECT_TRUE(fs::exists(tmp / "a/tokenizer.model"));
+  // Byte for byte the files it ships: absmax rounding gives every block of its int8 a largest |q| of 127, and
+  // such blocks come back exactly.
+  for (const auto& f : fs::directory_iterator(model + "/ckpt-0"))
+    EXPECT_EQ(read_text(f.path().string()), read_text(tmp / ("a/ckpt-0/" + f.path().filename().string())))
+        << f.path().filename();
+  EXPECT_EQ(run_command(groak() + " convert --model " + model + " --format xai --out " + (tmp / "a"), &out), 1) << out;
+  EXPECT_NE(out.find("not an empty folder"), std::string::npos) << out;
+}
+
+}  // namespace groak::test
