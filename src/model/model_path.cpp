@@ -31,8 +31,8 @@ bool has_random_weights(const std::string& model_path) {
       // groak synth and shared/tools/gen_grok.py draw weights; groak convert says whether its source did.
       if (!j.is_object() || !j.contains("generator")) return false;
       const auto& g = j["generator"];
-      return !(g.is_object() && g.contains("random_weights") && g["random_weights"].is_boolean()) ||
-             g["random_weights"].get<bool>();
+      const auto said = g.is_object() ? g.find("random_weights") : g.end();
+      return said == g.end() || !said->is_boolean() || said->get<bool>();
     } catch (const std::exception&) {
       return false;
     }
