@@ -5,7 +5,7 @@
 # tokenizer (docs/DEFAULT_MODEL.md). Extra arguments go to `groak generate` (e.g. -n 64 --temp 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --build  # what building and running needs (the tests' extras come with scripts/test.sh)
 BUILD_TARGET=groak scripts/build.sh build >&2  # progress on stderr: stdout holds only the text
 echo "groak demo: models/grok-kjv, a 21M-parameter Grok-1 trained on the King James Bible (docs/DEFAULT_MODEL.md)." >&2
 echo "For the real Grok-1 see README.md, 'Running the real Grok-1'." >&2

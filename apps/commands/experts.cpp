@@ -16,12 +16,12 @@ namespace groak::cli {
 
 namespace {
 
-constexpr int64_t kDefaultWindow = 512;
+constexpr int64_t kExpertsWindow = 512;
 
 struct ExpertsArgs {
   std::string model, tokenizer, file, json;
   int64_t chunks = 0;
-  EngineArgs engine{.ctx = kDefaultWindow};
+  EngineArgs engine{.ctx = kExpertsWindow};
 };
 
 std::string percent(int64_t part, int64_t whole) {

@@ -17,13 +17,13 @@ namespace groak::cli {
 
 namespace {
 
-constexpr int64_t kDefaultWindow = 512;
+constexpr int64_t kPerplexityWindow = 512;
 
 struct PerplexityArgs {
   std::string model, tokenizer, file, kld_base;
   int64_t chunks = 0, batch = kDefaultBatch;
   bool kld = false;
-  EngineArgs engine{.ctx = kDefaultWindow};
+  EngineArgs engine{.ctx = kPerplexityWindow};
 };
 
 // The base file is an output: never one of the inputs, written as .tmp and renamed once complete; an
@@ -74,7 +74,7 @@ int run_perplexity(const PerplexityArgs& a, Job& job) {
     tokens = open_tokenizer(a.tokenizer, a.model).encode(text);
   }
   const int64_t ctx = base ? static_cast<int64_t>(base->ctx) : a.engine.ctx;
-  if (base && a.engine.ctx != kDefaultWindow && a.engine.ctx != ctx)
+  if (base && a.engine.ctx != kPerplexityWindow && a.engine.ctx != ctx)
     std::fprintf(stderr, "groak: note: --ctx %lld ignored: the KL base file was made with --ctx %lld\n",
                  static_cast<long long>(a.engine.ctx), static_cast<long long>(ctx));
   EngineOptions eo = engine_options(a.engine, job);

@@ -13,11 +13,11 @@ namespace groak {
 
 namespace {
 
-const char* const kDamagedHint = "the file is damaged or not a torch.save archive (re-download it)";
+const char* const kTorchDamagedHint = "the file is damaged or not a torch.save archive (re-download it)";
 const char* const kRefusedHint =
     "groak reads only state dicts of tensors (torch.save(model.state_dict())) and never runs code from a pickle";
 
-constexpr size_t kMaxRank = 16;
+constexpr size_t kTorchMaxRank = 16;
 constexpr uint8_t kPickleProto = 0x80;
 constexpr uint8_t kMaxPickleProtocol = 5;
 
@@ -38,7 +38,7 @@ constexpr StorageType kStorageTypes[] = {
 };
 
 // The only globals data.pkl may name.
-enum class Global : int64_t { OrderedDict, RebuildTensorV2, RebuildParameter, Storage };
+enum class TorchGlobal : int64_t { OrderedDict, RebuildTensorV2, RebuildParameter, Storage };
 
 struct StorageClassValue final : PickleValue {
   explicit StorageClassValue(const StorageType& t) : PickleValue(Kind::Global), type(t) {}
@@ -86,7 +86,7 @@ PickleLimits torch_limits() {
 class TorchPickleReader final : public PickleMachine {
  public:
   TorchPickleReader(const uint8_t* d, size_t n, const std::string& label)
-      : PickleMachine(d, n, label, kDamagedHint, kRefusedHint, torch_limits()) {}
+      : PickleMachine(d, n, label, kTorchDamagedHint, kRefusedHint, torch_limits()) {}
 
   std::vector<PickledTorchTensor> parse() {
     const PickleValue* top = run();
@@ -109,16 +109,16 @@ class TorchPickleReader final : public PickleMachine {
  private:
   PickleValue* global(const std::string& module, const std::string& name) override {
     if (module == "collections" && name == "OrderedDict")
-      return make_global(static_cast<int64_t>(Global::OrderedDict), module, name);
+      return make_global(static_cast<int64_t>(TorchGlobal::OrderedDict), module, name);
     if (module == "torch._utils" && name == "_rebuild_tensor_v2")
-      return make_global(static_cast<int64_t>(Global::RebuildTensorV2), module, name);
+      return make_global(static_cast<int64_t>(TorchGlobal::RebuildTensorV2), module, name);
     if (module == "torch._utils" && name == "_rebuild_parameter")
-      return make_global(static_cast<int64_t>(Global::RebuildParameter), module, name);
+      return make_global(static_cast<int64_t>(TorchGlobal::RebuildParameter), module, name);
     if (module == "torch") {
       for (const StorageType& t : kStorageTypes) {
         if (name == t.name) {
           PickleValue* v = adopt(std::make_unique<StorageClassValue>(t));
-          v->i = static_cast<int64_t>(Global::Storage);
+          v->i = static_cast<int64_t>(TorchGlobal::Storage);
           v->s = module + "." + name;
           return v;
         }
@@ -131,19 +131,19 @@ class TorchPickleReader final : public PickleMachine {
     if (fn->kind != PickleValue::Kind::Global) fail("REDUCE on a " + std::string(fn->type_name()));
     if (args->kind != PickleValue::Kind::Tuple) fail("REDUCE arguments are not a tuple");
     const auto& a = args->items;
-    switch (static_cast<Global>(fn->i)) {
-      case Global::OrderedDict:
+    switch (static_cast<TorchGlobal>(fn->i)) {
+      case TorchGlobal::OrderedDict:
         if (!a.empty()) refuse("collections.OrderedDict called with arguments");
         return adopt(std::make_unique<OrderedDictValue>());
-      case Global::RebuildTensorV2: return rebuild_tensor(a);
-      case Global::RebuildParameter: {
+      case TorchGlobal::RebuildTensorV2: return rebuild_tensor(a);
+      case TorchGlobal::RebuildParameter: {
         // _rebuild_parameter(data, requires_grad, backward_hooks): the tensor itself is all groak needs.
         if (a.size() != 3 || !dynamic_cast<TensorValue*>(a[0]))
           fail("_rebuild_parameter needs (tensor, requires_grad, backward_hooks)");
         require_no_hooks(a[2]);
         return a[0];
       }
-      case Global::Storage: break;
+      case TorchGlobal::Storage: break;
     }
     refuse("calling " + fn->s + " is not allowed (storages arrive only as persistent references)");
   }
@@ -173,7 +173,7 @@ class TorchPickleReader final : public PickleMachine {
 
   std::vector<int64_t> dims(const PickleValue* v, const char* what) {
     if (v->kind != PickleValue::Kind::Tuple) fail(std::string("a tensor's ") + what + " is not a tuple");
-    if (v->items.size() > kMaxRank) fail(std::string("a tensor's ") + what + " has rank above " + std::to_string(kMaxRank));
+    if (v->items.size() > kTorchMaxRank) fail(std::string("a tensor's ") + what + " has rank above " + std::to_string(kTorchMaxRank));
     std::vector<int64_t> out;
     for (const PickleValue* d : v->items) {
       const int64_t x = as_int(d, what);
@@ -222,7 +222,7 @@ const ZipEntry& find_data_pkl(const std::vector<ZipEntry>& entries, const std::s
     const size_t slash = e.name.find('/');
     const bool top = e.name == "data.pkl" || (slash != std::string::npos && e.name.substr(slash + 1) == "data.pkl");
     if (!top) continue;
-    if (found) throw_tensor_error(file, "", "holds two state dicts (" + found->name + ", " + e.name + ")", kDamagedHint);
+    if (found) throw_tensor_error(file, "", "holds two state dicts (" + found->name + ", " + e.name + ")", kTorchDamagedHint);
     found = &e;
   }
   if (!found) throw_tensor_error(file, "", "a zip archive without data.pkl", "not a torch.save archive");
@@ -257,7 +257,7 @@ std::vector<TensorView> parse_torch_zip(const uint8_t* data, size_t size, const 
       throw_tensor_error(file, "", "storages in byte order \"" + order + "\"", "groak reads little-endian archives only");
   }
   if (crc == PickleCrc::Verify && crc32(data + pkl.offset, pkl.size) != pkl.crc32)
-    throw_tensor_error(file, "", pkl.name + " does not match its CRC-32", kDamagedHint);
+    throw_tensor_error(file, "", pkl.name + " does not match its CRC-32", kTorchDamagedHint);
 
   TorchPickleReader reader(data + pkl.offset, pkl.size, file + ":" + pkl.name);
   std::vector<TensorView> out;
@@ -272,11 +272,11 @@ std::vector<TensorView> parse_torch_zip(const uint8_t* data, size_t size, const 
                          "storage " + s.key + " is referenced as " + std::to_string(s.numel) + " " + type.name +
                              " elements and elsewhere as " + std::to_string(first->second->numel) + " " +
                              first->second->type.name + " elements",
-                         kDamagedHint);
+                         kTorchDamagedHint);
     }
     auto it = by_name.find(prefix + "data/" + s.key);
     if (it == by_name.end())
-      throw_tensor_error(file, pt.name, "its storage " + prefix + "data/" + s.key + " is not in the archive", kDamagedHint);
+      throw_tensor_error(file, pt.name, "its storage " + prefix + "data/" + s.key + " is not in the archive", kTorchDamagedHint);
     const ZipEntry& entry = *it->second;
     const unsigned __int128 storage_bytes = static_cast<unsigned __int128>(s.numel) * type.element_size;
     if (storage_bytes != entry.size) {
@@ -284,7 +284,7 @@ std::vector<TensorView> parse_torch_zip(const uint8_t* data, size_t size, const 
                          "storage " + entry.name + " should hold " + std::to_string(s.numel) + " " + type.dtype_name +
                              " elements (" + std::to_string(static_cast<uint64_t>(storage_bytes)) + " bytes), the entry has " +
                              std::to_string(entry.size) + " bytes",
-                         kDamagedHint);
+                         kTorchDamagedHint);
     }
 
     TensorView v;
@@ -314,7 +314,7 @@ std::vector<TensorView> parse_torch_zip(const uint8_t* data, size_t size, const 
                            "size " + dims_str(t.shape) + " at storage offset " + std::to_string(t.storage_offset) +
                                " runs past the end of its storage " + entry.name + " (" + std::to_string(s.numel) +
                                " elements)",
-                           kDamagedHint);
+                           kTorchDamagedHint);
       }
     }
     v.offset = numel > 0 ? entry.offset + t.storage_offset * type.element_size : entry.offset;
@@ -324,7 +324,7 @@ std::vector<TensorView> parse_torch_zip(const uint8_t* data, size_t size, const 
   }
   std::sort(out.begin(), out.end(), [](const TensorView& a, const TensorView& b) { return a.name < b.name; });
   for (size_t i = 1; i < out.size(); ++i)
-    if (out[i].name == out[i - 1].name) throw_tensor_error(file, out[i].name, "appears twice in the state dict", kDamagedHint);
+    if (out[i].name == out[i - 1].name) throw_tensor_error(file, out[i].name, "appears twice in the state dict", kTorchDamagedHint);
   return out;
 }
 

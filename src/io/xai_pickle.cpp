@@ -28,7 +28,7 @@ std::string PickledArray::shape_str() const {
 namespace {
 
 // The only globals a checkpoint may name.
-enum class Global : int64_t { Reconstruct, NdArray, DTypeClass, QuantizedWeight8bit, BFloat16 };
+enum class XaiGlobal : int64_t { Reconstruct, NdArray, DTypeClass, QuantizedWeight8bit, BFloat16 };
 
 // The objects a checkpoint builds.
 struct ArrayValue final : PickleValue {
@@ -48,9 +48,9 @@ struct QuantizedValue final : PickleValue {
   const ArrayValue* scales = nullptr;
 };
 
-constexpr size_t kMaxRank = 8;
+constexpr size_t kXaiMaxRank = 8;
 
-bool is_global(const PickleValue* v, Global g) {
+bool is_global(const PickleValue* v, XaiGlobal g) {
   return v->kind == PickleValue::Kind::Global && v->i == static_cast<int64_t>(g);
 }
 
@@ -65,18 +65,18 @@ class XaiReader final : public PickleMachine {
 
  private:
   PickleValue* global(const std::string& module, const std::string& name) override {
-    Global g;
+    XaiGlobal g;
     if ((module == "numpy.core.multiarray" || module == "numpy._core.multiarray") && name == "_reconstruct") {
-      g = Global::Reconstruct;
+      g = XaiGlobal::Reconstruct;
     } else if (module == "numpy" && name == "ndarray") {
-      g = Global::NdArray;
+      g = XaiGlobal::NdArray;
     } else if (module == "numpy" && name == "dtype") {
-      g = Global::DTypeClass;
+      g = XaiGlobal::DTypeClass;
     } else if (module == "__main__" && name == "QuantizedWeight8bit") {
-      g = Global::QuantizedWeight8bit;
+      g = XaiGlobal::QuantizedWeight8bit;
     } else if (name == "bfloat16" && (module == "ml_dtypes" || module.rfind("ml_dtypes.", 0) == 0 ||
                                       module.rfind("jax", 0) == 0)) {
-      g = Global::BFloat16;
+      g = XaiGlobal::BFloat16;
     } else {
       refuse("global '" + printable(module + "." + name) + "' is not on the whitelist");
     }
@@ -87,14 +87,14 @@ class XaiReader final : public PickleMachine {
     if (fn->kind != PickleValue::Kind::Global) fail("REDUCE on a " + std::string(fn->type_name()));
     if (args->kind != PickleValue::Kind::Tuple) fail("REDUCE arguments are not a tuple");
     const auto& a = args->items;
-    if (is_global(fn, Global::Reconstruct)) {
+    if (is_global(fn, XaiGlobal::Reconstruct)) {
       // _reconstruct(ndarray, (0,), b'b') -> an empty array that BUILD fills.
-      const bool ok = a.size() == 3 && is_global(a[0], Global::NdArray) && a[1]->kind == PickleValue::Kind::Tuple &&
+      const bool ok = a.size() == 3 && is_global(a[0], XaiGlobal::NdArray) && a[1]->kind == PickleValue::Kind::Tuple &&
                       a[2]->kind == PickleValue::Kind::Bytes;
       if (!ok) refuse("_reconstruct called with other arguments than (ndarray, (0,), b'b')");
       return adopt(std::make_unique<ArrayValue>());
     }
-    if (is_global(fn, Global::DTypeClass)) {
+    if (is_global(fn, XaiGlobal::DTypeClass)) {
       // dtype(descr, False, True): descr 'f4' / 'i1' or the bfloat16 type object.
       if (a.size() != 3) refuse("numpy.dtype called with " + std::to_string(a.size()) + " arguments");
       auto v = std::make_unique<DTypeValue>();
@@ -102,7 +102,7 @@ class XaiReader final : public PickleMachine {
         v->dt = ArrayDType::F32;
       } else if (a[0]->kind == PickleValue::Kind::Str && (a[0]->s == "i1" || a[0]->s == "|i1")) {
         v->dt = ArrayDType::I8;
-      } else if (is_global(a[0], Global::BFloat16)) {
+      } else if (is_global(a[0], XaiGlobal::BFloat16)) {
         v->dt = ArrayDType::BF16;
       } else {
         std::string d = a[0]->kind == PickleValue::Kind::Str ? "'" + a[0]->s + "'" : a[0]->type_name();
@@ -114,7 +114,7 @@ class XaiReader final : public PickleMachine {
   }
 
   PickleValue* newobj(PickleValue* cls, PickleValue* args) override {
-    if (!is_global(cls, Global::QuantizedWeight8bit))
+    if (!is_global(cls, XaiGlobal::QuantizedWeight8bit))
       refuse("NEWOBJ of something other than __main__.QuantizedWeight8bit");
     if (args->kind != PickleValue::Kind::Tuple || !args->items.empty())
       refuse("NEWOBJ of QuantizedWeight8bit with arguments");
@@ -164,7 +164,7 @@ class XaiReader final : public PickleMachine {
     if (s[4]->kind != PickleValue::Kind::Bytes) fail("ndarray data is not a bytes payload");
     PickledArray& arr = obj.arr;
     arr.dtype = dt->dt;
-    if (s[1]->items.size() > kMaxRank) fail("ndarray rank above " + std::to_string(kMaxRank));
+    if (s[1]->items.size() > kXaiMaxRank) fail("ndarray rank above " + std::to_string(kXaiMaxRank));
     unsigned __int128 count = 1;
     for (const PickleValue* dim : s[1]->items) {
       const int64_t v = as_int(dim, "ndarray dimension");

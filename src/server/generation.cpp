@@ -14,8 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr auto kPoll = std::chrono::milliseconds(100);  // how often a waiting handler looks again
-
 std::string random_id(const char* prefix) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   char buf[32];

@@ -14,8 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr auto kPoll = std::chrono::milliseconds(100);
-
 // llama-server's stop_type: why generation ended.
 const char* stop_type(const JobResult& r) {
   if (r.finish != FinishReason::Stop) return r.finish == FinishReason::Length ? "limit" : "none";

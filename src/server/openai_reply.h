@@ -30,6 +30,7 @@ struct Choice {
 // Takes a job's news into its choice. Returns the generated tokens that arrived (prompt tokens go to
 // prompt_tokens); sets finished once the job is done.
 std::vector<TokenOut> take(Choice& c, std::chrono::milliseconds timeout);
+constexpr auto kPoll = std::chrono::milliseconds(100);  // how often a waiting handler looks again
 // Chat: drops the space a reply starts with after "Assistant:" (the template's own separator).
 std::string chat_delta(Choice& c, std::string text);
 
