@@ -8,7 +8,7 @@ embedding with the input and output multipliers. The tokenizer is SentencePiece 
 with Grok-1's special ids and the arguments of groak's own trainer (src/tokenizer/tokenizer.cpp).
 
 Output (--out DIR): a Hugging Face folder in the hpcai-tech layout (config.json, model.safetensors in F32,
-torch [out, in]) plus tokenizer.model, heldout.txt, train.txt and train_log.json. `groak convert --to xai`
+torch [out, in]) plus tokenizer.model, heldout.txt, train.txt and train_log.json. `groak convert --format xai`
 turns it into xAI's ckpt-0 (int8 weights, bf16 scales), which is what the repository ships.
 
 Needs Debian's python3-torch, python3-sentencepiece and bible-kjv (the `bible` program and the KJV text).
