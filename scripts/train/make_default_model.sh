@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-makes models/grok-kjv, the embedded default model: trains it (train_grok.py, about an hour on 2 cores),
 # writes it in xAI's raw format through groak's own writer (groak convert --format xai) and records a
-# manifest (sha256 of every file, corpus, steps, held-out loss, training time).
+# manifest (sha256 of every file, corpus, steps, held-out loss, training time), then pins its greedy
+# continuation for the tests (pin_greedy.py).
 # Usage: scripts/train/make_default_model.sh [WORK_DIR [train_grok.py options...]] (a WORK_DIR that holds a
 # finished run, and no options: that run is converted, not trained again)
 # Needs Debian's python3-torch, python3-sentencepiece, bible-kjv (scripts/train/README.md).
@@ -9,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:-/tmp/grok-kjv-train}; shift || true
 out=models/grok-kjv
-for p in python3-torch python3-sentencepiece bible-kjv libopenblas0-pthread; do
+for p in python3-torch python3-sentencepiece python3-numpy bible-kjv libopenblas0-pthread; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
     { echo "make_default_model: needs the Debian package $p (apt-get install $p)" >&2; exit 1; }
 done
@@ -52,3 +53,4 @@ with open(os.path.join(out, "MANIFEST.json"), "w") as f:
 EOF
 rm -rf "$out" && mv "$out.new" "$out"
 du -sh "$out"
+/usr/bin/python3 scripts/train/pin_greedy.py build/groak "$out" tests/fixtures/grok_kjv_greedy.json
