@@ -11,7 +11,6 @@ namespace groak::test {
 
 namespace {
 
-std::string groak() { return GROAK_BIN; }
 
 // A tiny synthetic model (vocab 512) with a 512-piece tokenizer beside it.
 class CliModel : public ::testing::Test {

@@ -7,7 +7,6 @@
 namespace groak::test {
 
 namespace {
-std::string groak() { return GROAK_BIN; }
 }  // namespace
 
 TEST(Cli, LogitsOnTinyAMatchGoldenInBothModes) {

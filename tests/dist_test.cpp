@@ -18,7 +18,6 @@ namespace groak::test {
 
 namespace {
 
-constexpr double kGoldenTolerance = 2e-5;  // the bar of golden_test.cpp: max|Δ| / max|golden|
 
 // R ranks as threads: every call meets the others at a barrier and reads their slots.
 class ThreadGroup {
@@ -229,7 +228,7 @@ std::string mpirun_prefix(int R) {
 std::string mpirun_groak(int R, const std::string& args) { return mpirun_prefix(R) + GROAK_BIN + " " + args; }
 
 // The number after "label " in text; -1 when absent.
-long long number_after(const std::string& text, const std::string& label) {
+long long count_after(const std::string& text, const std::string& label) {
   const size_t at = text.find(label + " ");
   if (at == std::string::npos) return -1;
   return std::atoll(text.c_str() + at + label.size() + 1);
@@ -258,8 +257,8 @@ TEST(Mpi, TwoRanksGiveTheGoldenLogitsAndCountTheirReductions) {
     // its V/2 logit columns per token.
     const int64_t passes = mode == "full" ? 1 : T;
     const std::string r0 = out.substr(out.find("rank 0 ("));
-    EXPECT_EQ(number_after(r0, "all-reduces"), passes * (1 + 2 * L)) << out;
-    EXPECT_EQ(number_after(r0, "gathers"), passes) << out;
+    EXPECT_EQ(count_after(r0, "all-reduces"), passes * (1 + 2 * L)) << out;
+    EXPECT_EQ(count_after(r0, "gathers"), passes) << out;
     EXPECT_NE(out.find("gathers " + std::to_string(passes) + " (" + std::to_string(T * V / 2) + " floats)"),
               std::string::npos) << out;
     EXPECT_NE(out.find("rank 1 ("), std::string::npos) << "rank 1 reports its memory and counts\n" << out;

@@ -12,7 +12,6 @@
 namespace groak::test {
 
 namespace {
-constexpr double kGoldenTolerance = 2e-5;
 }
 
 class EngineTest : public ::testing::Test {

@@ -10,7 +10,6 @@
 
 namespace groak::test {
 
-constexpr double kGoldenTolerance = 2e-5;  // max|Δ| / max|golden|; f32 engines reach ~2e-6
 
 class Golden : public ::testing::Test {
  protected:

@@ -9,7 +9,6 @@
 namespace groak::test {
 
 namespace {
-std::string groak() { return GROAK_BIN; }
 
 // A tiny synthetic model with its trained tokenizer, made once for this file's tests.
 const std::string& tiny_model() {

@@ -361,13 +361,13 @@ TEST(QuantBlocks, Q6_K) {
 // then check every element against d·scale·q − dmin·min computed from the chosen numbers (d = 0.5 and
 // dmin = 0.25 keep every product exact).
 
-struct Rng {
+struct BlockRng {
   std::mt19937 g{12345};
   int operator()(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g); }
 };
 
 TEST(QuantBlocks, Q2_KEveryElement) {
-  Rng rng;
+  BlockRng rng;
   int sc[16], mn[16], q[256];
   for (int k = 0; k < 16; ++k) sc[k] = rng(0, 15), mn[k] = rng(0, 15);
   for (int& v : q) v = rng(0, 3);
@@ -384,7 +384,7 @@ TEST(QuantBlocks, Q2_KEveryElement) {
 }
 
 TEST(QuantBlocks, Q3_KEveryElement) {
-  Rng rng;
+  BlockRng rng;
   int sc[16], q[256];
   for (int& v : sc) v = rng(-32, 31);
   for (int& v : q) v = rng(-4, 3);
@@ -414,7 +414,7 @@ void pack_k4_scales(const int* sc, const int* mn, uint8_t* out) {
 }
 
 TEST(QuantBlocks, Q4_KAndQ5_KEveryElement) {
-  Rng rng;
+  BlockRng rng;
   int sc[8], mn[8], q[256];
   for (int k = 0; k < 8; ++k) sc[k] = rng(0, 63), mn[k] = rng(0, 63);
   for (int& v : q) v = rng(0, 31);
@@ -441,7 +441,7 @@ TEST(QuantBlocks, Q4_KAndQ5_KEveryElement) {
 }
 
 TEST(QuantBlocks, Q6_KEveryElement) {
-  Rng rng;
+  BlockRng rng;
   int sc[16], q[256];
   for (int& v : sc) v = rng(-128, 127);
   for (int& v : q) v = rng(-32, 31);

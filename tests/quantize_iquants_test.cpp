@@ -102,9 +102,9 @@ std::vector<float> make_imatrix(int64_t n, uint32_t seed, bool zero_columns = fa
 }
 
 // How a byte comparison weights the rows.
-enum class Imatrix { Random, SomeZeroColumns, None };
-const char* imatrix_name(Imatrix m) {
-  return m == Imatrix::Random ? "with an imatrix" : m == Imatrix::None ? "without imatrix" : "with an imatrix with zero columns";
+enum class IqImatrix { Random, SomeZeroColumns, None };
+const char* imatrix_name(IqImatrix m) {
+  return m == IqImatrix::Random ? "with an imatrix" : m == IqImatrix::None ? "without imatrix" : "with an imatrix with zero columns";
 }
 
 // groak's bytes for rows × n, calling the family's row quantizer directly, so that the types groak
@@ -129,10 +129,10 @@ std::string hex(const uint8_t* p, size_t n) {
 
 // Compares groak with ggml on rows of one kind; returns the number of rows compared (0 after a failure).
 int64_t compare_with_ggml(const GgmlPeer* peer, const IquantCase& c, RowKind kind, int64_t rows, int64_t n,
-                          Imatrix mode, uint32_t seed) {
+                          IqImatrix mode, uint32_t seed) {
   const std::vector<float> x = make_rows(kind, rows, n, seed);
-  const std::vector<float> im = make_imatrix(n, seed ^ 0x9e3779b9u, mode == Imatrix::SomeZeroColumns);
-  const float* imatrix = mode != Imatrix::None ? im.data() : nullptr;
+  const std::vector<float> im = make_imatrix(n, seed ^ 0x9e3779b9u, mode == IqImatrix::SomeZeroColumns);
+  const float* imatrix = mode != IqImatrix::None ? im.data() : nullptr;
   const std::vector<uint8_t> ours = groak_quantize(c.t, x.data(), rows, n, imatrix);
   std::vector<uint8_t> theirs(ours.size(), 0xcd);
   const size_t written = peer->quantize_chunk(static_cast<int>(c.t), x.data(), theirs.data(), 0, rows, n, imatrix);
@@ -158,10 +158,10 @@ TEST(QuantizeIquants, ByteIdenticalToGgmlQuantizeChunk) {
     if (!c.in_c392e5094) continue;
     int64_t compared = 0;
     uint32_t seed = 1000 * static_cast<uint32_t>(c.t);
-    for (Imatrix mode : {Imatrix::Random, Imatrix::SomeZeroColumns, Imatrix::None}) {
-      if (mode == Imatrix::None && c.ggml_needs_imatrix) continue;
+    for (IqImatrix mode : {IqImatrix::Random, IqImatrix::SomeZeroColumns, IqImatrix::None}) {
+      if (mode == IqImatrix::None && c.ggml_needs_imatrix) continue;
       // ggml's IQ2_XXS aborts on zero weights (make_qp_quants divides 0 by 0, then asserts scale ≥ 0).
-      if (mode == Imatrix::SomeZeroColumns && c.t == GgmlType::IQ2_XXS) continue;
+      if (mode == IqImatrix::SomeZeroColumns && c.t == GgmlType::IQ2_XXS) continue;
       for (RowKind kind : kAllKinds) {
         // IQ1_S and IQ1_M: a zero block inside a non-zero row gets, in ggml, the shift of a block it never
         // wrote (another row's, or uninitialised stack): not reproducible (quantize_iq1.cpp says more).
@@ -169,7 +169,7 @@ TEST(QuantizeIquants, ByteIdenticalToGgmlQuantizeChunk) {
         const int64_t shortest = block_size(c.t) < kQK_K ? 96 : 256;  // IQ4_NL rows need not fill 256
         for (int64_t n : {shortest, int64_t{512}, int64_t{2048}, int64_t{4352}}) {
           const int64_t rows = n >= 2048 ? 2 : 8;  // ~25 s of CPU in all under ASan
-          if (mode == Imatrix::SomeZeroColumns && n != 512) continue;  // one length is enough there
+          if (mode == IqImatrix::SomeZeroColumns && n != 512) continue;  // one length is enough there
           compared += compare_with_ggml(peer, c, kind, rows, n, mode, ++seed);
         }
       }

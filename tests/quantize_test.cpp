@@ -93,31 +93,31 @@ void fill_row(Dist d, std::mt19937& g, float* x, int64_t n) {
 
 // Importance matrices: none, moderate, very wide range, and half the columns zero (llama-imatrix writes
 // zeros for columns no token reached, e.g. an expert never routed to).
-enum class Imatrix { None, Moderate, WideRange, HalfZero };
-constexpr Imatrix kImatrices[] = {Imatrix::None, Imatrix::Moderate, Imatrix::WideRange, Imatrix::HalfZero};
+enum class ImatrixCase { None, Moderate, WideRange, HalfZero };
+constexpr ImatrixCase kImatrices[] = {ImatrixCase::None, ImatrixCase::Moderate, ImatrixCase::WideRange, ImatrixCase::HalfZero};
 
-const char* imatrix_name(Imatrix m) {
+const char* imatrix_name(ImatrixCase m) {
   switch (m) {
-    case Imatrix::None: return "no imatrix";
-    case Imatrix::Moderate: return "imatrix exp(1) + 0.01";
-    case Imatrix::WideRange: return "imatrix log-uniform 1e-6..1e6";
-    case Imatrix::HalfZero: return "imatrix with half zeros";
+    case ImatrixCase::None: return "no imatrix";
+    case ImatrixCase::Moderate: return "imatrix exp(1) + 0.01";
+    case ImatrixCase::WideRange: return "imatrix log-uniform 1e-6..1e6";
+    case ImatrixCase::HalfZero: return "imatrix with half zeros";
   }
   return "?";
 }
 
-std::vector<float> make_imatrix(Imatrix m, std::mt19937& g, int64_t n) {
+std::vector<float> make_imatrix(ImatrixCase m, std::mt19937& g, int64_t n) {
   std::vector<float> w;
-  if (m == Imatrix::None) return w;
+  if (m == ImatrixCase::None) return w;
   std::exponential_distribution<float> expo(1.f);
   std::uniform_real_distribution<float> uniform(0.f, 1.f);
   w.resize(static_cast<size_t>(n));
   for (float& v : w) {
     switch (m) {
-      case Imatrix::Moderate: v = expo(g) + 0.01f; break;
-      case Imatrix::WideRange: v = std::pow(10.f, uniform(g) * 12.f - 6.f); break;
-      case Imatrix::HalfZero: v = uniform(g) < 0.5f ? 0.f : expo(g); break;
-      case Imatrix::None: break;
+      case ImatrixCase::Moderate: v = expo(g) + 0.01f; break;
+      case ImatrixCase::WideRange: v = std::pow(10.f, uniform(g) * 12.f - 6.f); break;
+      case ImatrixCase::HalfZero: v = uniform(g) < 0.5f ? 0.f : expo(g); break;
+      case ImatrixCase::None: break;
     }
   }
   return w;
@@ -208,7 +208,7 @@ TEST_P(QuantizeGgml, ByteIdenticalToQuantizeChunk) {
   // 6144 is a Grok-1 row (d_model); 32768 a d_ff row, once per case.
   const Shape shapes[] = {{256, 6}, {512, 6}, {6144, 2}, {32768, 1}};
   int64_t rows_checked = 0, rows_differing = 0;
-  for (Imatrix m : kImatrices) {
+  for (ImatrixCase m : kImatrices) {
     for (Dist d : kDists) {
       for (const Shape& s : shapes) {
         std::vector<float> x(static_cast<size_t>(s.rows * s.n));
@@ -317,7 +317,7 @@ TEST(QuantizeRoundTrip, RelativeErrorPerType) {
   std::mt19937 g(7);
   std::vector<float> x(kRows * kN);
   fill_row(Dist::Gaussian, g, x.data(), kRows * kN);
-  const std::vector<float> imatrix = make_imatrix(Imatrix::Moderate, g, kN);
+  const std::vector<float> imatrix = make_imatrix(ImatrixCase::Moderate, g, kN);
   const std::vector<float> ones(kN, 1.f);
   for (const Bound& b : bounds) {
     const double plain = round_trip(b.t, x, kRows, kN, nullptr, ones).rel_rmse;
@@ -335,7 +335,7 @@ TEST(QuantizeRoundTrip, ImatrixLowersImportanceWeightedError) {
   std::mt19937 g(8);
   std::vector<float> x(kRows * kN);
   fill_row(Dist::Gaussian, g, x.data(), kRows * kN);
-  const std::vector<float> imatrix = make_imatrix(Imatrix::WideRange, g, kN);
+  const std::vector<float> imatrix = make_imatrix(ImatrixCase::WideRange, g, kN);
   for (GgmlType t : kQuantizedTypes) {
     if (ignores_imatrix(t)) continue;
     const double plain = round_trip(t, x, kRows, kN, nullptr, imatrix).weighted_rmse;
@@ -350,7 +350,7 @@ TEST(QuantizeRows, DeterministicIndependentRowsAnyAlignment) {
   std::mt19937 g(9);
   std::vector<float> x(kRows * kN);
   fill_row(Dist::HeavyTailed, g, x.data(), kRows * kN);
-  const std::vector<float> w = make_imatrix(Imatrix::Moderate, g, kN);
+  const std::vector<float> w = make_imatrix(ImatrixCase::Moderate, g, kN);
   for (GgmlType t : kQuantizedTypes) {
     for (const float* imatrix : {static_cast<const float*>(nullptr), w.data()}) {
       const std::vector<uint8_t> all = quantize(t, x, kRows, kN, imatrix);
@@ -372,7 +372,7 @@ TEST(QuantizeRows, ImatrixIsReadExactlyByTheTypesGgmlWeights) {
   std::mt19937 g(10);
   std::vector<float> x(kRows * kN);
   fill_row(Dist::Gaussian, g, x.data(), kRows * kN);
-  const std::vector<float> w = make_imatrix(Imatrix::WideRange, g, kN);
+  const std::vector<float> w = make_imatrix(ImatrixCase::WideRange, g, kN);
   for (GgmlType t : kQuantizedTypes) {
     const bool same = quantize(t, x, kRows, kN, nullptr) == quantize(t, x, kRows, kN, w.data());
     EXPECT_EQ(same, ignores_imatrix(t)) << type_name(t)

@@ -43,13 +43,6 @@ struct QuantMatrix {
   }
 };
 
-std::vector<float> randn(size_t n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
 
 // A copy made by the test itself, counting how often the ops layer asked for it.
 class TestCopy final : public RepackedOnUse {

@@ -67,10 +67,6 @@ std::vector<uint8_t> fill(size_t n, uint8_t start) {
   return b;
 }
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
 
 void write_text(const std::string& path, const std::string& s) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -15,7 +15,6 @@ namespace groak::test {
 
 namespace {
 
-std::string groak() { return GROAK_BIN; }
 
 std::string file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

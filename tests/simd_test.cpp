@@ -18,13 +18,6 @@ namespace groak::test {
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(g);
-  return v;
-}
 
 // A weight matrix in some format, stored at an odd address, with its logical values W[i][o] in double.
 struct TestMatrix {

@@ -23,6 +23,7 @@ using pickle::NpArray;
 using pickle::NpDType;
 using test::argmax_rows;
 using test::fixture_dir;
+using test::read_bytes;
 using test::read_f32;
 using test::run_command;
 using test::shared_dir;
@@ -32,10 +33,6 @@ namespace {
 
 const char* kPython = "/usr/bin/python3";
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // Skips unless /usr/bin/python3 with numpy is present.
 #define REQUIRE_PYTHON_NUMPY()                                                                         \

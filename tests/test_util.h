@@ -24,6 +24,21 @@ namespace fs = std::filesystem;
 
 inline std::string shared_dir() { return GROAK_SHARED_DIR; }
 inline std::string fixture_dir() { return shared_dir() + "/fixtures/tiny-a"; }
+inline std::string groak() { return GROAK_BIN; }  // the CLI under test
+// Grok-1's tokenizer in ../shared (tests that need it skip without it).
+inline const std::string kGrokDir = std::string(GROAK_SHARED_DIR) + "/grok-1";
+inline const std::string kGrokModel = kGrokDir + "/tokenizer.model";
+// The golden logits' bar: max|Δ| / max|golden|; f32 engines reach ~2e-6.
+constexpr double kGoldenTolerance = 2e-5;
+
+// n standard normal floats (× scale) from seed.
+inline std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
 
 // Skips the current test with a message when ../shared (or a file in it) is absent.
 #define GROAK_REQUIRE_SHARED(path)                                                                     \
@@ -31,6 +46,9 @@ inline std::string fixture_dir() { return shared_dir() + "/fixtures/tiny-a"; }
     if (!std::filesystem::exists(path))                                                                \
       GTEST_SKIP() << "needs " << (path) << " (the shared/ folder beside the repository); skipped";   \
   } while (0)
+
+// Skips unless Grok-1's tokenizer is in ../shared/grok-1.
+#define SKIP_WITHOUT_GROK_TOKENIZER() GROAK_REQUIRE_SHARED(::groak::test::kGrokModel)
 
 // A fresh folder under /tmp, removed with everything in it at scope exit.
 class TempDir {
@@ -101,6 +119,15 @@ inline std::vector<int32_t> read_tokens(const std::string& path) {
   int32_t v;
   while (in >> v) t.push_back(v);
   return t;
+}
+
+inline std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+inline void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
 // A file's bytes ("" when it cannot be read).

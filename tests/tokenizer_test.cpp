@@ -18,19 +18,14 @@
 namespace fs = std::filesystem;
 using groak::test::read_tokenizer_cases;
 using groak::test::TokenizerCase;
+using groak::test::kGrokDir;
+using groak::test::kGrokModel;
 using groak::Tokenizer;
 
 namespace {
 
-const std::string kGrokDir = std::string(GROAK_SHARED_DIR) + "/grok-1";
-const std::string kGrokModel = kGrokDir + "/tokenizer.model";
 const std::string kCorpus = std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt";
 constexpr int32_t kByteBase = 69;  // Grok-1: byte b ↔ id 69 + b
-
-#define SKIP_WITHOUT_GROK_TOKENIZER()                                                            \
-  if (!fs::exists(kGrokModel))                                                                   \
-  GTEST_SKIP() << kGrokModel << " is absent: the Grok-1 tokenizer tests need ../shared/grok-1 " \
-                  "beside the repository"
 
 // One Grok-1 tokenizer for all tests: loading parses a 2 MB protobuf.
 const Tokenizer& grok() {

@@ -44,19 +44,11 @@ std::vector<TensorView> parse(const std::vector<uint8_t>& b, PickleCrc crc = Pic
   return parse_torch_zip(b.data(), b.size(), "x.bin", crc);
 }
 
-std::string parse_error(const std::vector<uint8_t>& b, std::initializer_list<const char*> needles) {
+std::string torch_parse_error(const std::vector<uint8_t>& b, std::initializer_list<const char*> needles) {
   return error_of([&] { parse(b); }, needles);
 }
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 // Position of the n-th occurrence of `what` in b (npos if absent).
 size_t find_nth(const std::vector<uint8_t>& b, const std::string& what, int n = 0) {
@@ -219,7 +211,7 @@ TEST(TorchZip, RefusesCodeByNameAndRunsNothing) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
-    const std::string msg = parse_error(zip_with_pickle(bytes_of(c.pickle)), {"x.bin:archive/data.pkl", c.expect});
+    const std::string msg = torch_parse_error(zip_with_pickle(bytes_of(c.pickle)), {"x.bin:archive/data.pkl", c.expect});
     if (std::string(c.expect).find("global") != std::string::npos) {
       EXPECT_NE(msg.find("never runs code from a pickle"), std::string::npos) << msg;
     }
@@ -232,42 +224,42 @@ TEST(TorchZip, RefusesCodeByNameAndRunsNothing) {
 
 TEST(TorchZip, RefusesTensorsItCannotMapInPlace) {
   // Not contiguous: a transposed [3, 4].
-  parse_error(archive(kStorages, {{"t", 0, 0, {3, 4}, {1, 3}}}),
+  torch_parse_error(archive(kStorages, {{"t", 0, 0, {3, 4}, {1, 3}}}),
               {"x.bin", "'t'", "not contiguous (size [3, 4], stride [1, 3])", ".contiguous()"});
   // Past the end of its storage (12 elements).
-  parse_error(archive(kStorages, {{"t", 0, 10, {2, 2}, {}}}),
+  torch_parse_error(archive(kStorages, {{"t", 0, 10, {2, 2}, {}}}),
               {"'t'", "size [2, 2] at storage offset 10 runs past the end of its storage archive/data/0 (12 elements)"});
   // The storage entry holds other than numel x element size bytes.
   auto wide = kStorages;
   wide[0].element_size = 4;
-  parse_error(archive(wide, {kTensors[0]}), {"'a.weight'", "should hold 12 BF16 elements (24 bytes), the entry has 48"});
+  torch_parse_error(archive(wide, {kTensors[0]}), {"'a.weight'", "should hold 12 BF16 elements (24 bytes), the entry has 48"});
   // A storage class that is not a state dict's is refused by name.
   auto complex = kStorages;
   complex[1].type = "ComplexFloatStorage";
-  parse_error(archive(complex, {{"b", 1, 0, {2, 3}, {}}}), {"global 'torch.ComplexFloatStorage' is not on the whitelist"});
+  torch_parse_error(archive(complex, {{"b", 1, 0, {2, 3}, {}}}), {"global 'torch.ComplexFloatStorage' is not on the whitelist"});
   // The storage entry is missing.
   auto b = archive(kStorages, {kTensors[0]});
   patch(b, "archive/data/0", "archive/data/7", 0);
   patch(b, "archive/data/0", "archive/data/7", 0);
-  parse_error(b, {"'a.weight'", "archive/data/0 is not in the archive"});
+  torch_parse_error(b, {"'a.weight'", "archive/data/0 is not in the archive"});
   // Two references to one storage that disagree on its size.
   pickle::TorchTensorRef r1{"p", "FloatStorage", "0", 6, 0, {6}, {1}}, r2{"q", "FloatStorage", "0", 3, 0, {3}, {1}};
   VectorSink pkl;
   pickle::pickle_torch_state_dict(pkl, {r1, r2}, StateDictType::Dict);
-  parse_error(zip_with_pickle(pkl.bytes, {kStorages[1]}),
+  torch_parse_error(zip_with_pickle(pkl.bytes, {kStorages[1]}),
               {"'q'", "storage 0 is referenced as 3 FloatStorage elements and elsewhere as 6"});
   // The same name twice.
   VectorSink twice;
   pickle::pickle_torch_state_dict(twice, {r1, r1}, StateDictType::Dict);
-  parse_error(zip_with_pickle(twice.bytes, {kStorages[1]}), {"'p'", "appears twice in the state dict"});
+  torch_parse_error(zip_with_pickle(twice.bytes, {kStorages[1]}), {"'p'", "appears twice in the state dict"});
   // Something other than a tensor in the state dict, and something other than a dict.
-  parse_error(zip_with_pickle(bytes_of("\x80\x02}" + X("a") + "K\x05s.")), {"state dict entry 'a' is a int, not a tensor"});
-  parse_error(zip_with_pickle(bytes_of("\x80\x02K\x05.")), {"the pickle holds a int, expected a state dict"});
+  torch_parse_error(zip_with_pickle(bytes_of("\x80\x02}" + X("a") + "K\x05s.")), {"state dict entry 'a' is a int, not a tensor"});
+  torch_parse_error(zip_with_pickle(bytes_of("\x80\x02K\x05.")), {"the pickle holds a int, expected a state dict"});
   // Backward hooks (in Python they would be functions).
   const std::string hooked = "\x80\x02}" + X("a") + "ctorch._utils\n_rebuild_tensor_v2\n(" + "(" + X("storage") +
                              "ctorch\nFloatStorage\n" + X("0") + X("cpu") + "K\x06tQ" + raw({'K', 0}) + "K\x06\x85" +
                              "K\x01\x85" + "\x89" + "}" + X("k") + X("v") + "s" + "tRs.";
-  parse_error(zip_with_pickle(bytes_of(hooked), {kStorages[1]}), {"a tensor with backward hooks"});
+  torch_parse_error(zip_with_pickle(bytes_of(hooked), {kStorages[1]}), {"a tensor with backward hooks"});
 }
 
 TEST(TorchZip, DamageIsNamed) {
@@ -276,64 +268,64 @@ TEST(TorchZip, DamageIsNamed) {
   ASSERT_NE(cd, std::string::npos);
   auto compressed = good;
   compressed[cd + 10] = 8;
-  parse_error(compressed, {"x.bin", "zip entry 'archive/data.pkl'", "compressed (deflate)", "zip -0"});
+  torch_parse_error(compressed, {"x.bin", "zip entry 'archive/data.pkl'", "compressed (deflate)", "zip -0"});
   auto encrypted = good;
   encrypted[cd + 8] = 1;
-  parse_error(encrypted, {"'archive/data.pkl'", "is encrypted"});
+  torch_parse_error(encrypted, {"'archive/data.pkl'", "is encrypted"});
   auto truncated = good;
   truncated.resize(good.size() / 2);
-  parse_error(truncated, {"x.bin", "no end-of-central-directory record"});
+  torch_parse_error(truncated, {"x.bin", "no end-of-central-directory record"});
   auto cut = good;
   cut.resize(30);
-  parse_error(cut, {"x.bin"});
+  torch_parse_error(cut, {"x.bin"});
   auto crc = good;
   patch(crc, "a.weight", "a.weighT");
-  parse_error(crc, {"archive/data.pkl does not match its CRC-32"});
+  torch_parse_error(crc, {"archive/data.pkl does not match its CRC-32"});
   auto local = good;
   patch(local, "archive/data/1", "archive/data/X", 0);  // the local header only
-  parse_error(local, {"'archive/data/1'", "names another entry"});
+  torch_parse_error(local, {"'archive/data/1'", "names another entry"});
   auto big_endian = good;
   patch(big_endian, "little", "bigend");
-  parse_error(big_endian, {"byte order \"bigend\"", "little-endian"});
+  torch_parse_error(big_endian, {"byte order \"bigend\"", "little-endian"});
   auto outside = good;  // the ZIP64 end record's directory offset
   const size_t end64 = find_nth(good, "PK\x06\x06");
   ASSERT_NE(end64, std::string::npos);
   outside[end64 + 48 + 5] = 0x7f;
-  parse_error(outside, {"the central directory", "lies outside the file"});
+  torch_parse_error(outside, {"the central directory", "lies outside the file"});
   TorchSaveOptions classic;
   classic.zip = ZipStyle::Classic;
   auto multi = archive(kStorages, kTensors, classic);
   multi[find_nth(multi, "PK\x05\x06") + 4] = 1;
-  parse_error(multi, {"a multi-part zip archive", "join the parts"});
+  torch_parse_error(multi, {"a multi-part zip archive", "join the parts"});
   TorchSaveOptions everywhere;
   everywhere.zip = ZipStyle::Zip64Everywhere;
   auto no_extra = archive(kStorages, kTensors, everywhere);
   const size_t cd64 = find_nth(no_extra, "PK\x01\x02");
   no_extra[cd64 + 46 + std::string("archive/data.pkl").size()] = 9;  // the ZIP64 extra field's id
-  parse_error(no_extra, {"'archive/data.pkl'", "defers to a ZIP64 extra field that is missing"});
+  torch_parse_error(no_extra, {"'archive/data.pkl'", "defers to a ZIP64 extra field that is missing"});
   {
     VectorSink out;
     ZipWriter z(out, ZipStyle::Torch, 64);
     z.add("archive/version", bytes_of("3\n"));
     z.add("archive/version", bytes_of("3\n"));
     z.finish();
-    parse_error(out.bytes, {"'archive/version'", "appears twice in the central directory"});
+    torch_parse_error(out.bytes, {"'archive/version'", "appears twice in the central directory"});
   }
   {
     VectorSink out;
     ZipWriter z(out, ZipStyle::Torch, 64);
     z.add("archive/version", bytes_of("3\n"));
     z.finish();
-    parse_error(out.bytes, {"a zip archive without data.pkl", "not a torch.save archive"});
+    torch_parse_error(out.bytes, {"a zip archive without data.pkl", "not a torch.save archive"});
   }
 }
 
 TEST(TorchZip, LegacyFormatAndOtherFilesAreNamed) {
   // What torch.save(obj, f, _use_new_zipfile_serialization=False) starts with: the magic number, pickled.
   const std::vector<uint8_t> legacy = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, '.'};
-  parse_error(legacy, {"x.bin", "legacy torch.save format", "PyTorch before 1.6", "re-save it"});
-  parse_error(bytes_of("GGUF\x03\x00\x00\x00"), {"neither a zip archive nor a pickle"});
-  parse_error({}, {"neither a zip archive nor a pickle"});
+  torch_parse_error(legacy, {"x.bin", "legacy torch.save format", "PyTorch before 1.6", "re-save it"});
+  torch_parse_error(bytes_of("GGUF\x03\x00\x00\x00"), {"neither a zip archive nor a pickle"});
+  torch_parse_error({}, {"neither a zip archive nor a pickle"});
   TempDir dir;
   write_bytes(dir / "pytorch_model.bin", legacy);
   error_of([&] { TensorSet::open(dir.path(), kTorchBinFormat); }, {"pytorch_model.bin", "legacy"});
@@ -459,10 +451,10 @@ TEST(TorchReal, ReadsWhatTorchSaves) {
   auto param_file = read_bytes(dir / "param.bin");
   EXPECT_EQ(element(parse_file(param_file, "param.bin").at("p"), 3), 3.0f) << "_rebuild_parameter";
 
-  parse_error(read_bytes(dir / "transposed.bin"), {"'t'", "not contiguous (size [3, 2], stride [1, 3])"});
-  parse_error(read_bytes(dir / "legacy.bin"), {"legacy torch.save format", "re-save"});
+  torch_parse_error(read_bytes(dir / "transposed.bin"), {"'t'", "not contiguous (size [3, 2], stride [1, 3])"});
+  torch_parse_error(read_bytes(dir / "legacy.bin"), {"legacy torch.save format", "re-save"});
   // torch.save pickled os.system (as posix.system on Linux): refused by name, nothing run.
-  const std::string msg = parse_error(read_bytes(dir / "evil.bin"), {"system' is not on the whitelist", "never runs code"});
+  const std::string msg = torch_parse_error(read_bytes(dir / "evil.bin"), {"system' is not on the whitelist", "never runs code"});
   EXPECT_TRUE(msg.find("posix.system") != std::string::npos || msg.find("os.system") != std::string::npos) << msg;
   EXPECT_FALSE(fs::exists(dir / "pwned"));
 

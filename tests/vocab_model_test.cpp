@@ -29,21 +29,16 @@
 namespace fs = std::filesystem;
 using groak::test::read_tokenizer_cases;
 using groak::test::TokenizerCase;
+using groak::test::kGrokDir;
+using groak::test::kGrokModel;
 using groak::TokenType;
 using groak::Tokenizer;
 using groak::VocabSpec;
 
 namespace {
 
-const std::string kGrokDir = std::string(GROAK_SHARED_DIR) + "/grok-1";
-const std::string kGrokModel = kGrokDir + "/tokenizer.model";
 constexpr int32_t kGrokVocabSize = 131072;
 constexpr int32_t kGrokByteBase = 69;  // Grok-1: byte b ↔ id 69 + b
-
-#define SKIP_WITHOUT_GROK_TOKENIZER()                                                             \
-  if (!fs::exists(kGrokModel))                                                                    \
-  GTEST_SKIP() << kGrokModel << " is absent: the Grok-1 vocabulary tests need ../shared/grok-1 " \
-                  "beside the repository"
 
 // ---------------------------------------------------------------------------------------------
 // A minimal protobuf wire reader, to read piece types and spec fields out of a ModelProto.
