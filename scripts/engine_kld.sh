@@ -18,12 +18,14 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 . scripts/model_or_preset.sh
 model_or_preset "$preset"
 "$g" convert --model "$work/m" --type F32 --out "$work/f32.gguf" >/dev/null 2>&1
-"$g" perplexity --model "$work/f32.gguf" -f "$work/eval.txt" --ctx "$ctx" -t "$threads" \
-  --kl-divergence-base "$work/g.kld" >/dev/null 2>&1
-"$llama/llama-perplexity" -m "$work/f32.gguf" -f "$work/eval.txt" -c "$ctx" -t "$threads" -ctk f32 -ctv f32 \
-  --kl-divergence-base "$work/l.kld" >/dev/null 2>&1
+gb=$("$g" perplexity --model "$work/f32.gguf" -f "$work/eval.txt" --ctx "$ctx" -t "$threads" \
+  --kl-divergence-base "$work/g.kld" 2>/dev/null)
+lb=$("$llama/llama-perplexity" -m "$work/f32.gguf" -f "$work/eval.txt" -c "$ctx" -t "$threads" -ctk f32 -ctv f32 \
+  --kl-divergence-base "$work/l.kld" 2>&1)
 field() { sed -n "s/^$1 *: *//p" | head -1 | sed 's/ *+\/- */ ± /; s/ *± */ ± /'; }
 echo "$what (second half), ctx $ctx; llama.cpp $("$llama/llama-perplexity" --version 2>&1 | sed -n 's/^version: //p')"
+echo "the f32 GGUF: groak PPL $(sed -n 's/^Final estimate: PPL = //p' <<<"$gb" | sed 's/ *+\/- */ ± /'), llama.cpp PPL" \
+     "$(sed -n 's/.*Final estimate: PPL = //p' <<<"$lb" | sed 's/ *+\/- */ ± /')"
 echo "| type | groak: mean KLD | same top | llama.cpp: mean KLD | same top |"
 echo "| --- | --- | --- | --- | --- |"
 for t in "${types[@]}"; do

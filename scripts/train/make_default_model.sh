@@ -5,7 +5,7 @@
 # continuation for the tests (pin_greedy.py).
 # Usage: scripts/train/make_default_model.sh [WORK_DIR [train_grok.py options...]] (a WORK_DIR that holds a
 # finished run, and no options: that run is converted, not trained again)
-# Needs Debian's python3-torch, python3-sentencepiece, bible-kjv (scripts/train/README.md).
+# Needs Debian's python3-torch, python3-sentencepiece, bible-kjv (docs/DEFAULT_MODEL.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:-/tmp/grok-kjv-train}; shift || true
