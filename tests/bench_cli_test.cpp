@@ -1,8 +1,13 @@
 // groak bench as llama-bench users drive it: lists of -p/-n/-t in one run, -o csv|json|jsonl that a
 // script can read (nothing else on stdout), and --profile's phases of the step. Speeds are not checked
 // here (benchmarks measure, tests do not time); the shapes and the accounting are.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+
 #include <nlohmann/json.hpp>
 
+#include "runtime/bench.h"
 #include "test_util.h"
 
 namespace groak::test {
@@ -61,6 +66,9 @@ TEST(BenchCli, ListsFormatsAndProfile) {
   EXPECT_EQ(rows[0]["n_prompt"], 8);
   EXPECT_EQ(rows[2]["n_gen"], 4);
   EXPECT_TRUE(rows[2].contains("bytes_per_token"));
+  if (fs::exists("/proc/self/io")) {  // storage reads per token: none to speak of once the model is cached
+    for (const auto& r : rows) EXPECT_GE(r.value("disk_read_bytes_per_token", -1.0), 0) << r.dump();
+  }
 
   // -p 8 -p 16 is the same list as -p 8,16; csv: a header and one line per test, model first.
   ASSERT_EQ(run_command(bench_cmd(model, "-p 8 -p 16 -n 0 -t 1 -o csv"), &out), 0) << out;
@@ -84,6 +92,34 @@ TEST(BenchCli, ListsFormatsAndProfile) {
   EXPECT_NE(out.find("nothing to measure"), std::string::npos) << out;
   EXPECT_EQ(run_command(std::string(GROAK_BIN) + " bench --model " + model + " -o xml", &out), 2) << out;
   EXPECT_NE(out.find("--output"), std::string::npos) << out;
+}
+
+// The counter behind disk_read_bytes_per_token sees what a model larger than the RAM costs: pages of a
+// mapped file faulted in from storage after they were dropped from the page cache (and plain reads).
+TEST(Bench, DiskReadCounterSeesMappedPagesComingFromStorage) {
+  if (!process_disk_read_bytes()) GTEST_SKIP() << "/proc/self/io is not readable here; skipped";
+  TempDir tmp;
+  struct statfs sf {};
+  ASSERT_EQ(::statfs(tmp.path().c_str(), &sf), 0);
+  if (sf.f_type == 0x01021994 /* TMPFS_MAGIC */) GTEST_SKIP() << tmp.path() << " is tmpfs (no storage); skipped";
+  const size_t n = 32u << 20;
+  const std::string path = tmp / "weights.bin";
+  write_bytes(path, std::vector<uint8_t>(n, 7));
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::fdatasync(fd), 0);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);  // out of the page cache: the next use reads
+  void* p = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  const uint64_t before = *process_disk_read_bytes();
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; i += 4096) sum += static_cast<const uint8_t*>(p)[i];
+  const uint64_t after = *process_disk_read_bytes();
+  ::munmap(p, n);
+  ::close(fd);
+  EXPECT_EQ(sum, 7u * (n / 4096));
+  EXPECT_GE(after - before, n / 2) << "faulting in " << n << " bytes of a dropped file read " << after - before
+                                   << " from storage";
 }
 
 }  // namespace groak::test

@@ -58,6 +58,7 @@ json test_row(const BenchArgs& a, const Model& m, const BenchResult& r, bool pp,
     row["weights_gbs"] = static_cast<double>(r.bytes_per_token) * st.mean / 1e9;
     row["read_bandwidth_gbs"] = r.read_gbs;
   }
+  if (const auto& d = pp ? r.pp_disk_bytes_per_token : r.tg_disk_bytes_per_token) row["disk_read_bytes_per_token"] = *d;
   if (a.opt.profile) {  // milliseconds per token of each phase; "other": sampling, batching, the loop
     const PhaseTimes& ph = pp ? r.pp_phases : r.tg_phases;
     const double per = 1e3 / static_cast<double>(tokens * a.opt.reps);
@@ -100,6 +101,9 @@ void print_md(const std::vector<json>& rows, bool profile) {
         if (g > peak) std::printf(" (8-bit integer products are not bound by it)");
       }
     }
+    // Storage reads: zero while the weights stay in the page cache; a model larger than the RAM reads here.
+    if (r.contains("disk_read_bytes_per_token"))
+      std::printf("; %s read from disk per token", human_bytes(r["disk_read_bytes_per_token"].get<double>()).c_str());
     std::printf("\n");
   }
   if (!profile) return;

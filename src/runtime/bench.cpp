@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <cmath>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <vector>
 
 #include "kernels/probe.h"
@@ -28,6 +30,18 @@ BenchStat stat_of(const std::vector<double>& tps) {
 }
 
 }  // namespace
+
+std::optional<uint64_t> process_disk_read_bytes() {
+  std::ifstream in("/proc/self/io");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string key;
+    uint64_t v = 0;
+    if (f >> key >> v && key == "read_bytes:") return v;
+  }
+  return std::nullopt;
+}
 
 double macs_per_token(const Model& model) {
   const Config& c = model.config;
@@ -64,14 +78,24 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   auto rewind = [&] { s.rewind(opt.depth); };
 
   // Seconds of each test and of its communication (tensor parallelism), over the measured repetitions.
-  struct Totals { double seconds = 0, comm = 0; int64_t all_reduces = 0; ThreadPool::Stats pool; } pp_total, tg_total;
+  struct Totals {
+    double seconds = 0, comm = 0;
+    int64_t all_reduces = 0;
+    ThreadPool::Stats pool;
+    uint64_t disk_read = 0;
+    bool disk_known = true;  // false once /proc/self/io could not be read
+  } pp_total, tg_total;
   ctx.pool().set_timing(opt.profile);
   auto timed = [&](Totals& total, const auto& body) {
     const CommStats c0 = model.comm().stats();
     const ThreadPool::Stats p0 = ctx.pool().stats();
+    const std::optional<uint64_t> d0 = process_disk_read_bytes();
     const auto t0 = std::chrono::steady_clock::now();
     body();
     const double sec = since(t0);
+    const std::optional<uint64_t> d1 = process_disk_read_bytes();
+    if (d0 && d1) total.disk_read += *d1 - *d0;
+    else total.disk_known = false;
     const CommStats c1 = model.comm().stats();
     const ThreadPool::Stats p1 = ctx.pool().stats();
     total.pool.loops += p1.loops - p0.loops;
@@ -115,6 +139,12 @@ BenchResult run_bench(const Model& model, const BenchOptions& opt) {
   res.pp = stat_of(pp);
   res.tg = stat_of(tg);
   if (pp_total.seconds > 0) res.pp_comm_share = pp_total.comm / pp_total.seconds;
+  const auto per_token = [&](const Totals& t, int64_t tokens) -> std::optional<double> {
+    if (!t.disk_known || tokens <= 0) return std::nullopt;
+    return static_cast<double>(t.disk_read) / static_cast<double>(tokens);
+  };
+  res.pp_disk_bytes_per_token = per_token(pp_total, opt.prompt * opt.reps);
+  res.tg_disk_bytes_per_token = per_token(tg_total, opt.gen * opt.reps);
   if (tg_total.seconds > 0) {
     res.tg_comm_share = tg_total.comm / tg_total.seconds;
     res.tg_all_reduces_per_token = static_cast<double>(tg_total.all_reduces) / static_cast<double>(opt.gen * opt.reps);

@@ -2,6 +2,7 @@
 // a time from an empty context), repeated, with the machine's own ceilings measured in the same run.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "kernels/kernels.h"
@@ -42,12 +43,20 @@ struct BenchResult {
   // --profile: seconds per phase summed over the measured repetitions, and the tests' own seconds.
   PhaseTimes pp_phases, tg_phases;
   double pp_seconds = 0, tg_seconds = 0;
+  // Bytes this process had read from storage (not the page cache) per token of each test, over the measured
+  // repetitions: what a model larger than the RAM costs in disk reads. Empty where /proc/self/io is
+  // unreadable (not Linux, or a restricted /proc).
+  std::optional<double> pp_disk_bytes_per_token, tg_disk_bytes_per_token;
   // --profile: the thread pool over the measured repetitions: loops that woke the workers, and seconds
   // inside them (the rest of the test ran on one thread: its serial part).
   ThreadPool::Stats pp_pool, tg_pool;
 };
 
 BenchResult run_bench(const Model& model, const BenchOptions& opt);
+
+// `read_bytes` of /proc/self/io: bytes the whole process (every thread) caused to be fetched from storage,
+// page faults on mapped files included; empty where it cannot be read.
+std::optional<uint64_t> process_disk_read_bytes();
 
 // Multiply-adds of every matrix product one token needs (attention projections, router, the selected
 // experts), without the LM head and the attention over the cache.
