@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/probe.h"
 #include "runtime/bench.h"
 #include "test_util.h"
 
@@ -120,6 +121,22 @@ TEST(Bench, DiskReadCounterSeesMappedPagesComingFromStorage) {
   EXPECT_EQ(sum, 7u * (n / 4096));
   EXPECT_GE(after - before, n / 2) << "faulting in " << n << " bytes of a dropped file read " << after - before
                                    << " from storage";
+}
+
+// The read probe sizes its buffer to the memory this process may take, so that `groak bench` under a
+// memory cap (a model larger than the RAM) is not killed by its own probe.
+TEST(Bench, MemoryBudgetIsWhatTheMachineAndCgroupAllow) {
+  std::ifstream in("/proc/meminfo");
+  if (!in) GTEST_SKIP() << "/proc/meminfo is not readable here; skipped";
+  uint64_t total = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("MemTotal:", 0) == 0) total = std::stoull(line.substr(9)) * 1024;
+  const size_t budget = memory_budget_bytes();
+  EXPECT_GT(budget, 0u);
+  EXPECT_LE(budget, total);
+  ThreadPool pool(1);
+  EXPECT_EQ(probe_read_bandwidth(pool, 0, 1) > 0, budget / 8 >= (size_t{64} << 20))
+      << "budget " << budget << ": the probe runs exactly when an eighth of it is at least 64 MB";
 }
 
 }  // namespace groak::test

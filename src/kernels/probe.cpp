@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -96,7 +99,60 @@ float scalar_fma_loop(int64_t iters) {
 
 }  // namespace
 
+namespace {
+
+// The first number in a file ("max" and unreadable files: 0).
+uint64_t number_in(const std::string& path) {
+  std::ifstream in(path);
+  uint64_t v = 0;
+  return in >> v ? v : 0;
+}
+
+// The memory limit of this process's cgroup, v2 or v1 (0 = none found). Inside a cgroup namespace the
+// path is "/", so the files at the root of the mount are the ones to read.
+uint64_t cgroup_limit() {
+  std::ifstream in("/proc/self/cgroup");
+  uint64_t limit = 0;
+  for (std::string line; std::getline(in, line);) {
+    const size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    std::vector<std::string> files;
+    if (controllers.empty()) files = {"/sys/fs/cgroup" + path + "/memory.max", "/sys/fs/cgroup/memory.max"};
+    else if (("," + controllers + ",").find(",memory,") != std::string::npos)
+      files = {"/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (const std::string& f : files)
+      if (const uint64_t v = number_in(f); v > 0) {
+        // v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages).
+        if (v < (uint64_t{1} << 60) && (limit == 0 || v < limit)) limit = v;
+        break;
+      }
+  }
+  return limit;
+}
+
+}  // namespace
+
+size_t memory_budget_bytes() {
+  std::ifstream in("/proc/meminfo");
+  uint64_t available = 0;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream f(line);
+    std::string key;
+    uint64_t kb = 0;
+    if (f >> key >> kb && key == "MemAvailable:") available = kb * 1024;
+  }
+  const uint64_t cg = cgroup_limit();
+  if (cg > 0 && (available == 0 || cg < available)) available = cg;
+  return static_cast<size_t>(available);
+}
+
 double probe_read_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
+  if (bytes == 0) {
+    bytes = size_t{512} << 20;
+    if (const size_t budget = memory_budget_bytes(); budget > 0) bytes = std::min(bytes, budget / 8);
+    if (bytes < (size_t{64} << 20)) return 0;
+  }
   const size_t words = bytes / 8 / 64 * 64;  // whole 512-byte pieces per thread start 32-byte aligned
   std::unique_ptr<uint64_t, void (*)(void*)> buf(static_cast<uint64_t*>(std::aligned_alloc(64, words * 8)), std::free);
   if (!buf) return 0;
