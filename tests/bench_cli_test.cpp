@@ -10,6 +10,7 @@
 #include "kernels/probe.h"
 #include "runtime/bench.h"
 #include "test_util.h"
+#include "util/proc_file.h"
 
 namespace groak::test {
 
@@ -126,11 +127,9 @@ TEST(Bench, DiskReadCounterSeesMappedPagesComingFromStorage) {
 // The read probe sizes its buffer to the memory this process may take, so that `groak bench` under a
 // memory cap (a model larger than the RAM) is not killed by its own probe.
 TEST(Bench, MemoryBudgetIsWhatTheMachineAndCgroupAllow) {
-  std::ifstream in("/proc/meminfo");
-  if (!in) GTEST_SKIP() << "/proc/meminfo is not readable here; skipped";
-  uint64_t total = 0;
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("MemTotal:", 0) == 0) total = std::stoull(line.substr(9)) * 1024;
+  const auto total_kb = proc_field("/proc/meminfo", "MemTotal:");
+  if (!total_kb) GTEST_SKIP() << "/proc/meminfo is not readable here; skipped";
+  const uint64_t total = *total_kb * 1024;
   const size_t budget = memory_budget_bytes();
   EXPECT_GT(budget, 0u);
   EXPECT_LE(budget, total);

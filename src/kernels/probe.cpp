@@ -8,9 +8,10 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "util/proc_file.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -134,14 +135,7 @@ uint64_t cgroup_limit() {
 }  // namespace
 
 size_t memory_budget_bytes() {
-  std::ifstream in("/proc/meminfo");
-  uint64_t available = 0;
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream f(line);
-    std::string key;
-    uint64_t kb = 0;
-    if (f >> key >> kb && key == "MemAvailable:") available = kb * 1024;
-  }
+  uint64_t available = proc_field("/proc/meminfo", "MemAvailable:").value_or(0) * 1024;
   const uint64_t cg = cgroup_limit();
   if (cg > 0 && (available == 0 || cg < available)) available = cg;
   return static_cast<size_t>(available);

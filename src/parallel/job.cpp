@@ -8,7 +8,6 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +16,7 @@
 #include "model/shard.h"
 #include "runtime/follow.h"
 #include "util/error.h"
+#include "util/proc_file.h"
 
 #if GROAK_WITH_MPI
 #include <mpi.h>
@@ -143,13 +143,7 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
-uint64_t peak_rss_bytes() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
-  return 0;
-}
+uint64_t peak_rss_bytes() { return proc_field("/proc/self/status", "VmHWM:").value_or(0) * 1024; }
 
 struct Job::Impl {
   bool mpi = false;           // MPI_Init was called

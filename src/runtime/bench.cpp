@@ -2,14 +2,13 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <vector>
 
 #include "kernels/probe.h"
 #include "model/repack.h"
 #include "runtime/engine.h"
+#include "util/proc_file.h"
 
 namespace groak {
 
@@ -31,17 +30,7 @@ BenchStat stat_of(const std::vector<double>& tps) {
 
 }  // namespace
 
-std::optional<uint64_t> process_disk_read_bytes() {
-  std::ifstream in("/proc/self/io");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string key;
-    uint64_t v = 0;
-    if (f >> key >> v && key == "read_bytes:") return v;
-  }
-  return std::nullopt;
-}
+std::optional<uint64_t> process_disk_read_bytes() { return proc_field("/proc/self/io", "read_bytes:"); }
 
 double macs_per_token(const Model& model) {
   const Config& c = model.config;
