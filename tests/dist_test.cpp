@@ -2,14 +2,19 @@
 // golden logits of one process, with exactly the reductions docs/distributed.md counts. The first tests
 // run the ranks as threads of this process (a shared-memory communicator: no MPI needed); the others run
 // the groak CLI under `mpirun -np 2 --oversubscribe` on this machine and skip without mpirun.
+#include <signal.h>
+
 #include <barrier>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "model/loader.h"
 #include "model/shard.h"
 #include "runtime/follow.h"
 #include "runtime/engine.h"
+#include "server_util.h"
+#include "synth/synth.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -310,6 +315,139 @@ TEST(Mpi, ARankThatDiesEndsTheJob) {
   EXPECT_NE(rc, 124) << "the job hung until the time limit:\n" << out;
   EXPECT_LT(seconds, 120) << out;
   EXPECT_NE(out.find("signal 9"), std::string::npos) << "mpirun names the killed rank:\n" << out;
+}
+
+// ---- groak serve under mpirun -------------------------------------------------------------------------
+
+namespace {
+
+// `groak serve` as R ranks in the background on a free port: each rank writes its pid to DIR/rankN.pid,
+// the log (both ranks, and mpirun's own words) goes to DIR/serve.log.
+class MpiServe {
+ public:
+  MpiServe(const std::string& dir, int R, const std::string& args) : dir_(dir) {
+    const std::string wrapped = mpirun_prefix(R) + "sh -c 'echo $$ > " + dir + "/rank$OMPI_COMM_WORLD_RANK.pid; exec " +
+                                GROAK_BIN + " serve --port 0 " + args + "'";
+    run_command("(" + wrapped + " > " + log_path() + " 2>&1 & echo $! > " + dir + "/mpirun.pid)");
+    launcher_ = std::atoi(read_text(dir + "/mpirun.pid").c_str());
+  }
+  ~MpiServe() {
+    if (launcher_ > 0) ::kill(launcher_, SIGTERM);
+    ended(30);
+  }
+  std::string log_path() const { return dir_ + "/serve.log"; }
+  std::string log() const { return read_text(log_path()); }
+  // The port once rank 0 says "ready:", else -1 (the job ended first, or 60 s passed).
+  int ready() {
+    eventually([&] { return log().find("ready:") != std::string::npos || ended(0); }, 60);
+    const std::string text = log();
+    const size_t at = text.find("listening on http://127.0.0.1:");
+    if (text.find("ready:") == std::string::npos || at == std::string::npos) return -1;
+    return std::atoi(text.c_str() + at + std::strlen("listening on http://127.0.0.1:"));
+  }
+  pid_t rank_pid(int r) const { return std::atoi(read_text(dir_ + "/rank" + std::to_string(r) + ".pid").c_str()); }
+  // True once the launcher (timeout, then mpirun) has exited, waiting up to `seconds`.
+  bool ended(double seconds) {
+    return eventually([&] { return launcher_ <= 0 || (::kill(launcher_, 0) != 0 && errno == ESRCH); }, seconds);
+  }
+
+ private:
+  std::string dir_;
+  pid_t launcher_ = -1;
+};
+
+// The tiny preset with its tokenizer, written once per test.
+std::string tiny_served_model(const TempDir& tmp) {
+  write_synthetic_checkpoint(synth_preset("tiny"), "tiny", 3, tmp / "model", {});
+  train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 512, tmp / "model/tokenizer.model");
+  return tmp / "model";
+}
+
+}  // namespace
+
+TEST(Mpi, ServeGivesTheGreedyTextOfOneProcessToConcurrentRequests) {
+  GROAK_REQUIRE_MPIRUN();
+  TempDir tmp;
+  const std::string model = tiny_served_model(tmp);
+  const std::string prompts[] = {"The quick brown fox", "Once upon a time", "In the beginning", "Hello"};
+  // One process: groak generate, greedy.
+  std::vector<std::string> alone;
+  for (const std::string& p : prompts) {
+    std::string log;
+    ASSERT_EQ(run_command("{ " + std::string(GROAK_BIN) + " generate -t 1 --model " + model + " -p '" + p +
+                          "' -n 24 --temp 0 --ignore-eos > " + tmp / "one.txt; }", &log), 0) << log;
+    const std::string out = read_text(tmp / "one.txt");
+    alone.push_back(out.substr(0, out.size() - 1));  // generate ends stdout with a newline
+  }
+  MpiServe server(tmp.path(), 2, "-t 1 --parallel 4 --model " + model);
+  const int port = server.ready();
+  ASSERT_GT(port, 0) << server.log();
+  EXPECT_EQ(get(port, "/health").status, 200);
+  // The four at once: batched together in the 2-rank passes, each the text of one process.
+  std::vector<Reply> replies(4);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < 4; ++i)
+    clients.emplace_back([&, i] {
+      replies[i] = post(port, "/v1/completions", json{{"prompt", prompts[i]}, {"max_tokens", 24}, {"temperature", 0},
+                                                      {"ignore_eos", true}});
+    });
+  for (auto& c : clients) c.join();
+  for (size_t i = 0; i < 4; ++i) {
+    ASSERT_EQ(replies[i].status, 200) << replies[i].raw;
+    EXPECT_EQ(replies[i].body["choices"][0]["text"].get<std::string>(), alone[i]) << prompts[i];
+  }
+  const Reply metrics = get(port, "/metrics");
+  EXPECT_NE(metrics.raw.find("groak_batched_steps_total"), std::string::npos);
+  EXPECT_EQ(metrics.raw.find("groak_batched_steps_total 0\n"), std::string::npos) << "the requests shared passes";
+  EXPECT_NE(server.log().find("rank 1 ("), std::string::npos) << "rank 1 holds its share:\n" << server.log();
+}
+
+TEST(Mpi, ServeAnswers503WhenARankDiesAndTheJobEnds) {
+  GROAK_REQUIRE_MPIRUN();
+  TempDir tmp;
+  const std::string model = tiny_served_model(tmp);
+  MpiServe server(tmp.path(), 2, "-t 1 --parallel 1 --queue 8 --model " + model);
+  const int port = server.ready();
+  ASSERT_GT(port, 0) << server.log();
+  // One slot: the first request runs, the others wait; all are in flight when rank 1 is killed.
+  const json long_request{{"prompt", "Tell me"}, {"max_tokens", 480}, {"temperature", 0}, {"ignore_eos", true}};
+  std::vector<Reply> replies(4);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < replies.size(); ++i)
+    clients.emplace_back([&, i] { replies[i] = post(port, "/v1/completions", long_request); });
+  ASSERT_TRUE(eventually([&] {
+    const Reply m = get(port, "/metrics");
+    return m.raw.find("groak_queue_length 3") != std::string::npos;
+  })) << "three requests wait behind the first";
+  ASSERT_EQ(::kill(server.rank_pid(1), SIGKILL), 0);
+  for (auto& c : clients) c.join();
+  int unavailable = 0;
+  for (const Reply& r : replies) {
+    if (r.status == 200) continue;  // the first may have finished before rank 1 died
+    expect_error(r, 503, "tensor-parallel", "an in-flight request when rank 1 died");
+    ++unavailable;
+  }
+  EXPECT_GE(unavailable, 3) << "the waiting requests get 503";
+  EXPECT_TRUE(server.ended(30)) << "the job ends, nothing hangs:\n" << server.log();
+  const std::string log = server.log();
+  const std::string said = "groak serve: error: the tensor-parallel job is ending";
+  ASSERT_NE(log.find(said), std::string::npos) << log;
+  EXPECT_EQ(log.find(said, log.find(said) + 1), std::string::npos) << "said once, by rank 0:\n" << log;
+  EXPECT_NE(log.find("rank 1"), std::string::npos) << "mpirun names the rank that died:\n" << log;
+}
+
+TEST(Mpi, ServeRefusesWhatSeveralRanksCannotOffer) {
+  GROAK_REQUIRE_MPIRUN();
+  TempDir tmp;
+  const std::string model = tiny_served_model(tmp);
+  std::string out;
+  EXPECT_EQ(run_command(mpirun_groak(2, "serve -t 1 --port 0 --allow-inspect --model " + model), &out), 1) << out;
+  const std::string needle = "--allow-inspect needs the whole model in one process";
+  ASSERT_NE(out.find(needle), std::string::npos) << out;
+  EXPECT_EQ(out.find(needle, out.find(needle) + 1), std::string::npos) << "said once:\n" << out;
+  // Ranks that do not divide the kv heads (the tiny preset has 2): refused before anything listens.
+  EXPECT_EQ(run_command(mpirun_groak(3, "serve -t 1 --port 0 --model " + model), &out), 1) << out;
+  EXPECT_NE(out.find("3 ranks do not divide num_kv_heads"), std::string::npos) << out;
 }
 
 }  // namespace groak::test

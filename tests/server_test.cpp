@@ -262,6 +262,39 @@ TEST_F(Serve, BeyondTheQueueRequestsGet503AndQueuedOnesComplete) {
   EXPECT_EQ(post(r->port, "/v1/completions", body).status, 200);
 }
 
+// What a server of several ranks does when one dies (Scheduler::abandon): every request, running or
+// waiting, gets 503 with the reason at once, without the scheduler thread (which may be stuck in a pass);
+// so do later requests and /health.
+TEST_F(Serve, AnAbandonedServerAnswers503ToEveryRequestAtOnce) {
+  ServerOptions o = options();
+  o.scheduler.parallel = 1;
+  auto r = start(o);
+  int stream_status = 0;
+  std::string streamed;
+  auto running = std::async(std::launch::async, [&] {
+    streamed = stream(r->port, "/v1/completions", json{{"prompt", "hi"}, {"max_tokens", 200}, {"ignore_eos", true},
+                                                        {"stream", true}}, &stream_status);
+  });
+  ASSERT_TRUE(eventually([&] { return r->sched().stats().generated_tokens > 0; }));
+  r->sched().pause(true);  // the running job stays in its slot, as if its pass never ended
+  const json body = {{"prompt", "hi"}, {"max_tokens", 4}};
+  std::vector<std::future<Reply>> waiting;
+  for (int i = 0; i < 2; ++i)
+    waiting.push_back(std::async(std::launch::async, [&] { return post(r->port, "/v1/completions", body); }));
+  ASSERT_TRUE(eventually([&] { return r->sched().stats().queued == 2; }));
+  r->server->abandon("rank 1 is gone");
+  for (auto& f : waiting) expect_error(f.get(), 503, "rank 1 is gone", "a waiting request");
+  running.get();
+  EXPECT_EQ(stream_status, 200);
+  EXPECT_NE(streamed.find("\"finish_reason\":\"error\""), std::string::npos) << streamed;
+  EXPECT_NE(streamed.find("rank 1 is gone"), std::string::npos) << streamed;
+  expect_error(post(r->port, "/v1/completions", body), 503, "rank 1 is gone", "a later request");
+  const Reply health = get(r->port, "/health");
+  EXPECT_EQ(health.status, 503);
+  EXPECT_EQ(health.body["status"], "error") << health.raw;
+  EXPECT_EQ(r->server->lost(), "rank 1 is gone");
+}
+
 TEST_F(Serve, AClientThatHangsUpFreesItsSlot) {
   ServerOptions o = options();
   o.scheduler.parallel = 1;

@@ -8,6 +8,7 @@
 #include "../cli.h"
 #include "../options.h"
 #include "model/model_path.h"
+#include "parallel/job.h"
 #include "server/server.h"
 #include "tokenizer/discover.h"
 
@@ -24,44 +25,80 @@ struct ServeArgs {
 std::atomic<bool> g_serve_stop{false};
 extern "C" void on_serve_signal(int) { g_serve_stop.store(true); }
 
-int run_serve(ServeArgs& a) {
+// Under mpirun, rank 0 learns that the job ends from a signal: mpirun sends SIGTERM to every rank when
+// one dies (or when mpirun itself is stopped), and SIGKILL a second later. In that second the requests in
+// flight get their 503; then rank 0 leaves without touching MPI (its scheduler may be inside a pass the
+// other ranks will never finish).
+constexpr auto kAnswerInFlight = std::chrono::milliseconds(300);
+
+[[noreturn]] void leave_lost_group(HttpServer& server, const std::string& why) {
+  server.abandon(why);
+  std::fprintf(stderr, "groak serve: error: %s; requests in flight were answered 503\n", server.lost().c_str());
+  std::this_thread::sleep_for(kAnswerInFlight);
+  std::fflush(stderr);
+  std::_Exit(kExitError);
+}
+
+int run_serve(ServeArgs& a, Job& job) {
   ServerOptions& o = a.opt;
+  const bool group = job.size() > 1;
+  if (group && o.allow_inspect)  // every rank parsed the same flags: each throws, rank 0 says it
+    throw GroupError("--allow-inspect needs the whole model in one process (the logit lens applies the whole LM "
+                     "head, each rank holds 1/" + std::to_string(job.size()) + " of it); serve without mpirun to inspect");
   if (!a.chat_template.empty()) o.chat_template = ChatTemplate::load(a.chat_template);
   if (o.api_key.empty())
     if (const char* k = std::getenv("GROAK_API_KEY")) o.api_key = k;
   SchedulerOptions& so = o.scheduler;
   so.context = a.engine.ctx;
-  so.threads = a.engine.threads;
+  so.threads = a.engine.threads ? a.engine.threads : job.default_threads();
   so.kernels = &kernels_named(a.engine.kernels);
   so.cache_type = cache_type_named(a.engine.cache_type);
   o.model_id = a.alias.empty() ? model_id_of(a.model) : a.alias;
   o.random_weights = has_random_weights(a.model);
-  HttpServer server(o);
-  const int port = server.start();
-  std::fprintf(stderr, "groak serve: listening on http://%s:%d/ (loading the model; /health answers 503 until ready)\n",
-               o.host.c_str(), port);
+  // Rank 0 serves HTTP from the start (/health says "loading"); a port in use fails the whole group.
+  std::unique_ptr<HttpServer> server;
+  std::shared_ptr<Tokenizer> tok;
+  int port = 0;
+  auto model = std::make_shared<Model>(job.load([&] {
+    if (job.leader()) {
+      server = std::make_unique<HttpServer>(o);
+      port = server->start();
+      std::fprintf(stderr, "groak serve: listening on http://%s:%d/ (loading the model; /health answers 503 until ready)\n",
+                   o.host.c_str(), port);
+    }
+    Model m = load_with_progress(a.model);
+    if (job.leader()) tok = std::make_shared<Tokenizer>(open_tokenizer(a.tokenizer, a.model));
+    return m;
+  }));
+  if (!job.leader()) return job.follow(*model, so.threads, *so.kernels);
   try {
-    auto model = std::make_shared<Model>(load_with_progress(a.model));
-    auto tok = std::make_shared<Tokenizer>(open_tokenizer(a.tokenizer, a.model));
-    server.set_model(model, tok);
-    Scheduler* s = server.scheduler();
+    server->set_model(model, tok);
+    Scheduler* s = server->scheduler();
     std::fprintf(stderr,
                  "groak serve: ready: %s (%s%s), %d slots x %lld tokens of context each (-c is per slot; "
-                 "llama-server's -c is the total over its slots), KV cache %s (%s, allocated up front), queue %d\n",
+                 "llama-server's -c is the total over its slots), KV cache %s (%s, allocated up front%s), queue %d\n",
                  o.model_id.c_str(), model->format.c_str(), o.random_weights ? ", RANDOM weights" : "", s->parallel(),
                  static_cast<long long>(s->context()), human_bytes(static_cast<double>(s->kv_bytes())).c_str(),
-                 a.engine.cache_type.c_str(), so.queue);
+                 a.engine.cache_type.c_str(), group ? (", this rank's share of " + std::to_string(job.size())).c_str() : "",
+                 so.queue);
     std::fprintf(stderr, "groak serve: chat page http://%s:%d/  API http://%s:%d/v1  (Ctrl-C stops)\n", o.host.c_str(),
                  port, o.host.c_str(), port);
   } catch (...) {
-    server.stop();  // a model that cannot load ends the command: the error, exit 1
+    server->stop();  // a model that cannot load ends the command: the error, exit 1
     throw;
   }
   std::signal(SIGINT, on_serve_signal);
   std::signal(SIGTERM, on_serve_signal);
-  while (!g_serve_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  constexpr auto kWatch = std::chrono::milliseconds(20);
+  while (!g_serve_stop.load()) {
+    if (group && !server->lost().empty()) leave_lost_group(*server, server->lost());
+    std::this_thread::sleep_for(kWatch);
+  }
+  if (group)
+    leave_lost_group(*server, "the tensor-parallel job is ending (mpirun stopped rank 0: another rank died, which "
+                              "mpirun names, or mpirun itself was stopped)");
   std::fprintf(stderr, "groak serve: stopping\n");
-  server.stop();
+  server->stop();
   return 0;
 }
 
@@ -101,7 +138,8 @@ Command serve_command() {
     add_engine_options(cmd, a->engine, "context per slot in tokens (default: the model's sequence_len; llama-server's "
                                        "-c is the total over its slots); every slot's KV cache is allocated up front");
   };
-  c.run = [a](Job&) { return run_serve(*a); };
+  c.under_mpirun = true;
+  c.run = [a](Job& job) { return run_serve(*a, job); };
   return c;
 }
 

@@ -48,6 +48,9 @@ class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator() {
     MPI_Comm_dup(MPI_COMM_WORLD, &comm_);
+    // A failed call (a peer's connection lost) comes back to us as an error the caller can act on (a
+    // server answers 503 and ends the job) instead of aborting this process inside MPI.
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
   }
@@ -59,7 +62,8 @@ class MpiCommunicator final : public Communicator {
   void all_reduce_sum(float* x, int64_t n) override {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t done = 0; done < n; done += INT_MAX)
-      MPI_Allreduce(MPI_IN_PLACE, x + done, count(std::min<int64_t>(INT_MAX, n - done)), MPI_FLOAT, MPI_SUM, comm_);
+      check(MPI_Allreduce(MPI_IN_PLACE, x + done, count(std::min<int64_t>(INT_MAX, n - done)), MPI_FLOAT, MPI_SUM, comm_),
+            "all-reduce");
     stats_.all_reduces += 1;
     stats_.all_reduce_floats += n;
     stats_.reduce_seconds += since(t0);
@@ -69,10 +73,10 @@ class MpiCommunicator final : public Communicator {
     const auto t0 = std::chrono::steady_clock::now();
     const int n = count(rows * cols);
     if (rows == 1) {  // one row: the pieces land in place, in rank order
-      MPI_Gather(rank_ == 0 ? MPI_IN_PLACE : x, n, MPI_FLOAT, x, n, MPI_FLOAT, 0, comm_);
+      check(MPI_Gather(rank_ == 0 ? MPI_IN_PLACE : x, n, MPI_FLOAT, x, n, MPI_FLOAT, 0, comm_), "gather");
     } else {
       if (rank_ == 0) tmp_.resize(static_cast<size_t>(n) * static_cast<size_t>(size_));
-      MPI_Gather(x, n, MPI_FLOAT, tmp_.data(), n, MPI_FLOAT, 0, comm_);  // [rank][rows][cols]
+      check(MPI_Gather(x, n, MPI_FLOAT, tmp_.data(), n, MPI_FLOAT, 0, comm_), "gather");  // [rank][rows][cols]
       if (rank_ == 0)
         for (int r = 0; r < size_; ++r)
           for (int64_t i = 0; i < rows; ++i)
@@ -85,15 +89,15 @@ class MpiCommunicator final : public Communicator {
 
   void broadcast(void* data, size_t bytes) override {
     MPI_Request req;
-    MPI_Ibcast(data, count(static_cast<int64_t>(bytes)), MPI_BYTE, 0, comm_, &req);
+    check(MPI_Ibcast(data, count(static_cast<int64_t>(bytes)), MPI_BYTE, 0, comm_, &req), "broadcast");
     if (rank_ == 0) {
-      MPI_Wait(&req, MPI_STATUS_IGNORE);
+      check(MPI_Wait(&req, MPI_STATUS_IGNORE), "broadcast");
     } else {
       // A follower may wait long (rank 0 reads stdin, tokenizes, samples): yield for a while, then
       // sleep between polls rather than spin a core.
       const auto t0 = std::chrono::steady_clock::now();
       for (int done = 0;;) {
-        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        check(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "broadcast");
         if (done) break;
         if (since(t0) < kYieldSeconds)
           sched_yield();
@@ -108,14 +112,14 @@ class MpiCommunicator final : public Communicator {
   std::vector<std::string> gather_text(const std::string& text) override {
     int len = count(static_cast<int64_t>(text.size()));
     std::vector<int> lens(rank_ == 0 ? static_cast<size_t>(size_) : 0), offsets(lens.size());
-    MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, comm_);
+    check(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, comm_), "gather");
     std::string all;
     if (rank_ == 0) {
       int64_t total = 0;
       for (int r = 0; r < size_; ++r) offsets[static_cast<size_t>(r)] = count(total), total += lens[static_cast<size_t>(r)];
       all.resize(static_cast<size_t>(total));
     }
-    MPI_Gatherv(text.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR, 0, comm_);
+    check(MPI_Gatherv(text.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR, 0, comm_), "gather");
     std::vector<std::string> out;
     for (int r = 0; rank_ == 0 && r < size_; ++r)
       out.push_back(all.substr(static_cast<size_t>(offsets[static_cast<size_t>(r)]), static_cast<size_t>(lens[static_cast<size_t>(r)])));
@@ -127,6 +131,16 @@ class MpiCommunicator final : public Communicator {
  private:
   static constexpr double kYieldSeconds = 0.002;
   static constexpr int kSleepMicros = 200;
+
+  // MPI's own words for a failed call, as a groak::Error (a pass that meets it becomes PassFailed).
+  void check(int rc, const char* what) const {
+    if (rc == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    throw Error(std::string("MPI ") + what + " failed on rank " + std::to_string(rank_) + ": " +
+                std::string(text, static_cast<size_t>(len)) + " (a rank of the group is gone?)");
+  }
 
   static int count(int64_t n) {
     if (n > INT_MAX) throw Error("a message of " + std::to_string(n) + " elements is too large for one MPI call");

@@ -89,7 +89,9 @@ void HttpServer::page(const httplib::Request&, httplib::Response& res) {
 }
 
 void HttpServer::health(const httplib::Request&, httplib::Response& res) {
-  if (ready_)
+  if (const std::string why = ready_ ? scheduler_->lost() : ""; !why.empty())
+    send_json(res, 503, {{"status", "error"}, {"error", error_body(503, why, "", "unavailable", "")["error"]}});
+  else if (ready_)
     send_json(res, 200, {{"status", "ok"}});
   else
     send_json(res, 503, {{"status", "loading"}, {"error", error_body(503, "the model is loading", "", "model_loading", "")["error"]}});

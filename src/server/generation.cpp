@@ -49,10 +49,7 @@ json whole_reply(const ReplyShape& shape, const GenerationRequest& g, std::vecto
         if (t.id >= 0) c.tokens.push_back(std::move(t));
       }
     }
-    const JobResult& r = c.job->result();
-    if (r.finish == FinishReason::Cancelled)
-      throw ApiError(503, "the server is shutting down", "", "server_error", "shutting_down");
-    if (r.finish == FinishReason::Error) throw ApiError(500, "generation failed: " + r.error, "", "server_error");
+    throw_if_failed(c.job->result());
   }
   json out = json::array();
   for (Choice& c : choices) {
@@ -190,6 +187,7 @@ std::vector<Choice> HttpServer::submit(const GenerationRequest& g, httplib::Resp
                      "", "server_error", "server_busy");
     }
     case Scheduler::Submit::ShuttingDown:
+      if (const std::string why = scheduler_->lost(); !why.empty()) throw ApiError(503, why, "", "server_error", "unavailable");
       throw ApiError(503, "the server is shutting down", "", "server_error", "shutting_down");
   }
   return choices;

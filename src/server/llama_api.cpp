@@ -95,9 +95,7 @@ void HttpServer::completion(const httplib::Request& req, httplib::Response& res)
     Choice& c = (*choices)[0];
     while (!c.finished)
       for (TokenOut& t : take(c, kPoll)) c.text += t.text;
-    const JobResult& r = c.job->result();
-    if (r.finish == FinishReason::Cancelled) throw ApiError(503, "the server is shutting down", "", "server_error", "shutting_down");
-    if (r.finish == FinishReason::Error) throw ApiError(500, "generation failed: " + r.error, "", "server_error");
+    throw_if_failed(c.job->result());
     send_json(res, 200, final_object(c.text));
     return;
   }
@@ -148,6 +146,7 @@ void HttpServer::embeddings(const httplib::Request& req, httplib::Response& res)
   for (Choice& c : choices) {
     while (!c.finished) take(c, kPoll);
     const JobResult& r = c.job->result();
+    throw_if_failed(r);
     if (r.finish != FinishReason::Stop) throw ApiError(503, "the embedding was not computed: " + (r.error.empty() ? std::string("the server is shutting down") : r.error), "", "server_error");
     data.push_back({{"object", "embedding"}, {"index", c.index}, {"embedding", r.embedding}});
     tokens += r.prompt_tokens;

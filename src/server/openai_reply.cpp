@@ -21,6 +21,13 @@ std::vector<TokenOut> take(Choice& c, std::chrono::milliseconds timeout) {
   return generated;
 }
 
+void throw_if_failed(const JobResult& r) {
+  if (r.finish == FinishReason::Cancelled) throw ApiError(503, "the server is shutting down", "", "server_error", "shutting_down");
+  if (r.finish != FinishReason::Error) return;
+  if (r.status == 503) throw ApiError(503, r.error, "", "server_error", "unavailable");
+  throw ApiError(r.status, "generation failed: " + r.error, "", "server_error");
+}
+
 std::string chat_delta(Choice& c, std::string text) {
   if (!c.started) {
     const size_t at = text.find_first_not_of(' ');

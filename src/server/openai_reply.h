@@ -31,6 +31,9 @@ struct Choice {
 // prompt_tokens); sets finished once the job is done.
 std::vector<TokenOut> take(Choice& c, std::chrono::milliseconds timeout);
 constexpr auto kPoll = std::chrono::milliseconds(100);  // how often a waiting handler looks again
+// A finished job that did not produce its reply, as the error the client gets: 503 when the server is
+// shutting down or cannot go on (a lost rank), 500 when generation failed. Returns for any other finish.
+void throw_if_failed(const JobResult& r);
 // Chat: drops the space a reply starts with after "Assistant:" (the template's own separator).
 std::string chat_delta(Choice& c, std::string text);
 

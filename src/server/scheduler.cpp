@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "runtime/follow.h"
 #include "runtime/inspect_json.h"
 #include "util/error.h"
 
@@ -85,6 +86,7 @@ bool ServeJob::done() const {
 void ServeJob::emit(TokenOut t) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return;
     pending_.push_back(std::move(t));
   }
   cv_.notify_all();
@@ -93,6 +95,7 @@ void ServeJob::emit(TokenOut t) {
 void ServeJob::finish(JobResult r) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return;
     result_ = std::move(r);
     done_ = true;
   }
@@ -146,6 +149,32 @@ void Scheduler::shutdown() {
     j->finish(r);
   }
   // Jobs in slots are finished by the scheduler thread on its way out.
+}
+
+void Scheduler::abandon(const std::string& why) {
+  std::vector<std::shared_ptr<ServeJob>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    if (lost_.empty()) lost_ = why;
+    jobs.assign(waiting_.begin(), waiting_.end());
+    waiting_.clear();
+    jobs.insert(jobs.end(), running_.begin(), running_.end());
+  }
+  cv_.notify_all();
+  for (auto& j : jobs) {
+    JobResult r;
+    r.finish = FinishReason::Error;
+    r.status = 503;
+    r.error = why;
+    r.prompt_tokens = static_cast<int64_t>(j->params().prompt.size());
+    j->finish(r);
+  }
+}
+
+std::string Scheduler::lost() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lost_;
 }
 
 void Scheduler::pause(bool paused) {
@@ -244,6 +273,7 @@ void Scheduler::finish(Slot& s, FinishReason r, const std::string& error) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
+    std::erase(running_, s.job);
     --active_;
     ++stats_.finished[static_cast<int>(r)];
   }
@@ -424,6 +454,7 @@ void Scheduler::loop() {
       // Admit waiting jobs into free slots (cancelled ones are dropped on the way).
       int64_t free = opt_.parallel - active_;
       while (free > 0 && !waiting_.empty()) {
+        running_.push_back(waiting_.front());
         incoming.push_back(std::move(waiting_.front()));
         waiting_.pop_front();
         --free;
@@ -433,6 +464,7 @@ void Scheduler::loop() {
     for (auto& job : incoming) {
       if (job->cancelled()) {
         std::lock_guard<std::mutex> lock(mu_);
+        std::erase(running_, job);
         --active_;
         ++stats_.finished[static_cast<int>(FinishReason::Cancelled)];
         JobResult r;
@@ -462,6 +494,10 @@ void Scheduler::loop() {
       if (s.state != SlotState::Free && s.job->cancelled()) finish(s, FinishReason::Cancelled);
     try {
       step();
+    } catch (const PassFailed& e) {  // the other ranks cannot finish this pass: the group is gone
+      std::fprintf(stderr, "groak serve: %s\n", e.what());
+      abandon(std::string("the server lost a rank of its tensor-parallel group (") + e.what() + "); it is stopping");
+      return;  // the engine's cache no longer matches the other ranks': nothing more can run
     } catch (const std::exception& e) {  // bad_alloc and the like: fail the running jobs, keep serving
       std::fprintf(stderr, "groak serve: step failed: %s\n", e.what());
       for (Slot& s : slots_) {

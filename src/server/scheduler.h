@@ -68,6 +68,7 @@ struct JobResult {
   FinishReason finish = FinishReason::Stop;
   StopReason stop = StopReason::MaxTokens;  // in detail: EOS, a stop string, the token limit, the context
   std::string error;                    // for FinishReason::Error
+  int status = 500;                     // the HTTP status of an error: 503 when the server cannot go on
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;            // prompt tokens whose KV came from the slot's previous request
   int64_t completion_tokens = 0;
@@ -91,7 +92,8 @@ class ServeJob {
   bool done() const;
   const JobResult& result() const { return result_; }  // after wait() returned true
 
-  // Producer (the scheduler thread).
+  // Producer (the scheduler thread; finish also Scheduler::abandon). The first finish is the result;
+  // later emits and finishes are ignored.
   void emit(TokenOut t);
   void finish(JobResult r);
   std::chrono::steady_clock::time_point created() const { return created_; }
@@ -165,6 +167,13 @@ class Scheduler {
   void pause(bool paused);
   // Finishes every job as cancelled; later submissions get ShuttingDown.
   void shutdown();
+  // The server cannot go on (a rank of a sharded model is gone, or the job is ending): every job, waiting
+  // or running, finishes now as an error with status 503 and `why`, from any thread and without waiting
+  // for the scheduler thread (which may be stuck in a pass the other ranks never finish); later
+  // submissions get ShuttingDown. The scheduler thread calls it itself when a pass fails on a group.
+  void abandon(const std::string& why);
+  // Why the server was abandoned; empty while it serves.
+  std::string lost() const;
 
  private:
   // A slot is one sequence of the engine. Free: no request (its cache may still serve a prefix);
@@ -218,6 +227,8 @@ class Scheduler {
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   std::deque<std::shared_ptr<ServeJob>> waiting_;
+  std::vector<std::shared_ptr<ServeJob>> running_;  // taken from waiting_, not finished yet (abandon() ends them)
+  std::string lost_;       // abandon()'s reason
   int64_t active_ = 0;     // slots holding a job
   bool paused_ = false, stop_ = false;
   SchedulerStats stats_;

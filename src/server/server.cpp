@@ -90,6 +90,12 @@ void HttpServer::stop() {
   if (listener_.joinable()) listener_.join();
 }
 
+void HttpServer::abandon(const std::string& why) {
+  if (ready_) scheduler_->abandon(why);
+}
+
+std::string HttpServer::lost() const { return ready_ ? scheduler_->lost() : std::string(); }
+
 void HttpServer::count(const std::string& path, int status) {
   std::lock_guard<std::mutex> lock(counts_mu_);
   // Unknown paths share one counter, so the table stays bounded.

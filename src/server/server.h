@@ -69,6 +69,11 @@ class HttpServer {
   // Cancels every request, stops listening and joins the listener (safe from any thread but a handler's;
   // idempotent).
   void stop();
+  // The server cannot go on (a rank of its group is gone, the job is ending): every request waiting or
+  // running gets 503 with `why` now, as do later ones and /health (Scheduler::abandon). Any thread.
+  void abandon(const std::string& why);
+  // Why the server was abandoned (by abandon(), or by its scheduler when a pass failed); empty while it serves.
+  std::string lost() const;
   // Null while loading. Tests use it to pause steps and read counters.
   Scheduler* scheduler() { return ready_.load() ? scheduler_.get() : nullptr; }
   const ServerOptions& options() const { return opt_; }
