@@ -12,7 +12,10 @@
 
 #include "model/loader.h"
 #include "model/repack.h"
+#include "model/shard.h"
+#include "io/gguf.h"
 #include "tokenizer/discover.h"
+#include "tokenizer/gguf_vocab.h"
 #include "options.h"
 
 namespace groak::cli {
@@ -152,16 +155,43 @@ void ProgressBar::finish() {
   shown_ = false;
 }
 
-Model load_with_progress(const std::string& path) {
+Model load_with_progress(const std::string& model_path) {
+  const LoadSettings& s = load_settings();
+  const std::string path = share_file(model_path, s.rank, s.ranks);
   ProgressBar bar("loading", uint64_t{1} << 30);
   Model m = load_model(path, [&](size_t files_done, size_t files_total, uint64_t done, uint64_t total) {
     check_interrupt();
     bar.update(done, total, "(" + std::to_string(files_done) + "/" + std::to_string(files_total) + " files)");
   });
   bar.finish();
-  if (!load_settings().no_repack) repack_on_use(m);
+  if (m.shard_count > 1 && (m.shard_count != s.ranks || m.shard_rank != s.rank))
+    throw Error(path + " is share " + std::to_string(m.shard_rank) + " of " + std::to_string(m.shard_count) +
+                " of a model split by groak shard, not the whole model" +
+                (s.ranks == 1 ? "" : " nor this rank's (" + std::to_string(s.rank) + " of " + std::to_string(s.ranks) + ")") +
+                ": give the share folder to mpirun -np " + std::to_string(m.shard_count) +
+                " groak ..., or the whole model to a single process");
+  if (!s.no_repack) repack_on_use(m);
   for (const auto& w : m.warnings) std::fprintf(stderr, "groak: warning: %s\n", w.c_str());
   return m;
+}
+
+std::optional<VocabSpec> embedded_vocab(const std::string& tokenizer_arg, const std::string& model_path,
+                                        int64_t vocab_size, const char* without) {
+  std::optional<VocabSpec> v;
+  if (tokenizer_arg.empty() && is_gguf_file(model_path)) {
+    v = gguf_vocab(GgufFile::open(model_path));
+  } else {
+    try {
+      v = vocab_from_tokenizer(open_tokenizer(tokenizer_arg, model_path));
+    } catch (const Error& e) {
+      if (!tokenizer_arg.empty()) throw;
+      std::fprintf(stderr, "groak: warning: %s\ngroak: warning: %s\n", e.what(), without);
+    }
+  }
+  if (v && static_cast<int64_t>(v->tokens.size()) != vocab_size)
+    throw Error("the tokenizer has " + std::to_string(v->tokens.size()) + " pieces but the model's vocabulary is " +
+                std::to_string(vocab_size) + "; pass the tokenizer that belongs to this model (--tokenizer)");
+  return v;
 }
 
 std::vector<std::string> input_files(const Model& m, const std::string& tokenizer_arg, const std::string& model_path) {

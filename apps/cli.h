@@ -4,12 +4,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "model/weights.h"
+#include "tokenizer/vocab_model.h"
 #include "util/error.h"
 
 namespace groak::cli {
@@ -83,11 +85,17 @@ class ProgressBar {
 // How commands load their model (options.h's model group sets it).
 struct LoadSettings {
   bool no_repack = false;  // --no-repack: no repacked-on-use copies of Q4_0/Q8_0 matrices (model/repack.h)
+  int rank = 0, ranks = 1; // this process in its job (mpirun): picks its file of a share set (groak shard)
 };
 LoadSettings& load_settings();
 
-// Loads a model with a progress bar (Ctrl-C aware), applies load_settings() and prints its warnings.
+// Loads a model with a progress bar (Ctrl-C aware), applies load_settings() and prints its warnings. A
+// share-set folder (groak shard) gives this rank's file; a share is refused outside a job of its ranks.
 Model load_with_progress(const std::string& path);
+// The vocabulary a written GGUF embeds: the GGUF model's own, else its tokenizer (or --tokenizer). None
+// found: a warning ending in `without`, and nullopt; a tokenizer of another size: groak::Error.
+std::optional<VocabSpec> embedded_vocab(const std::string& tokenizer_arg, const std::string& model_path,
+                                        int64_t vocab_size, const char* without);
 // Files an output may never replace: the model's own and the tokenizer the command reads (given or found).
 std::vector<std::string> input_files(const Model& m, const std::string& tokenizer_arg, const std::string& model_path);
 

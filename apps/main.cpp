@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "groak: error: %s\n", e.what());
     return kExitError;
   }
+  load_settings().rank = job->rank();
+  load_settings().ranks = job->size();
   std::vector<std::string> args(argv, argv + argc);
   const std::string habit_note = rewrite_llama_habits(args);
   if (!habit_note.empty() && job->leader()) std::fprintf(stderr, "groak: note: %s\n", habit_note.c_str());

@@ -23,7 +23,7 @@ std::vector<Command> all_commands() {
   return {logits_command(),   info_command(),    synth_command(),    tokenize_command(),
           detokenize_command(), train_tokenizer_command(), convert_command(), generate_command(),
           bench_command(),    perplexity_command(), imatrix_command(), serve_command(),  chat_command(),
-          inspect_command(),  experts_command()};
+          inspect_command(),  experts_command(), shard_command()};
 }
 
 double leading_number(const std::string& s, size_t* used) {

@@ -46,6 +46,7 @@ Command serve_command();
 Command chat_command();
 Command inspect_command();
 Command experts_command();
+Command shard_command();
 
 // The number s starts with, and in *used how many characters it took (0: s does not start with one).
 double leading_number(const std::string& s, size_t* used);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "io/gguf.h"
 #include "model/loader.h"
 #include "model/shard.h"
 #include "runtime/follow.h"
@@ -91,13 +92,19 @@ class ThreadGroup {
   std::vector<std::vector<char>> slots_;
 };
 
-// tiny-a split over R thread-ranks: rank 0 runs `lead` with its share, the others follow.
-void run_sharded(int R, const std::function<void(const Model&, Context&)>& lead) {
+// A model split over R thread-ranks: rank 0 runs `lead` with its share, the others follow. `share(r)`
+// gives rank r's share (by default tiny-a, sharded at load as mpirun does).
+void run_sharded(int R, const std::function<void(const Model&, Context&)>& lead,
+                 const std::function<Model(int)>& share = {}) {
   ThreadGroup group(R);
   std::vector<Model> shares;
   for (int r = 0; r < R; ++r) {
-    shares.push_back(load_model(fixture_dir()));
-    shard_model(shares.back(), r, R);
+    if (share) {
+      shares.push_back(share(r));
+    } else {
+      shares.push_back(load_model(fixture_dir()));
+      shard_model(shares.back(), r, R);
+    }
     shares.back().group = std::make_shared<ThreadGroup::Member>(group, r);
   }
   std::vector<std::thread> followers;
@@ -154,6 +161,82 @@ TEST(Shard, TwoThreadRanksGiveTheGoldenLogitsWithTheCountedReductions) {
   EXPECT_EQ(inc_stats.all_reduces - full_stats.all_reduces, T * (1 + 2 * L));
   EXPECT_EQ(inc_stats.all_reduce_floats - full_stats.all_reduce_floats, T * (1 + 2 * L) * d);
   EXPECT_EQ(inc_stats.gathers - full_stats.gathers, T);
+}
+
+// groak shard's files hold exactly the slices mpirun cuts at load: the same logits bit for bit, and the
+// tokenizer in rank 0's file only.
+TEST(Shard, ShareFilesGiveTheLogitsOfTheShardsCutAtLoad) {
+  TempDir tmp;
+  write_synthetic_checkpoint(synth_preset("tiny"), "tiny", 4, tmp / "model", {});
+  train_tokenizer(std::string(GROAK_SOURCE_DIR) + "/data/corpus.txt", 512, tmp / "model/tokenizer.model");
+  std::string log;
+  ASSERT_EQ(run_command(groak() + " convert -t 1 --model " + tmp / "model" + " --type q4_0 --out " + tmp / "m.gguf", &log), 0) << log;
+  ASSERT_EQ(run_command(groak() + " shard -t 1 --ranks 2 --model " + tmp / "m.gguf" + " --out " + tmp / "shares", &log), 0) << log;
+  const uint64_t whole = fs::file_size(tmp / "m.gguf");
+  for (int r = 0; r < 2; ++r) {
+    const std::string file = tmp / ("shares/" + share_file_name(r, 2));
+    const double part = static_cast<double>(fs::file_size(file)) / static_cast<double>(whole);
+    std::printf("[groak shard] %s: %.1f %% of the whole file\n", file.c_str(), 100 * part);
+    EXPECT_LT(part, r == 0 ? 0.62 : 0.55) << "rank 0's file also holds the tokenizer";
+    GgufFile g = GgufFile::open(file);
+    EXPECT_EQ(g.has("tokenizer.ggml.tokens"), r == 0);
+    EXPECT_EQ(g.get_u32(kShardRankKey), static_cast<uint32_t>(r));
+  }
+  const std::vector<int32_t> tokens = {5, 77, 300, 12, 9, 401, 33};
+  auto logits_of = [&](const std::function<Model(int)>& share) {
+    std::vector<float> out;
+    run_sharded(2, [&](const Model& m, Context& ctx) {
+      Engine s(m, ctx, {.context = 16});
+      s.eval(tokens, out, LogitRows::All);
+    }, share);
+    return out;
+  };
+  const auto from_files = logits_of([&](int r) {
+    Model m = load_model(tmp / ("shares/" + share_file_name(r, 2)));
+    EXPECT_EQ(m.shard_rank, r);
+    EXPECT_EQ(m.shard_count, 2);
+    return m;
+  });
+  std::string whole_fingerprint;
+  const auto cut_at_load = logits_of([&](int r) {
+    Model m = load_model(tmp / "m.gguf");
+    whole_fingerprint = model_fingerprint(m);
+    shard_model(m, r, 2);
+    return m;
+  });
+  ASSERT_EQ(from_files.size(), cut_at_load.size());
+  EXPECT_EQ(std::memcmp(from_files.data(), cut_at_load.data(), from_files.size() * 4), 0);
+  EXPECT_EQ(model_fingerprint(load_model(tmp / ("shares/" + share_file_name(1, 2)))), whole_fingerprint);
+  // From xAI's raw checkpoint the shares are Q8_0: the same weights as the Q8_0 GGUF's cut at load (the
+  // converter reads int8 slices of outputs through their strides).
+  ASSERT_EQ(run_command(groak() + " convert -t 1 --model " + tmp / "model" + " --type q8_0 --out " + tmp / "m8.gguf", &log), 0) << log;
+  ASSERT_EQ(run_command(groak() + " shard -t 1 --ranks 2 --model " + tmp / "model" + " --out " + tmp / "raw-shares", &log), 0) << log;
+  const auto raw_files = logits_of([&](int r) { return load_model(tmp / ("raw-shares/" + share_file_name(r, 2))); });
+  const auto q8_at_load = logits_of([&](int r) {
+    Model m = load_model(tmp / "m8.gguf");
+    shard_model(m, r, 2);
+    return m;
+  });
+  ASSERT_EQ(raw_files.size(), q8_at_load.size());
+  EXPECT_EQ(std::memcmp(raw_files.data(), q8_at_load.data(), raw_files.size() * 4), 0);
+  // Another model of the same shapes has another fingerprint (mpirun refuses to mix their shares).
+  write_synthetic_checkpoint(synth_preset("tiny"), "tiny", 5, tmp / "other", {});
+  EXPECT_NE(model_fingerprint(load_model(tmp / "other")), model_fingerprint(load_model(tmp / "model")));
+}
+
+TEST(Shard, ShareSetsAreFoundAndCheckedByName) {
+  TempDir tmp;
+  fs::create_directories(tmp / "set");
+  for (int r = 0; r < 4; r += 2) write_bytes(tmp / ("set/" + share_file_name(r, 4)), {1});
+  EXPECT_EQ(share_set_ranks(tmp / "set"), 4);
+  EXPECT_EQ(share_file(tmp / "set", 2, 4), tmp / "set/rank-2-of-4.gguf");
+  error_of([&] { share_file(tmp / "set", 1, 4); }, {"rank-1-of-4.gguf is missing", "incomplete"});
+  error_of([&] { share_file(tmp / "set", 0, 2); }, {"sharded for 4 ranks", "this job has 2", "mpirun -np 4"});
+  error_of([&] { share_file(tmp / "set", 0, 1); }, {"sharded for 4 ranks", "one process runs the whole model"});
+  EXPECT_EQ(share_set_ranks(tmp.path()), 0);
+  EXPECT_EQ(share_file(tmp / "elsewhere.gguf", 0, 2), tmp / "elsewhere.gguf");
+  write_bytes(tmp / ("set/" + share_file_name(0, 2)), {1});
+  error_of([&] { share_file(tmp / "set", 0, 4); }, {"several sets"});
 }
 
 TEST(Shard, FollowersMirrorRewindsAndSessions) {
@@ -448,6 +531,43 @@ TEST(Mpi, ServeRefusesWhatSeveralRanksCannotOffer) {
   // Ranks that do not divide the kv heads (the tiny preset has 2): refused before anything listens.
   EXPECT_EQ(run_command(mpirun_groak(3, "serve -t 1 --port 0 --model " + model), &out), 1) << out;
   EXPECT_NE(out.find("3 ranks do not divide num_kv_heads"), std::string::npos) << out;
+}
+
+TEST(Mpi, ShareSetsRunAsTheWholeModelAndMismatchedRanksAreRefused) {
+  GROAK_REQUIRE_MPIRUN();
+  TempDir tmp;
+  const std::string model = tiny_served_model(tmp);
+  std::string log;
+  for (const char* name : {"a", "b"}) {  // two models of the same shapes, each split in two
+    if (std::string(name) == "b") write_synthetic_checkpoint(synth_preset("tiny"), "tiny", 8, tmp / "model", {});
+    ASSERT_EQ(run_command(groak() + " convert -t 1 --model " + model + " --out " + tmp / (std::string(name) + ".gguf"), &log), 0) << log;
+    ASSERT_EQ(run_command(groak() + " shard -t 1 --ranks 2 --model " + tmp / (std::string(name) + ".gguf") + " --out " +
+                          tmp / (std::string(name) + "-shares"), &log), 0) << log;
+  }
+  const std::string gen = " -p 'The quick brown fox' -n 16 --temp 0 --ignore-eos";
+  ASSERT_EQ(run_command("{ " + groak() + " generate -t 1 --model " + tmp / "a.gguf" + gen + " > " + tmp / "one.txt; }", &log), 0) << log;
+  ASSERT_EQ(run_command("{ " + mpirun_groak(2, "generate -t 1 --model " + tmp / "a-shares" + gen) + " > " + tmp / "two.txt; }",
+                        &log), 0) << log;
+  EXPECT_EQ(read_text(tmp / "two.txt"), read_text(tmp / "one.txt")) << "the shares give the whole model's text";
+  // One process refuses a share set: a share is not the model.
+  EXPECT_EQ(run_command(groak() + " generate --model " + tmp / "a-shares" + gen, &log), 1) << log;
+  EXPECT_NE(log.find("sharded for 2 ranks"), std::string::npos) << log;
+  // Rank 1's file from another model: refused by rank 0, once.
+  fs::create_directories(tmp / "mixed");
+  fs::copy_file(tmp / "a-shares/rank-0-of-2.gguf", tmp / "mixed/rank-0-of-2.gguf");
+  fs::copy_file(tmp / "b-shares/rank-1-of-2.gguf", tmp / "mixed/rank-1-of-2.gguf");
+  EXPECT_EQ(run_command(mpirun_groak(2, "generate -t 1 --model " + tmp / "mixed" + gen), &log), 1) << log;
+  EXPECT_NE(log.find("rank 1 loaded another model than rank 0"), std::string::npos) << log;
+  // A rank's file missing, and a set for another number of ranks: the file and the fix are named.
+  fs::remove(tmp / "mixed/rank-1-of-2.gguf");
+  EXPECT_EQ(run_command(mpirun_groak(2, "generate -t 1 --model " + tmp / "mixed" + gen), &log), 1) << log;
+  EXPECT_NE(log.find("rank-1-of-2.gguf is missing"), std::string::npos) << log;
+  EXPECT_EQ(run_command(mpirun_groak(1, "generate -t 1 --model " + tmp / "a-shares" + gen), &log), 1) << log;
+  EXPECT_NE(log.find("mpirun -np 2"), std::string::npos) << log;
+  // Ranks started with other arguments (mpirun's a : b form).
+  EXPECT_EQ(run_command(mpirun_prefix(1) + GROAK_BIN + " generate -t 1 --model " + tmp / "a.gguf" + gen + " : -np 1 " +
+                        GROAK_BIN + " generate -t 1 --model " + tmp / "a.gguf" + gen + " --seed 3", &log), 1) << log;
+  EXPECT_NE(log.find("rank 1 was started with other arguments than rank 0"), std::string::npos) << log;
 }
 
 }  // namespace groak::test

@@ -10,11 +10,8 @@
 #include "../options.h"
 #include "convert/convert.h"
 #include "convert/xai_export.h"
-#include "io/gguf.h"
 #include "model/model_path.h"
 #include "tokenizer/discover.h"
-#include "tokenizer/gguf_vocab.h"
-#include "tokenizer/vocab_model.h"
 
 namespace groak::cli {
 
@@ -89,20 +86,8 @@ int run_convert(const ConvertArgs& a) {
     std::fprintf(stderr, "convert: imatrix %s: %zu entries from %d chunks of '%s'\n", a.imatrix.c_str(),
                  imatrix->entries.size(), imatrix->chunks, imatrix->dataset.c_str());
   }
-  std::optional<VocabSpec> vocab;
-  if (a.tokenizer.empty() && is_gguf_file(a.model)) {
-    vocab = gguf_vocab(GgufFile::open(a.model));
-  } else {
-    try {
-      vocab = vocab_from_tokenizer(open_tokenizer(a.tokenizer, a.model));
-    } catch (const Error& e) {
-      if (!a.tokenizer.empty()) throw;
-      std::fprintf(stderr, "groak: warning: %s\ngroak: warning: writing a GGUF without a vocabulary (llama.cpp needs one)\n", e.what());
-    }
-  }
-  if (vocab && static_cast<int64_t>(vocab->tokens.size()) != m.config.vocab_size)
-    throw Error("the tokenizer has " + std::to_string(vocab->tokens.size()) + " pieces but the model's vocabulary is " +
-                std::to_string(m.config.vocab_size) + "; pass the tokenizer that belongs to this model (--tokenizer)");
+  const std::optional<VocabSpec> vocab = embedded_vocab(a.tokenizer, a.model, m.config.vocab_size,
+                                                        "writing a GGUF without a vocabulary (llama.cpp needs one)");
   opt.vocab = vocab ? &*vocab : nullptr;
   ProgressBar bar("convert", uint64_t{1} << 28);
   const auto start = std::chrono::steady_clock::now();

@@ -34,7 +34,8 @@ struct OutTensor {
   }
 };
 
-// The int8 values of outputs [o0, o0 + n) of an xAI [in, out] matrix, transposed: qt [n, n_in].
+// The int8 values of outputs [o0, o0 + n) of an xAI [in, out] matrix (or of a slice of its outputs:
+// input rows m.stride() bytes apart), transposed: qt [n, n_in].
 // Blocked so that each pass reads kT input rows (a few KB, cache resident) and writes kT contiguous
 // values per output.
 void transpose_int8(const Matrix& m, int64_t o0, int64_t n, int8_t* qt) {
@@ -43,7 +44,7 @@ void transpose_int8(const Matrix& m, int64_t o0, int64_t n, int8_t* qt) {
   for (int64_t i0 = 0; i0 < m.n_in; i0 += kT) {
     const int64_t i1 = std::min(i0 + kT, m.n_in);
     for (int64_t r = 0; r < n; ++r)
-      for (int64_t i = i0; i < i1; ++i) qt[r * m.n_in + i] = q[i * m.n_out + o0 + r];
+      for (int64_t i = i0; i < i1; ++i) qt[r * m.n_in + i] = q[i * static_cast<int64_t>(m.stride()) + o0 + r];
   }
 }
 
@@ -59,14 +60,14 @@ void read_rows(const Matrix& m, int64_t o0, int64_t n, float* out, int8_t* qt) {
     const int64_t block_len = m.n_in / m.scale_blocks;
     for (int64_t r = 0; r < n; ++r)
       for (int64_t b = 0; b < m.scale_blocks; ++b) {
-        const float s = load_bf16(m.scales + 2 * static_cast<size_t>(b * m.n_out + o0 + r));
+        const float s = load_bf16(m.scales + 2 * static_cast<size_t>(b * m.scale_row() + o0 + r));
         for (int64_t i = b * block_len; i < (b + 1) * block_len; ++i)
           out[r * m.n_in + i] = static_cast<float>(qt[static_cast<size_t>(r * m.n_in + i)]) * s;  // exact
       }
     return;
   }
   for (int64_t i = 0; i < m.n_in; ++i) {  // f32 [in, out] (only small matrices: the router)
-    const uint8_t* p = m.data + 4 * static_cast<size_t>(i * m.n_out + o0);
+    const uint8_t* p = m.data + static_cast<size_t>(i) * m.stride() + 4 * static_cast<size_t>(o0);
     for (int64_t r = 0; r < n; ++r) out[r * m.n_in + i] = load_f32(p + 4 * r);
   }
 }
@@ -79,7 +80,7 @@ namespace {
 bool exact_q8_0_block(const Matrix& m, int64_t o, const int8_t* q, int64_t i0, uint8_t* dst) {
   const int64_t block_len = m.n_in / m.scale_blocks;
   if (i0 / block_len != (i0 + 31) / block_len) return false;
-  const float s = load_bf16(m.scales + 2 * static_cast<size_t>((i0 / block_len) * m.n_out + o));
+  const float s = load_bf16(m.scales + 2 * static_cast<size_t>((i0 / block_len) * m.scale_row() + o));
   const uint16_t h = f32_to_fp16(s);
   if (fp16_to_f32(h) != s) return false;
   std::memcpy(dst, &h, 2);
@@ -229,7 +230,11 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
   std::vector<OutTensor> tensors;
   auto add_matrix = [&](const std::string& name, std::vector<Matrix> ms, std::vector<int64_t> ne, bool keep_f32) {
     std::string note;
-    const GgmlType t = keep_f32 ? GgmlType::F32 : planner.type_for(name, ne, &note);
+    GgmlType t = keep_f32 ? GgmlType::F32 : planner.type_for(name, ne, &note);
+    if (opt.keep_types && !keep_f32 && ms[0].format == WeightFormat::Ggml) {
+      t = ms[0].ggml;
+      note.clear();
+    }
     if (!note.empty()) rep.fallbacks.push_back(note);
     // Quantizing an already block-quantized weight rounds it twice (llama.cpp asks for the same flag).
     auto block_quantized = [](GgmlType g) { return block_size(g) > 1; };
@@ -246,9 +251,10 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
     tensors.push_back({name, {static_cast<int64_t>(v.size())}, GgmlType::F32, {}, &v});
   };
   const int64_t d = c.emb_size, f = c.ffn_size(), E = c.num_experts;
-  add_matrix(gguf_name(Role::InOutEmbed, -1), {w.in_out_embed}, {d, c.vocab_size}, false);
+  // Rows of the vocabulary: all of them, or a share's (groak shard).
+  add_matrix(gguf_name(Role::InOutEmbed, -1), {w.in_out_embed}, {d, w.in_out_embed.n_out}, false);
   add_norm(gguf_name(Role::FinalNorm, -1), w.rms_norm);
-  if (has_output) add_matrix("output.weight", {w.lm_head}, {d, c.vocab_size}, false);
+  if (has_output) add_matrix("output.weight", {w.lm_head}, {d, w.lm_head.n_out}, false);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& L = w.layers[static_cast<size_t>(l)];
     add_norm(gguf_name(Role::RmsNorm, l), L.rms_norm);
@@ -290,6 +296,7 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
     GgufWriter& out = *parts.back();
     if (p == 0) {
       write_metadata(out, model, opt);
+      if (opt.extra_metadata) opt.extra_metadata(out);
     } else {
       out.add_string("general.architecture", "grok");
     }
@@ -351,11 +358,11 @@ ConvertReport convert_model(const Model& model, const ConvertOptions& opt, const
             out.write_data(buf.data(), static_cast<size_t>(n) * rb);
             done += static_cast<uint64_t>(n) * rb;
             if (m.layout == Layout::OutIn)  // rows done: let the page cache keep them, not our RSS
-              release_pages(m.data + static_cast<size_t>(o0) * (m.data_bytes() / static_cast<size_t>(m.n_out)),
-                            static_cast<size_t>(n) * (m.data_bytes() / static_cast<size_t>(m.n_out)));
+              release_pages(m.data + static_cast<size_t>(o0) * m.stride(),
+                            static_cast<size_t>(n - 1) * m.stride() + m.packed_row_bytes());
             if (progress) progress(done, total);
           }
-          release_pages(m.data, m.data_bytes());
+          release_pages(m.data, m.span_bytes());
           if (m.scales) release_pages(m.scales, m.scale_bytes());
         }
       }

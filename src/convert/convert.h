@@ -8,6 +8,7 @@
 
 #include "convert/imatrix.h"
 #include "convert/quant_plan.h"
+#include "io/gguf_writer.h"
 #include "kernels/quant.h"
 #include "model/weights.h"
 #include "tokenizer/vocab_model.h"
@@ -25,6 +26,8 @@ struct ConvertOptions {
   std::string name = "grok";        // general.name
   std::vector<std::string> inputs;  // files the output must never replace (the model's, the tokenizer)
   bool allow_requantize = false;    // a quantized source may be quantized again (lossy twice)
+  bool keep_types = false;          // a GGUF source's matrices keep their types (copied); others follow the plan
+  std::function<void(GgufWriter&)> extra_metadata;  // more keys after the model's (groak shard's share keys)
 };
 
 struct ConvertReport {

@@ -81,6 +81,11 @@ struct Matrix {
   size_t data_bytes() const {
     return packed_row_bytes() * static_cast<size_t>(layout == Layout::InOut ? n_in : n_out);
   }
+  // Bytes from the first stored row's start to the last one's end (data_bytes() unless strided).
+  size_t span_bytes() const {
+    const size_t rows = static_cast<size_t>(layout == Layout::InOut ? n_in : n_out);
+    return rows == 0 ? 0 : (rows - 1) * stride() + packed_row_bytes();
+  }
   size_t scale_bytes() const { return format == WeightFormat::XaiInt8 ? static_cast<size_t>(scale_blocks * n_out) * 2 : 0; }
 
   // Output units [o0, o0 + n) as a view.

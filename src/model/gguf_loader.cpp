@@ -5,6 +5,7 @@
 #include "io/gguf.h"
 #include "model/binder.h"
 #include "model/loader.h"
+#include "model/shard.h"
 #include "util/error.h"
 
 namespace groak {
@@ -51,6 +52,14 @@ Config gguf_config(const GgufFile& g) {
     throw Error(g.path() + ": tensor token_embd.weight: shape should be [" + std::to_string(c.emb_size) +
                 ", vocab], found " + emb.shape_str());
   c.vocab_size = emb.ne[1];
+  if (g.has(kShardCountKey)) {  // a share (groak shard): its rows of the vocabulary, the whole vocabulary's size here
+    const int64_t R = g.get_u32(kShardCountKey);
+    c.vocab_size = g.get_u32(kShardVocabKey);
+    if (R < 1 || emb.ne[1] * R != c.vocab_size)
+      throw Error(g.path() + ": a share file whose " + std::string(kShardVocabKey) + " (" + std::to_string(c.vocab_size) +
+                  ") is not its " + std::to_string(emb.ne[1]) + " embedding rows times " + std::to_string(R) +
+                  " shares; the file is damaged: run groak shard again");
+  }
   c.validate(g.path(), "the GGUF metadata (grok.*) is damaged or not Grok-1's; re-convert the model");
   return c;
 }
@@ -60,6 +69,7 @@ class GgufBinder final : public WeightBinder {
   GgufBinder(const GgufFile& g, Model& m) : g_(g), m_(m) {}
 
   Matrix matrix(Role r, int64_t layer, int64_t n_in, int64_t n_out) override {
+    if (r == Role::InOutEmbed) n_out /= m_.shard_count;  // a share holds its rows of the vocabulary
     return view(g_.tensor(gguf_name(r, layer)), {n_in, n_out}, 0);
   }
 
@@ -123,11 +133,22 @@ Model load_gguf(const std::string& path, const LoadProgress& progress) {
   auto g = std::make_shared<GgufFile>(GgufFile::open(path));
   Model m;
   m.config = gguf_config(*g);
+  if (g->has(kShardCountKey)) {  // written by groak shard: the config holds this share's sizes already
+    m.shard_count = static_cast<int>(g->get_u32(kShardCountKey));
+    m.shard_rank = static_cast<int>(g->get_u32(kShardRankKey));
+    m.source_fingerprint = g->get_string(kShardSourceKey);
+    if (m.shard_rank < 0 || m.shard_rank >= m.shard_count || m.source_fingerprint.empty())
+      throw Error(path + ": damaged share metadata (rank " + std::to_string(m.shard_rank) + " of " +
+                  std::to_string(m.shard_count) + "); run groak shard again");
+    m.weights.vocab_begin = m.config.vocab_size / m.shard_count * m.shard_rank;
+  }
   m.format = "GGUF v" + std::to_string(g->version()) + " (llama.cpp, architecture grok" +
              (g->part_paths().size() > 1 ? ", " + std::to_string(g->part_paths().size()) + " parts" : "") + ")";
   m.location = path;
   GgufBinder b(*g, m);
+  const int64_t vocab_begin = m.weights.vocab_begin;
   m.weights = bind_weights(m.config, b);
+  m.weights.vocab_begin = vocab_begin;
   if (progress) progress(1, 1, 1, 1);
   m.files = g->part_paths();
   m.storage = g;

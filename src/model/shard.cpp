@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -208,6 +210,48 @@ ShardReport shard_model(Model& m, int rank, int ranks) {
   m.storage = store;
   if (m.repack_bytes) repack_on_use(m);  // the slices dropped the whole matrices' copies: this share's own
   return s.report;
+}
+
+namespace {
+
+// FNV-1a, 64 bits: a fingerprint, not a security measure.
+struct Fnv {
+  uint64_t h = 1469598103934665603ull;
+  void add(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  }
+  void add(const std::string& s) { add(s.data(), s.size() + 1); }
+  void add(int64_t v) { add(&v, sizeof v); }
+  void sample(const Matrix& m) {  // the first bytes of a weight (its first rows)
+    if (m.data) add(m.data, std::min<size_t>(256, m.data_bytes()));
+  }
+};
+
+}  // namespace
+
+std::string model_fingerprint(const Model& m) {
+  if (!m.source_fingerprint.empty()) return m.source_fingerprint;
+  const Config& c = m.config;
+  Fnv f;
+  for (int64_t v : {c.vocab_size, c.emb_size, c.num_layers, c.num_q_heads, c.num_kv_heads, c.key_size, c.ffn_size(),
+                    c.num_experts, c.num_selected_experts, c.sequence_len})
+    f.add(v);
+  for (const TensorRecord& t : m.tensors) {
+    f.add(t.name);
+    f.add(t.dtype);
+    for (int64_t d : t.shape) f.add(d);
+  }
+  const Weights& w = m.weights;
+  f.sample(w.in_out_embed);
+  f.add(w.rms_norm.data(), w.rms_norm.size() * sizeof(float));
+  if (!w.layers.empty()) {
+    f.sample(w.layers[0].query);
+    f.sample(w.layers[0].router);
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016" PRIx64, f.h);
+  return hex;
 }
 
 }  // namespace groak

@@ -16,6 +16,7 @@
 #pragma once
 #include <cstdint>
 
+#include "io/share_set.h"
 #include "model/weights.h"
 
 namespace groak {
@@ -30,5 +31,11 @@ struct ShardReport {
 // ranks = 1 changes nothing. Throws groak::Error when `ranks` does not divide the kv heads, the expert
 // width, the vocabulary or a quantisation block along a cut.
 ShardReport shard_model(Model& m, int rank, int ranks);
+
+// What tells two loaded models apart before sharding: a hash of the configuration, the tensor list
+// (names, types, shapes) and sample bytes of the embedding, the final norm and layer 0's query and
+// router (different seeds of one architecture differ there). A share file carries its source's.
+std::string model_fingerprint(const Model& m);
+
 
 }  // namespace groak

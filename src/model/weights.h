@@ -61,6 +61,8 @@ struct Model {
   // Tensor parallelism (model/shard.h): this process holds share `shard_rank` of `shard_count`, and its
   // config holds the local sizes (heads, expert width). `group` joins the shares; null in one process.
   int shard_rank = 0, shard_count = 1;
+  // A share written by `groak shard`: the whole model's model_fingerprint() (model/shard.h); else empty.
+  std::string source_fingerprint;
   std::shared_ptr<Communicator> group;
   // The communicator the forward pass reduces over: the group, or a no-op one.
   Communicator& comm() const { return group ? *group : one_process(); }

@@ -164,11 +164,13 @@ struct Job::Impl {
   bool following = false;     // the other ranks are in follow() (rank 0 must release them)
   bool finished = false;
   int local_ranks = 1;        // ranks on this host
+  std::string command_line;   // the arguments after the program's name, joined (every rank's must agree)
   std::shared_ptr<Communicator> comm;  // null in one process
 };
 
 Job::Job(int* argc, char*** argv) : impl_(std::make_unique<Impl>()) {
   if (!launched_by_mpirun()) return;
+  for (int i = 1; i < *argc; ++i) impl_->command_line += (i > 1 ? " " : "") + std::string((*argv)[i]);
 #if GROAK_WITH_MPI
   int provided = 0;
   // Serialized: the engine thread (main now; a server's worker later) makes every MPI call.
@@ -214,17 +216,39 @@ Model Job::load(const std::function<Model()>& load) {
   Communicator& comm = *impl_->comm;
   Model m;
   ShardReport rep;
-  std::string error;
+  std::string error, fingerprint;
   try {
     m = load();
-    rep = shard_model(m, comm.rank(), comm.size());
+    fingerprint = model_fingerprint(m);  // of the whole model (a share file carries its source's)
+    if (m.shard_count == 1) {
+      rep = shard_model(m, comm.rank(), comm.size());
+    } else {  // this rank's file of a share set (groak shard): it holds its share only
+      for (const TensorRecord& t : m.tensors) rep.view_bytes += t.bytes;
+    }
     m.group = impl_->comm;
   } catch (const std::bad_alloc&) {
     error = "out of memory while loading its share";
   } catch (const std::exception& e) {
     error = e.what();
   }
-  const std::string failed = comm.agree(error);
+  std::string failed = comm.agree(error);
+  if (!failed.empty()) throw GroupError(failed);
+  // Every rank must run the same command on the same model: rank 0 compares, all agree on its verdict.
+  const std::vector<std::string> ids = comm.gather_text(fingerprint + "\n" + impl_->command_line);
+  std::string mismatch;
+  for (size_t r = 1; r < ids.size(); ++r) {
+    const size_t nl0 = ids[0].find('\n'), nl = ids[r].find('\n');
+    const std::string rank = "rank " + std::to_string(r);
+    if (ids[r].substr(0, nl) != ids[0].substr(0, nl0))
+      mismatch += (mismatch.empty() ? "" : "; ") + rank + " loaded another model than rank 0 (weights fingerprint " +
+                  ids[r].substr(0, nl) + " against " + ids[0].substr(0, nl0) +
+                  "): every rank needs the same model file (or the share set groak shard wrote from it)";
+    else if (ids[r].substr(nl + 1) != ids[0].substr(nl0 + 1))
+      mismatch += (mismatch.empty() ? "" : "; ") + rank + " was started with other arguments than rank 0 ('" +
+                  ids[r].substr(nl + 1) + "' against '" + ids[0].substr(nl0 + 1) + "'): start every rank with the "
+                  "same command";
+  }
+  failed = comm.agree(mismatch);
   if (!failed.empty()) throw GroupError(failed);
   char line[256];
   std::snprintf(line, sizeof line, "share %d/%d: %s read in place, %s packed on first use (strided slices; as views "

@@ -3,14 +3,18 @@
 #include <vector>
 
 #include "io/gguf.h"
+#include "io/share_set.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/vocab_model.h"
 #include "util/error.h"
 
 namespace groak {
 
-Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& model_path) {
+Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& model_folder_or_file) {
   if (!explicit_path.empty()) return Tokenizer::load(explicit_path);
+  // A share set (groak shard) keeps the tokenizer in rank 0's file.
+  const int ranks = share_set_ranks(model_folder_or_file);
+  const std::string model_path = ranks > 0 ? share_file(model_folder_or_file, 0, ranks) : model_folder_or_file;
   if (is_gguf_file(model_path)) {
     GgufFile g = GgufFile::open(model_path);
     if (auto v = gguf_vocab(g)) return tokenizer_from_vocab(*v);
@@ -31,7 +35,7 @@ Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& mo
 
 std::string tokenizer_file(const std::string& explicit_path, const std::string& model_path) {
   if (!explicit_path.empty()) return explicit_path;
-  if (is_gguf_file(model_path)) return {};
+  if (is_gguf_file(model_path) || share_set_ranks(model_path) > 0) return {};
   return find_tokenizer(model_path, nullptr);
 }
 
