@@ -11,7 +11,9 @@
 #include <sstream>
 
 #include "model/loader.h"
+#include "kernels/probe.h"
 #include "model/repack.h"
+#include "model/residency.h"
 #include "model/shard.h"
 #include "io/gguf.h"
 #include "tokenizer/discover.h"
@@ -170,7 +172,27 @@ Model load_with_progress(const std::string& model_path) {
                 (s.ranks == 1 ? "" : " nor this rank's (" + std::to_string(s.rank) + " of " + std::to_string(s.ranks) + ")") +
                 ": give the share folder to mpirun -np " + std::to_string(m.shard_count) +
                 " groak ..., or the whole model to a single process");
-  if (!s.no_repack) repack_on_use(m);
+  // Weights larger than the memory (MemAvailable, or the memory cgroup's limit): read in place from the
+  // page cache (a repacked copy would be anonymous memory the kernel cannot evict), experts read ahead.
+  const uint64_t weights = weight_file_bytes(m) / static_cast<uint64_t>(m.shard_count > 1 ? 1 : s.ranks);
+  const uint64_t budget = memory_budget_bytes();
+  const bool fits = budget == 0 || weights + weights / 8 < budget;
+  m.weights.read_ahead_experts = s.read_ahead == "on" || (s.read_ahead == "auto" && !fits);
+  if (!fits) {
+    if (s.rank == 0)
+      std::fprintf(stderr, "groak: note: the weights (%s) do not fit in the memory available (%s: MemAvailable or the "
+                   "memory cgroup's limit): they are read in place through the page cache, without repacked copies%s; "
+                   "--lock-dense keeps the dense weights resident (docs/perf.md)\n",
+                   human_bytes(static_cast<double>(weights)).c_str(), human_bytes(static_cast<double>(budget)).c_str(),
+                   m.weights.read_ahead_experts ? ", and each layer reads its chosen experts ahead" : "");
+  }
+  if (!s.no_repack && fits) repack_on_use(m);
+  if (s.lock_dense) {
+    const uint64_t locked = lock_dense_weights(m);
+    if (s.rank == 0)
+      std::fprintf(stderr, "groak: locked %s of dense weights in RAM (attention, routers, embedding); the experts stay "
+                   "mapped\n", human_bytes(static_cast<double>(locked)).c_str());
+  }
   for (const auto& w : m.warnings) std::fprintf(stderr, "groak: warning: %s\n", w.c_str());
   return m;
 }

@@ -86,6 +86,8 @@ class ProgressBar {
 struct LoadSettings {
   bool no_repack = false;  // --no-repack: no repacked-on-use copies of Q4_0/Q8_0 matrices (model/repack.h)
   int rank = 0, ranks = 1; // this process in its job (mpirun): picks its file of a share set (groak shard)
+  bool lock_dense = false; // --lock-dense: the dense weights locked in RAM (model/residency.h)
+  std::string read_ahead = "auto";  // --read-ahead: experts announced to the kernel: auto (when too big), on, off
 };
 LoadSettings& load_settings();
 

@@ -57,6 +57,13 @@ void add_model_option(CLI::App& c, std::string& model) {
   c.add_flag("--no-repack", load_settings().no_repack,
              "read Q4_0/Q8_0 weights in place only (zero-copy); by default the AVX-512 VNNI kernels read a copy "
              "interleaved by 8 rows, made on first use (`groak info` shows its size)");
+  c.add_flag("--lock-dense,--mlock-dense", load_settings().lock_dense,
+             "lock the dense weights (attention, routers, embedding) in RAM while the experts stay mapped: for a "
+             "model larger than memory, only experts are then re-read from disk (needs ulimit -l room)");
+  c.add_option("--read-ahead", load_settings().read_ahead,
+               "tell the kernel which experts each layer chose before using them (MADV_WILLNEED), so the disk reads "
+               "them while others compute: auto = when the weights do not fit in memory")
+      ->check(CLI::IsMember({"auto", "on", "off"}))->capture_default_str();
 }
 
 void add_tokenizer_option(CLI::App& c, std::string& tokenizer, const std::string& help) {

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "kernels/ops.h"
+#include "model/residency.h"
 
 namespace groak {
 
@@ -150,8 +151,9 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
 }
 
 // moe: x [T, d] (already rms_norm_2'ed) -> out [T, d] (before rms_norm_3).
-void moe(Context& ctx, const Config& c, const LayerWeights& L, int64_t layer, const float* x, int64_t T,
+void moe(Context& ctx, const Config& c, const Weights& w, int64_t layer, const float* x, int64_t T,
          Workspace& ws, float* out, PhaseClock& clock, Probes& probes) {
+  const LayerWeights& L = w.layers[static_cast<size_t>(layer)];
   const Kernels& k = ctx.kernels();
   const int64_t d = c.emb_size, E = c.num_experts, top = c.num_selected_experts;
 
@@ -171,6 +173,8 @@ void moe(Context& ctx, const Config& c, const LayerWeights& L, int64_t layer, co
     }
   }
   clock.lap(&PhaseTimes::router);
+  // A model larger than memory: the disk starts on every chosen expert now, not when its turn comes.
+  if (w.read_ahead_experts) read_ahead_experts(L, ws.routed_count, E);
 
   std::fill(out, out + T * d, 0.f);
   // Each expert runs once on all of its tokens, so its weights are read once per batch.
@@ -285,7 +289,7 @@ void grok_forward(Context& ctx, const Model& model, const Batch& batch, KVCache&
     // h = h + rms_norm_3(moe(rms_norm_2(h)))
     rms_norm_rows(ctx, h, L.rms_norm_2, a, T, d, eps);
     clock.lap(&PhaseTimes::attention);
-    moe(ctx, c, L, l, a, T, ws, b, clock, probes);
+    moe(ctx, c, w, l, a, T, ws, b, clock, probes);
     clock.lap(&PhaseTimes::experts);
     comm.all_reduce_sum(b, T * d);  // + the other shares of every expert's width
     clock.lap(&PhaseTimes::reduce);

@@ -35,6 +35,9 @@ struct Weights {
   int64_t vocab_begin = 0;      // token id of in_out_embed's and lm_head's first row (0 unless sharded)
   std::vector<float> rms_norm;  // final norm [d]
   std::vector<LayerWeights> layers;  // numeric layer order
+  // The model does not fit in memory: each layer announces its chosen experts to the kernel before using
+  // them (model/residency.h), so disk reads overlap compute.
+  bool read_ahead_experts = false;
 };
 
 // One line of `groak info`'s tensor table.
