@@ -170,7 +170,10 @@ struct Job::Impl {
 
 Job::Job(int* argc, char*** argv) : impl_(std::make_unique<Impl>()) {
   if (!launched_by_mpirun()) return;
-  for (int i = 1; i < *argc; ++i) impl_->command_line += (i > 1 ? " " : "") + std::string((*argv)[i]);
+  for (int i = 1; i < *argc; ++i) {
+    if (i > 1) impl_->command_line += ' ';
+    impl_->command_line += (*argv)[i];
+  }
 #if GROAK_WITH_MPI
   int provided = 0;
   // Serialized: the engine thread (main now; a server's worker later) makes every MPI call.
