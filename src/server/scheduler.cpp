@@ -155,13 +155,13 @@ void Scheduler::abandon(const std::string& why) {
   std::vector<std::shared_ptr<ServeJob>> jobs;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-    if (lost_.empty()) lost_ = why;
+    if (lost_.empty()) lost_ = why;  // from here on submit() refuses
     jobs.assign(waiting_.begin(), waiting_.end());
     waiting_.clear();
     jobs.insert(jobs.end(), running_.begin(), running_.end());
   }
-  cv_.notify_all();
+  // Finished before the scheduler thread is told to stop: on its way out it would finish them as cancelled
+  // (a job's first finish is its result).
   for (auto& j : jobs) {
     JobResult r;
     r.finish = FinishReason::Error;
@@ -170,6 +170,11 @@ void Scheduler::abandon(const std::string& why) {
     r.prompt_tokens = static_cast<int64_t>(j->params().prompt.size());
     j->finish(r);
   }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
 }
 
 std::string Scheduler::lost() const {
@@ -188,7 +193,7 @@ void Scheduler::pause(bool paused) {
 Scheduler::Submit Scheduler::submit(const std::vector<std::shared_ptr<ServeJob>>& jobs) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return Submit::ShuttingDown;
+    if (stop_ || !lost_.empty()) return Submit::ShuttingDown;
     const int64_t pending = active_ + static_cast<int64_t>(waiting_.size());
     if (pending + static_cast<int64_t>(jobs.size()) > opt_.parallel + opt_.queue) return Submit::QueueFull;
     for (const auto& j : jobs) waiting_.push_back(j);
