@@ -11,6 +11,7 @@
 
 #include "io/gguf.h"
 #include "model/loader.h"
+#include "model/model_path.h"
 #include "model/shard.h"
 #include "runtime/follow.h"
 #include "runtime/engine.h"
@@ -173,6 +174,12 @@ TEST(Shard, ShareFilesGiveTheLogitsOfTheShardsCutAtLoad) {
   ASSERT_EQ(run_command(groak() + " convert -t 1 --model " + tmp / "model" + " --type q4_0 --out " + tmp / "m.gguf", &log), 0) << log;
   ASSERT_EQ(run_command(groak() + " shard -t 1 --ranks 2 --model " + tmp / "m.gguf" + " --out " + tmp / "shares", &log), 0) << log;
   const uint64_t whole = fs::file_size(tmp / "m.gguf");
+  // The synthetic source's random weights stay known (reports and the chat page say so).
+  EXPECT_TRUE(has_random_weights(tmp / "m.gguf"));
+  EXPECT_TRUE(has_random_weights(tmp / "shares"));
+  ASSERT_EQ(run_command(groak() + " convert -t 1 --model " + std::string(GROAK_SOURCE_DIR) + "/models/grok-kjv --out " +
+                        tmp / "trained.gguf", &log), 0) << log;
+  EXPECT_FALSE(has_random_weights(tmp / "trained.gguf"));
   for (int r = 0; r < 2; ++r) {
     const std::string file = tmp / ("shares/" + share_file_name(r, 2));
     const double part = static_cast<double>(fs::file_size(file)) / static_cast<double>(whole);

@@ -89,6 +89,7 @@ int run_convert(const ConvertArgs& a) {
   const std::optional<VocabSpec> vocab = embedded_vocab(a.tokenizer, a.model, m.config.vocab_size,
                                                         "writing a GGUF without a vocabulary (llama.cpp needs one)");
   opt.vocab = vocab ? &*vocab : nullptr;
+  if (has_random_weights(a.model)) opt.extra_metadata = [](GgufWriter& w) { w.add_bool(kRandomWeightsKey, true); };
   ProgressBar bar("convert", uint64_t{1} << 28);
   const auto start = std::chrono::steady_clock::now();
   int logged_tenth = 0;  // without a terminal: a line at every 10 %

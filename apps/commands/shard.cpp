@@ -12,6 +12,7 @@
 #include "../cli.h"
 #include "../options.h"
 #include "convert/convert.h"
+#include "model/model_path.h"
 #include "model/shard.h"
 
 namespace groak::cli {
@@ -40,6 +41,7 @@ int run_shard(const ShardArgs& a) {
   // Each rank's share is cut from the mapped model (model/shard.h, as mpirun does at load) and streamed
   // out by the converter, every weight in its own type: memory stays bounded by the converter's tiles.
   std::optional<VocabSpec> vocab;
+  const bool random = has_random_weights(a.model);
   uint64_t total = 0;
   std::vector<std::pair<std::string, uint64_t>> written;  // file, bytes
   for (int r = 0; r < a.ranks; ++r) {
@@ -61,6 +63,7 @@ int run_shard(const ShardArgs& a) {
       w.add_u32(kShardCountKey, static_cast<uint32_t>(a.ranks));
       w.add_u32(kShardVocabKey, static_cast<uint32_t>(vocab_size));
       w.add_string(kShardSourceKey, fingerprint);
+      if (random) w.add_bool(kRandomWeightsKey, true);
     };
     ProgressBar bar("rank " + std::to_string(r), uint64_t{1} << 28);
     const ConvertReport rep = convert_model(m, opt, [&](uint64_t done, uint64_t all) {

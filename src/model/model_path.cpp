@@ -6,6 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "io/gguf.h"
+#include "io/share_set.h"
+
 namespace groak {
 
 namespace fs = std::filesystem;
@@ -19,6 +22,16 @@ std::string model_id_of(const std::string& model_path) {
 }
 
 bool has_random_weights(const std::string& model_path) {
+  // A GGUF (or a share set) made by groak from such a model says so in its metadata.
+  const int shares = share_set_ranks(model_path);
+  const std::string gguf = shares > 0 ? share_file(model_path, 0, shares) : model_path;
+  if (is_gguf_file(gguf)) {
+    try {
+      return GgufFile::open(gguf).get_bool(kRandomWeightsKey, false);
+    } catch (const std::exception&) {
+      return false;  // a damaged file is reported by whatever loads it
+    }
+  }
   fs::path p(model_path);
   for (fs::path dir : {p, p.parent_path(), p.parent_path().parent_path()}) {
     std::error_code ec;

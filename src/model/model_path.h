@@ -8,7 +8,10 @@ namespace groak {
 std::string model_id_of(const std::string& model_path);
 
 // True for a model written by `groak synth` or gen_grok.py (its config.json names the generator), or by
-// `groak convert --format xai` from one of those (generator.random_weights): random weights.
+// `groak convert --format xai` from one of those (generator.random_weights), or a GGUF groak wrote from one
+// (kRandomWeightsKey): random weights.
 bool has_random_weights(const std::string& model_path);
+// The GGUF key groak convert and groak shard set (true) when their source has random weights.
+inline constexpr const char* kRandomWeightsKey = "groak.random_weights";
 
 }  // namespace groak
