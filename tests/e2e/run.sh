@@ -56,9 +56,11 @@ fi
 # Starts a server (its log in $work/$1.log, extra options after) and sets $port once it is ready.
 start_server() {
   local name="$1"; shift
-  local launch=()
-  [ "$ranks" = 1 ] || launch=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-                              mpirun -np "$ranks" --oversubscribe --bind-to none)
+  # Under a time limit below ctest's (300 s): a test killed at its timeout never runs the cleanup, and a
+  # server left behind (mpirun's ranks poll) would load every later run of the suite.
+  local launch=(timeout 280)
+  [ "$ranks" = 1 ] || launch+=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+                               mpirun -np "$ranks" --oversubscribe --bind-to none)
   "${launch[@]}" "$groak" serve --model "$work/model" --port 0 --parallel 4 --queue 8 -t "$threads" --alias tiny-e2e "$@" \
     2>"$work/$name.log" &
   server_pids="$server_pids $!"
