@@ -8,7 +8,6 @@
 #include "../cli.h"
 #include "../options.h"
 #include "model/model_path.h"
-#include "parallel/job.h"
 #include "server/server.h"
 #include "tokenizer/discover.h"
 

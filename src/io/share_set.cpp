@@ -60,4 +60,9 @@ std::string share_file(const std::string& path, int rank, int ranks) {
   return file;
 }
 
+std::string lead_file(const std::string& path) {
+  const int ranks = share_set_ranks(path);
+  return ranks > 0 ? share_file(path, 0, ranks) : path;
+}
+
 }  // namespace groak

@@ -10,6 +10,8 @@ std::string share_file_name(int rank, int ranks);
 // `path` itself unless it is a folder holding a share set; then this rank's file. Throws groak::Error
 // naming the file when the set was made for another number of ranks or this rank's file is missing.
 std::string share_file(const std::string& path, int rank, int ranks);
+// Rank 0's file (the one with the tokenizer) when `path` is a share-set folder; else `path`.
+std::string lead_file(const std::string& path);
 // The number of ranks a share-set folder was made for; 0 when `path` is not one, -1 when it holds the
 // files of several sets.
 int share_set_ranks(const std::string& path);

@@ -23,8 +23,7 @@ std::string model_id_of(const std::string& model_path) {
 
 bool has_random_weights(const std::string& model_path) {
   // A GGUF (or a share set) made by groak from such a model says so in its metadata.
-  const int shares = share_set_ranks(model_path);
-  const std::string gguf = shares > 0 ? share_file(model_path, 0, shares) : model_path;
+  const std::string gguf = lead_file(model_path);
   if (is_gguf_file(gguf)) {
     try {
       return GgufFile::open(gguf).get_bool(kRandomWeightsKey, false);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/thread_pool.h"
+#include "model/residency.h"
 #include "model/shard.h"
 #include "runtime/follow.h"
 #include "util/error.h"
@@ -226,7 +227,7 @@ Model Job::load(const std::function<Model()>& load) {
     if (m.shard_count == 1) {
       rep = shard_model(m, comm.rank(), comm.size());
     } else {  // this rank's file of a share set (groak shard): it holds its share only
-      for (const TensorRecord& t : m.tensors) rep.view_bytes += t.bytes;
+      rep.view_bytes = weight_file_bytes(m);
     }
     m.group = impl_->comm;
   } catch (const std::bad_alloc&) {

@@ -13,8 +13,7 @@ namespace groak {
 Tokenizer open_tokenizer(const std::string& explicit_path, const std::string& model_folder_or_file) {
   if (!explicit_path.empty()) return Tokenizer::load(explicit_path);
   // A share set (groak shard) keeps the tokenizer in rank 0's file.
-  const int ranks = share_set_ranks(model_folder_or_file);
-  const std::string model_path = ranks > 0 ? share_file(model_folder_or_file, 0, ranks) : model_folder_or_file;
+  const std::string model_path = lead_file(model_folder_or_file);
   if (is_gguf_file(model_path)) {
     GgufFile g = GgufFile::open(model_path);
     if (auto v = gguf_vocab(g)) return tokenizer_from_vocab(*v);
