@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "io/gguf.h"
+#include "kernels/ops.h"
 #include "model/loader.h"
 #include "model/model_path.h"
 #include "model/shard.h"
@@ -38,13 +39,16 @@ class ThreadGroup {
     int size() const override { return g_.n_; }
     void all_reduce_sum(float* x, int64_t n) override {
       put(x, n * 4);
-      std::vector<float> sum(static_cast<size_t>(n), 0.f);
-      for (int r = 0; r < g_.n_; ++r) {  // rank order on every rank: the same bits everywhere
-        const float* p = reinterpret_cast<const float*>(g_.slots_[static_cast<size_t>(r)].data());
-        for (int64_t i = 0; i < n; ++i) sum[static_cast<size_t>(i)] += p[i];
+      // The tree order over the ranks (Communicator's contract), on copies: the same bits on every rank.
+      std::vector<std::vector<float>> copy(static_cast<size_t>(g_.n_), std::vector<float>(static_cast<size_t>(n)));
+      std::vector<float*> parts;
+      for (int r = 0; r < g_.n_; ++r) {
+        std::memcpy(copy[static_cast<size_t>(r)].data(), g_.slots_[static_cast<size_t>(r)].data(), static_cast<size_t>(n) * 4);
+        parts.push_back(copy[static_cast<size_t>(r)].data());
       }
+      tree_sum(parts.data(), g_.n_, 0, n);
       g_.barrier_.arrive_and_wait();
-      std::memcpy(x, sum.data(), static_cast<size_t>(n) * 4);
+      std::memcpy(x, parts[0], static_cast<size_t>(n) * 4);
       ++stats_.all_reduces;
       stats_.all_reduce_floats += n;
     }
@@ -231,6 +235,62 @@ TEST(Shard, ShareFilesGiveTheLogitsOfTheShardsCutAtLoad) {
   EXPECT_NE(model_fingerprint(load_model(tmp / "other")), model_fingerprint(load_model(tmp / "model")));
 }
 
+// The row-parallel products are computed in the model's P parts and added in one tree order
+// (model/parts.h), so one process and R ranks (R a power of two dividing P) give the same bits, for a
+// batch and token by token, on raw int8 and on quantised files whose 8-bit activations would turn a
+// last-bit difference into a different rounding.
+TEST(Shard, OneProcessAndTwoOrFourRanksGiveTheSameBits) {
+  TempDir tmp;
+  Config c = synth_preset("tiny");  // widened: 4 kv heads, and cuts of 256 inputs for the k-quants
+  c.emb_size = 256;
+  c.key_size = 64;
+  c.num_q_heads = 16;
+  c.num_kv_heads = 4;
+  c.widening_factor = 6;  // f = 1024
+  c.embedding_multiplier_scale = 16;
+  write_synthetic_checkpoint(c, "tiny", 11, tmp / "raw", {});
+  std::string log;
+  for (const char* type : {"q8_0", "q4_k"})
+    ASSERT_EQ(run_command(groak() + " convert -t 2 --model " + tmp / "raw" + " --type " + type + " --out " +
+                          tmp / (std::string(type) + ".gguf"), &log), 0) << log;
+  const std::vector<int32_t> tokens = {5, 77, 300, 12, 9, 401, 33, 250, 7, 88, 411};
+  const int64_t V = c.vocab_size, T = static_cast<int64_t>(tokens.size());
+  auto logits_of = [&](const Model& m, Context& ctx) {  // the batch, then token by token
+    std::vector<float> all, row;
+    Engine batch(m, ctx, {.context = 16});
+    batch.eval(tokens, all, LogitRows::All);
+    Engine inc(m, ctx, {.context = 16});
+    for (int64_t t = 0; t < T; ++t) {
+      inc.eval(std::span<const int32_t>(&tokens[static_cast<size_t>(t)], 1), row, LogitRows::LastOnly);
+      all.insert(all.end(), row.begin(), row.end());
+    }
+    return all;
+  };
+  for (const std::string model : {tmp / "raw", tmp / "q8_0.gguf", tmp / "q4_k.gguf"}) {
+    const Model one = load_model(model);
+    EXPECT_EQ(one.config.reduction_parts, 4) << model;
+    Context ctx(2);
+    const std::vector<float> want = logits_of(one, ctx);
+    ASSERT_EQ(static_cast<int64_t>(want.size()), 2 * T * V);
+    for (int R : {2, 4}) {
+      std::vector<float> got;
+      run_sharded(R, [&](const Model& m, Context& ctx) {
+        EXPECT_EQ(m.config.reduction_parts, 4 / R);
+        got = logits_of(m, ctx);
+      }, [&](int r) {
+        Model m = load_model(model);
+        shard_model(m, r, R);
+        return m;
+      });
+      ASSERT_EQ(got.size(), want.size());
+      int64_t differ = 0;
+      for (size_t i = 0; i < got.size(); ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
+      EXPECT_EQ(differ, 0) << model << ": " << R << " ranks differ from one process in " << differ << " of "
+                           << got.size() << " logits (max rel err " << max_rel_err(got, want) << ")";
+    }
+  }
+}
+
 TEST(Shard, ShareSetsAreFoundAndCheckedByName) {
   TempDir tmp;
   fs::create_directories(tmp / "set");
@@ -283,8 +343,8 @@ TEST(Shard, ContiguousSlicesStayViewsStridedOnesArePacked) {
   // linear_1) and the table's vocabulary rows are contiguous.
   EXPECT_NE(w.layers[0].query.packed, nullptr);
   EXPECT_NE(w.layers[0].moe_linear.expert(3).packed, nullptr);
-  EXPECT_EQ(w.layers[0].linear.packed, nullptr);
-  EXPECT_EQ(w.layers[0].moe_linear_1.expert(3).packed, nullptr);
+  for (const Matrix& part : w.layers[0].linear_parts) EXPECT_EQ(part.packed, nullptr);
+  for (const Matrix& part : w.layers[0].moe_linear_1_parts[3]) EXPECT_EQ(part.packed, nullptr);
   EXPECT_EQ(w.in_out_embed.packed, nullptr);
   EXPECT_EQ(w.vocab_begin, m.config.vocab_size / 2);
   EXPECT_GT(rep.packed_bytes, 0u);

@@ -52,6 +52,8 @@ struct MatmulArgs {
 inline constexpr size_t kKernelScratchFloats = size_t{1} << 18;  // 1 MiB
 // Rows a single product may have (the engine splits longer batches).
 inline constexpr int64_t kMaxProductRows = 4096;
+// Parts a matrix may be cut into by input rows for ops.h's matmul_parts (model/parts.h).
+inline constexpr int64_t kMaxParts = 64;
 
 struct Kernels {
   const char* name;

@@ -10,6 +10,8 @@ namespace {
 constexpr int64_t kOutputGrain = 16;
 // Products smaller than this many weight bytes run on one thread (waking the pool costs more).
 constexpr size_t kMinParallelBytes = 64 * 1024;
+// Activations (elements) below which a product's parts are copied and quantised on the calling thread.
+constexpr int64_t kMinParallelPrep = 64 * 1024;
 }  // namespace
 
 void parallel_for(Context& ctx, int64_t n, FunctionRef<void(int64_t, int)> fn) { ctx.pool().run(n, fn); }
@@ -135,6 +137,65 @@ void matmul_gelu_gated(Context& ctx, const Matrix& gate_view, const Matrix& up_v
                   k.matmul(ua, o0, o1, ctx.scratch(thread));
                   gelu_mul(o0, o1);
                 });
+}
+
+void matmul_parts(Context& ctx, const Matrix* parts, int64_t n_parts, const Matrix& observed, const float* x,
+                  float* xs, float* const* ys, int64_t n_rows, FunctionRef<void(int64_t, int64_t)> epilogue) {
+  assert(n_parts >= 1 && n_parts <= kMaxParts && n_rows > 0 && n_rows <= kMaxProductRows);
+  if (MatmulObserver* o = ctx.observer()) o->on_matmul(observed, x, n_rows);
+  const Kernels& k = ctx.kernels();
+  const int64_t kw = parts[0].n_in, K = n_parts * kw, n_out = parts[0].n_out;
+  // Row-wise preparation on the pool, or here when it is too little to wake the pool for (decode).
+  const auto each = [&](int64_t n, FunctionRef<void(int64_t, int)> fn) {
+    if (n_rows * K < kMinParallelPrep) {
+      for (int64_t i = 0; i < n; ++i) fn(i, 0);
+    } else {
+      ctx.pool().run(n, fn);
+    }
+  };
+  if (n_parts > 1) {  // xs[p]: [n_rows, kw], part p's columns of every row
+    each(n_rows, [&](int64_t r, int) {
+      for (int64_t p = 0; p < n_parts; ++p)
+        std::copy(x + r * K + p * kw, x + r * K + (p + 1) * kw, xs + (p * n_rows + r) * kw);
+    });
+  }
+  const float* xp = n_parts > 1 ? xs : x;
+  MatmulArgs args[kMaxParts];
+  size_t xq_bytes = 0, weight_bytes = 0;
+  for (int64_t p = 0; p < n_parts; ++p) {
+    const Matrix& w = operand(ctx, parts[p]);  // (makes a repacked copy on first use)
+    assert(w.n_in == kw && w.n_out == n_out);
+    args[p] = {.w = &w, .x = xp + p * n_rows * kw, .y = ys[p], .y_stride = n_out, .n_rows = n_rows};
+    xq_bytes += act_row_bytes(k.act_format(w), kw) * static_cast<size_t>(n_rows);
+    weight_bytes += w.data_bytes();
+  }
+  if (xq_bytes > 0) {  // each part's activations in its own format, parts after one another
+    uint8_t* xq = ctx.act_buffer(xq_bytes);
+    for (int64_t p = 0; p < n_parts; ++p) {
+      args[p].xq = xq;
+      xq += act_row_bytes(k.act_format(*args[p].w), kw) * static_cast<size_t>(n_rows);
+    }
+    each(n_rows * n_parts, [&](int64_t i, int) {
+      const int64_t p = i / n_rows, r = i % n_rows;
+      const ActFormat f = k.act_format(*args[p].w);
+      const size_t row = act_row_bytes(f, kw);
+      if (row > 0) quantize_activations(k, f, args[p].x + r * kw, const_cast<uint8_t*>(args[p].xq) + r * row, kw);
+    });
+  }
+  split_outputs(ctx, n_out, weight_bytes, n_rows, parts[0].layout, [&](int64_t o0, int64_t o1, int thread) {
+    for (int64_t p = 0; p < n_parts; ++p) k.matmul(args[p], o0, o1, ctx.scratch(thread));
+    epilogue(o0, o1);
+  });
+}
+
+void tree_sum(float* const* parts, int64_t n, int64_t i0, int64_t i1) {
+  if (n < 2) return;
+  const int64_t mid = n / 2;
+  tree_sum(parts, mid, i0, i1);
+  tree_sum(parts + mid, n - mid, i0, i1);
+  float* a = parts[0];
+  const float* b = parts[mid];
+  for (int64_t i = i0; i < i1; ++i) a[i] += b[i];
 }
 
 }  // namespace groak

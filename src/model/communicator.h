@@ -23,8 +23,10 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const { return 0; }
   virtual int size() const { return 1; }
-  // x[0, n) = the element-wise sum of every rank's x; every rank gets the same bits (the routing of
-  // the experts, computed on every rank from the reduced stream, must agree).
+  // x[0, n) = the element-wise sum of every rank's x, added in the halving tree order over the ranks
+  // (ops.h tree_sum), so that ranks holding runs of a product's parts add them as one process does
+  // (model/parts.h); every rank gets the same bits (the routing of the experts, computed on every rank
+  // from the reduced stream, must agree).
   virtual void all_reduce_sum(float* x, int64_t n) {}
   // x: [rows, cols], this rank's columns of a matrix split evenly by columns, ranks in order. On rank 0,
   // x becomes the whole [rows, size·cols] matrix (x must have room for it); elsewhere x is left as is.

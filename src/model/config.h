@@ -29,6 +29,9 @@ struct Config {
   double attn_logit_cap = 30;   // logits = cap * tanh(logits / cap)
   int64_t bos_token = 1;        // from the tokenizer; never prepended by the official runner
   int64_t ffn_size_override = 0;  // GGUF/HF files state the expert width directly; 0 = model.py's formula
+  // Not a file's field: the parts of each row-parallel product this process computes (model/parts.h),
+  // set at load.
+  int64_t reduction_parts = 1;
 
   // model.py ffn_size(): int(widening * d) * 2 // 3, rounded up to a multiple of 8.
   int64_t ffn_size() const {

@@ -147,7 +147,14 @@ void attention(Context& ctx, const Config& c, const LayerWeights& L, KVCache& kv
     probes.attention_weights(layer, t, h, score, S);
     k.weighted_sum(score, V, kv.type(), kvw, S, hd, ws.attn + (t * nq + h) * hd);
   });
-  matmul(ctx, L.linear, ws.attn, out, T);  // [T, nq·hd] -> [T, d]
+  // out = attn·linear: [T, nq·hd] -> [T, d], as the tree sum of its parts (model/parts.h); q is free now
+  // and holds attn's parts side by side.
+  const int64_t n = c.reduction_parts, d = c.emb_size;
+  float* ys[kMaxParts];  // [T, d] each: part 0 in out
+  for (int64_t p = 0; p < n; ++p) ys[p] = p == 0 ? out : ws.parts_y + (p - 1) * T * d;
+  matmul_parts(ctx, L.linear_parts.data(), n, L.linear, ws.attn, ws.q, ys, T, [&](int64_t o0, int64_t o1) {
+    for (int64_t t = 0; t < T; ++t) tree_sum(ys, n, t * d + o0, t * d + o1);
+  });
 }
 
 // moe: x [T, d] (already rms_norm_2'ed) -> out [T, d] (before rms_norm_3).
@@ -176,7 +183,13 @@ void moe(Context& ctx, const Config& c, const Weights& w, int64_t layer, const f
   // A model larger than memory: the disk starts on every chosen expert now, not when its turn comes.
   if (w.read_ahead_experts) read_ahead_experts(L, ws.routed_count, E);
 
-  std::fill(out, out + T * d, 0.f);
+  // The gate-weighted sum is kept per part of linear_1 (model/parts.h): acc[p] [T, d], acc[0] is out.
+  const int64_t P = c.reduction_parts;
+  float* acc[kMaxParts];
+  for (int64_t p = 0; p < P; ++p) acc[p] = p == 0 ? out : ws.parts_acc + (p - 1) * T * d;
+  parallel_ranges(ctx, T * d, [&](int64_t i0, int64_t i1) {
+    for (int64_t p = 0; p < P; ++p) std::fill(acc[p] + i0, acc[p] + i1, 0.f);
+  });
   // Each expert runs once on all of its tokens, so its weights are read once per batch.
   for (int64_t e = 0; e < E; ++e) {
     const int32_t* tok = ws.routed_token + e * T;  // [n] its tokens
@@ -188,15 +201,24 @@ void moe(Context& ctx, const Config& c, const Weights& w, int64_t layer, const f
     });
     // gate = gelu(xe·linear) ⊙ (xe·linear_v): [n, f], both products and the GELU in one pass
     matmul_gelu_gated(ctx, L.moe_linear.expert(e), L.moe_linear_v.expert(e), ws.xe, ws.gate, ws.up, n);
-    matmul(ctx, L.moe_linear_1.expert(e), ws.gate, ws.ye, n);  // [n, d]
-    // Gate-weighted sum, experts in index order for every token (batch-invariant). A token is in an
-    // expert's list once, so the threads' (row, column) ranges write disjoint elements of out.
-    parallel_rows_of(ctx, n, d, [&](int64_t r, int64_t i0, int64_t i1) {
-      float* o = out + tok[r] * d;
-      const float g = gates[r];
-      for (int64_t i = i0; i < i1; ++i) o[i] += g * ws.ye[r * d + i];
-    });
+    // ye[p] = gate's part p · linear_1's part p: [n, d] each (up is free and holds gate's parts). Then the
+    // gate-weighted sum, experts in index order for every token (batch-invariant); a token is in an
+    // expert's list once, so the threads' column ranges write disjoint elements of each acc[p].
+    float* ye[kMaxParts];
+    for (int64_t p = 0; p < P; ++p) ye[p] = p == 0 ? ws.ye : ws.parts_y + (p - 1) * n * d;
+    matmul_parts(ctx, L.moe_linear_1_parts[static_cast<size_t>(e)].data(), P, L.moe_linear_1.expert(e), ws.gate,
+                 ws.up, ye, n, [&](int64_t o0, int64_t o1) {
+                   for (int64_t p = 0; p < P; ++p)
+                     for (int64_t r = 0; r < n; ++r) {
+                       float* o = acc[p] + tok[r] * d;
+                       const float* y = ye[p] + r * d;
+                       const float g = gates[r];
+                       for (int64_t i = o0; i < o1; ++i) o[i] += g * y[i];
+                     }
+                 });
   }
+  // out = the parts' tree sum.
+  parallel_ranges(ctx, T * d, [&](int64_t i0, int64_t i1) { tree_sum(acc, P, i0, i1); });
 }
 
 }  // namespace
@@ -376,6 +398,8 @@ Workspace::Workspace(const Config& c, int64_t max_tokens, int64_t capacity, int6
     gate = m.take<float>(T * f);
     up = m.take<float>(T * f);
     ye = m.take<float>(T * d);
+    parts_y = m.take<float>((c.reduction_parts - 1) * T * d);
+    parts_acc = m.take<float>((c.reduction_parts - 1) * T * d);
     scores = m.take<float>(ctx.threads() * capacity);
     seq_first_pos = m.take<int64_t>(sequences);
     seq_begin = m.take<int32_t>(sequences + 1);

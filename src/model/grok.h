@@ -45,7 +45,10 @@ class Workspace {
   float* xe;      // [T, d] tokens routed to one expert
   float* gate;    // [T, f] gelu branch
   float* up;      // [T, f] linear branch
-  float* ye;      // [T, d] one expert's output
+  float* ye;      // [T, d] one expert's output (its part 0, model/parts.h)
+  // The row-parallel products' other parts, n = config.reduction_parts (none in a model of one part):
+  float* parts_y;    // [n - 1, T, d] a product's parts 1 … n-1
+  float* parts_acc;  // [n - 1, T, d] the experts' gate-weighted sums of parts 1 … n-1
   float* scores;  // [threads, capacity] attention scores, one row per thread
   // Bookkeeping of one pass. The batch's tokens grouped by sequence (for the key-padding mask):
   int64_t* seq_first_pos;  // [sequences] position of the sequence's first token in this batch

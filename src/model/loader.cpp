@@ -8,6 +8,7 @@
 #include "model/binder.h"
 #include "model/check.h"
 #include "model/name_map.h"
+#include "model/parts.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -235,6 +236,7 @@ Model load_any(const std::string& path, const LoadProgress& progress);
 // Every loader's result gets the cheap NaN/Inf scan (norms, routers) as warnings naming the tensor.
 Model load_model(const std::string& path, const LoadProgress& progress) {
   Model m = load_any(path, progress);
+  cut_into_parts(m);
   for (const std::string& bad : nonfinite_weights(m, /*all=*/false))
     m.warnings.push_back(m.location + ": " + bad + " (the model will produce NaN; the file is damaged)");
   return m;

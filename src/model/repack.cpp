@@ -61,9 +61,12 @@ void each_matrix(W& w, F fn) {
   fn(w.lm_head);
   fn(w.in_out_embed);
   for (auto& L : w.layers) {
-    for (auto* x : {&L.query, &L.key, &L.value, &L.linear}) fn(*x);
-    for (auto* e : {&L.moe_linear, &L.moe_linear_v, &L.moe_linear_1})
+    for (auto* x : {&L.query, &L.key, &L.value}) fn(*x);
+    for (auto* e : {&L.moe_linear, &L.moe_linear_v})
       for (auto& x : e->list) fn(x);
+    for (auto& x : L.linear_parts) fn(x);  // the row-parallel products are read as parts (model/parts.h)
+    for (auto& e : L.moe_linear_1_parts)
+      for (auto& x : e) fn(x);
   }
 }
 

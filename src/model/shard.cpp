@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "io/mapped_file.h"
+#include "model/parts.h"
 #include "model/repack.h"
 #include "util/error.h"
 
@@ -93,7 +94,8 @@ class Sharder {
     return place(m.slice_out(n * rank_, n));
   }
 
-  // Input features [r·n/R, (r+1)·n/R) of m; the cut must fall on whole quantisation blocks.
+  // Input features [r·n/R, (r+1)·n/R) of m as a view (the forward pass reads the parts, placed by
+  // place()); the cut must fall on whole quantisation blocks.
   Matrix in(const Matrix& m, const std::string& what) {
     const int64_t n = m.n_in / ranks_;
     int64_t block = 1;
@@ -109,7 +111,7 @@ class Sharder {
       throw Error(what + ": " + std::to_string(ranks_) + " ranks would cut its " + std::to_string(m.n_in) +
                   " inputs into pieces of " + std::to_string(n) + ", not a multiple of the " + std::to_string(block) +
                   " " + unit + "; use a number of ranks that divides 8");
-    return place(m.slice_in(n * rank_, n));
+    return m.slice_in(n * rank_, n);
   }
 
   void replicated(const Matrix& m) { report.view_bytes += m.data_bytes() + m.scale_bytes(); }
@@ -117,7 +119,6 @@ class Sharder {
 
   ShardReport report;
 
- private:
   // A contiguous slice stays a view; a strided one is packed on first use.
   Matrix place(Matrix s) {
     const uint64_t bytes = s.data_bytes() + s.scale_bytes();
@@ -189,6 +190,18 @@ ShardReport shard_model(Model& m, int rank, int ranks) {
   w.lm_head = tied ? w.in_out_embed : s.out(w.lm_head);
   w.vocab_begin = c.vocab_size / ranks * rank;
   s.replicated(w.rms_norm);
+  // The row-parallel products: this rank's run of the model's P parts (model/parts.h), or its share as
+  // one part when R does not divide P. Checked first, for the error naming the tensor.
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const std::string at = "layer " + std::to_string(l) + " ";
+    s.in(w.layers[l].linear, at + "attention linear");
+    for (const Matrix& e : w.layers[l].moe_linear_1.list) s.in(e, at + "moe linear_1");
+  }
+  const auto place = [&](const Matrix& x) { return s.place(x); };
+  if (const int64_t P = model_parts(m); P % ranks == 0)
+    cut_into_parts(m, P, rank * (P / ranks), P / ranks, place);
+  else
+    cut_into_parts(m, ranks, rank, 1, place);
   for (size_t l = 0; l < w.layers.size(); ++l) {
     LayerWeights& L = w.layers[l];
     const std::string at = "layer " + std::to_string(l) + " ";

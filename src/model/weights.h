@@ -27,6 +27,10 @@ struct LayerWeights {
   ExpertMatrices moe_linear;    // E × [d, f]  GELU branch ("gate")
   ExpertMatrices moe_linear_v;  // E × [d, f]  linear branch ("up")
   ExpertMatrices moe_linear_1;  // E × [f, d]  down projection
+  // The two row-parallel products as the forward pass computes them: this process's parts of `linear`
+  // and of each expert's `linear_1`, cut by input rows (model/parts.h). n = config.reduction_parts.
+  std::vector<Matrix> linear_parts;                      // n × [nq·hd / n, d]
+  std::vector<std::vector<Matrix>> moe_linear_1_parts;  // E × n × [f / n, d]
 };
 
 struct Weights {

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/ops.h"
 #include "kernels/thread_pool.h"
 #include "model/residency.h"
 #include "model/shard.h"
@@ -62,9 +63,23 @@ class MpiCommunicator final : public Communicator {
 
   void all_reduce_sum(float* x, int64_t n) override {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t done = 0; done < n; done += INT_MAX)
-      check(MPI_Allreduce(MPI_IN_PLACE, x + done, count(std::min<int64_t>(INT_MAX, n - done)), MPI_FLOAT, MPI_SUM, comm_),
-            "all-reduce");
+    if (size_ <= 2) {  // a + b: one addition, commutative, the tree's order whichever rank MPI starts from
+      for (int64_t done = 0; done < n; done += INT_MAX)
+        check(MPI_Allreduce(MPI_IN_PLACE, x + done, count(std::min<int64_t>(INT_MAX, n - done)), MPI_FLOAT, MPI_SUM,
+                            comm_),
+              "all-reduce");
+    } else {  // MPI's own order is unspecified: gather every rank's x and add them in the tree order
+      const int64_t step = INT_MAX / size_;
+      std::vector<float*> parts(static_cast<size_t>(size_));
+      for (int64_t done = 0; done < n; done += step) {
+        const int64_t m = std::min(step, n - done);
+        tmp_.resize(static_cast<size_t>(m * size_));
+        check(MPI_Allgather(x + done, count(m), MPI_FLOAT, tmp_.data(), count(m), MPI_FLOAT, comm_), "all-gather");
+        for (int r = 0; r < size_; ++r) parts[static_cast<size_t>(r)] = tmp_.data() + r * m;
+        tree_sum(parts.data(), size_, 0, m);
+        std::copy(parts[0], parts[0] + m, x + done);
+      }
+    }
     stats_.all_reduces += 1;
     stats_.all_reduce_floats += n;
     stats_.reduce_seconds += since(t0);
