@@ -6,6 +6,9 @@
 // Threads and SIMD live behind ops.h, other processes behind ctx.comm() (tensor parallelism: with R
 // ranks each holds 1/R of the heads, of every expert's width and of the vocabulary rows, the config
 // gives the local sizes, and the reductions below add up the shares; in one process they do nothing).
+// The two products whose shares are partial sums, attention's `linear` and the experts' `linear_1`, are
+// computed in the model's fixed parts and added in one tree order (model/parts.h), so that one process
+// and several ranks make the same additions.
 #include "model/grok.h"
 
 #include <algorithm>
