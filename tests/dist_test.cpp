@@ -552,6 +552,35 @@ TEST(Mpi, ServeGivesTheGreedyTextOfOneProcessToConcurrentRequests) {
   EXPECT_NE(server.log().find("rank 1 ("), std::string::npos) << "rank 1 holds its share:\n" << server.log();
 }
 
+TEST(Mpi, ThePromptCacheKeepsEachRanksShare) {
+  // One slot over 2 ranks: c finds a's long prefix in the prompt cache after b took the slot over; each
+  // rank restores its share of the heads, and c's text is one process's.
+  GROAK_REQUIRE_MPIRUN();
+  TempDir tmp;
+  const std::string model = tiny_served_model(tmp);
+  const std::string shared = "In the beginning God created the heaven and the earth. And the earth was without form, "
+                             "and void; and darkness was upon the face of the deep.";
+  const std::string a = shared + " And God said", b = "Once upon a time there was a quick brown fox who jumped over "
+                                                      "the lazy dog again and again, every single day",
+                    c = shared + " Then the evening came";
+  std::string log;
+  ASSERT_EQ(run_command("{ " + std::string(GROAK_BIN) + " generate -t 1 --model " + model + " -p '" + c +
+                        "' -n 12 --temp 0 --ignore-eos > " + tmp / "one.txt; }", &log), 0) << log;
+  const std::string out = read_text(tmp / "one.txt");
+  const std::string alone = out.substr(0, out.size() - 1);
+  MpiServe server(tmp.path(), 2, "-t 1 --parallel 1 --cache-ram 64 --model " + model);
+  const int port = server.ready();
+  ASSERT_GT(port, 0) << server.log();
+  Reply last;
+  for (const std::string& p : {a, b, c}) {
+    last = post(port, "/v1/completions", json{{"prompt", p}, {"max_tokens", 12}, {"temperature", 0}, {"ignore_eos", true}});
+    ASSERT_EQ(last.status, 200) << last.raw;
+  }
+  EXPECT_GE(last.body["usage"]["prompt_tokens_details"]["cached_tokens"].get<int64_t>(), 32) << last.raw;
+  EXPECT_EQ(last.body["choices"][0]["text"].get<std::string>(), alone);
+  EXPECT_NE(get(port, "/metrics").raw.find("groak_prompt_cache_hits_total 1\n"), std::string::npos);
+}
+
 TEST(Mpi, ServeAnswers503WhenARankDiesAndTheJobEnds) {
   GROAK_REQUIRE_MPIRUN();
   TempDir tmp;

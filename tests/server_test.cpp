@@ -18,6 +18,7 @@
 #include "runtime/generate.h"
 #include "runtime/chat_template.h"
 #include "server/openai.h"
+#include "server/prompt_cache.h"
 #include "server/server.h"
 #include "synth/synth.h"
 #include "server_util.h"
@@ -344,6 +345,80 @@ TEST_F(Serve, AGrowingChatReusesItsCachedPrefix) {
   EXPECT_EQ(b.body["choices"][0]["message"]["content"], c.body["choices"][0]["message"]["content"]);
 }
 
+TEST_F(Serve, ThePromptCacheServesAPrefixAfterItsSlotServedOthers) {
+  // One slot: B takes it over from A, so C (A's long prefix, another ending) finds that prefix only in the
+  // prompt cache; its text is the uncached server's, with the f32 and the f16 KV cache.
+  const std::string shared = "In the beginning God created the heaven and the earth. And the earth was without form, "
+                             "and void; and darkness was upon the face of the deep. And the Spirit of God moved upon "
+                             "the face of the waters.";
+  const std::string a = shared + " And God said", b = "Once upon a time there was a quick brown fox who jumped over "
+                                                      "the lazy dog again and again and again, every single day",
+                    c = shared + " Then the evening came";
+  const int64_t prefix = static_cast<int64_t>(tok_->encode(shared).size());
+  ASSERT_GE(prefix, 40);
+  for (const KvType type : {KvType::F32, KvType::F16}) {
+    auto complete = [&](int port, const std::string& prompt) {
+      Reply r = post(port, "/v1/completions", json{{"prompt", prompt}, {"max_tokens", 8}, {"temperature", 0},
+                                                   {"ignore_eos", true}});
+      EXPECT_EQ(r.status, 200) << r.raw;
+      return r;
+    };
+    ServerOptions o = options();
+    o.scheduler.parallel = 1;
+    o.scheduler.cache_type = type;
+    o.scheduler.cache_ram = 0;
+    auto off = start(o);
+    complete(off->port, a);
+    complete(off->port, b);
+    const Reply want = complete(off->port, c);
+    EXPECT_EQ(want.body["usage"]["prompt_tokens_details"]["cached_tokens"], 0) << "one slot, taken over by b";
+    o.scheduler.cache_ram = 64 << 20;
+    auto on = start(o);
+    const Reply first = complete(on->port, a);
+    complete(on->port, b);
+    const Reply got = complete(on->port, c);
+    EXPECT_GE(got.body["usage"]["prompt_tokens_details"]["cached_tokens"].get<int64_t>(), prefix - 2) << got.raw;
+    EXPECT_EQ(got.body["choices"][0]["text"], want.body["choices"][0]["text"]) << kv_type_name(type);
+    // a again: the whole of it (but its last token) comes back from the cache, with a's text.
+    const Reply again = complete(on->port, a);
+    EXPECT_EQ(again.body["usage"]["prompt_tokens_details"]["cached_tokens"].get<int64_t>(),
+              first.body["usage"]["prompt_tokens"].get<int64_t>() - 1);
+    EXPECT_EQ(again.body["choices"][0]["text"], first.body["choices"][0]["text"]);
+    const std::string m = get(on->port, "/metrics").raw;
+    EXPECT_NE(m.find("groak_prompt_cache_hits_total 2\n"), std::string::npos) << m;
+    EXPECT_NE(m.find("groak_prompt_cache_capacity_bytes 67108864\n"), std::string::npos) << m;
+    EXPECT_EQ(m.find("groak_prompt_cache_entries 0\n"), std::string::npos) << m;
+    EXPECT_NE(get(off->port, "/metrics").raw.find("groak_prompt_cache_hits_total 0\n"), std::string::npos);
+  }
+}
+
+TEST(PromptCache, LongestPrefixWinsExtendedEntriesGoAndTheLeastRecentlyUsedIsDroppedFirst) {
+  PromptCache cache(1000);
+  std::vector<int64_t> dropped;
+  const int64_t a = cache.add({1, 2, 3, 4}, 400, dropped);
+  EXPECT_TRUE(dropped.empty());
+  const int64_t b = cache.add({7, 8, 9}, 300, dropped);
+  EXPECT_TRUE(dropped.empty());
+  EXPECT_EQ(cache.find(std::vector<int32_t>{1, 2, 3, 9}).key, a);
+  EXPECT_EQ(cache.find(std::vector<int32_t>{1, 2, 3, 9}).tokens, 3u);
+  EXPECT_EQ(cache.find(std::vector<int32_t>{5}).tokens, 0u);
+  EXPECT_TRUE(cache.covers(std::vector<int32_t>{1, 2}));
+  EXPECT_FALSE(cache.covers(std::vector<int32_t>{1, 2, 3, 4, 5}));
+  // a was used last: b goes to make room for 500 bytes.
+  EXPECT_EQ(cache.find(std::vector<int32_t>{1}).key, a);
+  const int64_t c = cache.add({4, 4, 4}, 500, dropped);
+  EXPECT_EQ(dropped, std::vector<int64_t>{b});
+  EXPECT_EQ(cache.bytes(), 900u);
+  // An entry that extends a takes its place (a's prompts are served by it).
+  const int64_t d = cache.add({1, 2, 3, 4, 5, 6}, 100, dropped);
+  EXPECT_EQ(dropped, std::vector<int64_t>{a});
+  EXPECT_EQ(cache.find(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7}).key, d);
+  EXPECT_EQ(cache.entries(), 2u);
+  EXPECT_EQ(cache.add({9}, 1001, dropped), -1) << "larger than the whole cache";
+  cache.remove(c);
+  EXPECT_EQ(cache.bytes(), 100u);
+}
+
 TEST_F(Serve, LogprobsAreTheModelsLogSoftmax) {
   auto r = start();
   const std::string prompt = "The answer is";
@@ -476,6 +551,9 @@ TEST_F(Serve, ServeCommandRefusesBadSettingsClearly) {
   EXPECT_NE(out.find("must contain {content}"), std::string::npos) << out;
   EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model x --port 70000", &out), 2) << out;
   EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model x --parallel 0", &out), 2) << out;
+  EXPECT_EQ(run_command(std::string(GROAK_BIN) + " serve --model " + (*dir_ / "model") + " --cache-ram 1000000000", &out), 1)
+      << out;
+  EXPECT_NE(out.find("--cache-ram 1000000000 MB is more than the memory this process may use"), std::string::npos) << out;
 }
 
 TEST(ChatTemplate, RendersTheDocumentedPlainFormat) {

@@ -1,4 +1,5 @@
 // groak serve: the OpenAI-compatible HTTP server with continuous batching and a chat page.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -7,6 +8,7 @@
 
 #include "../cli.h"
 #include "../options.h"
+#include "kernels/probe.h"
 #include "model/model_path.h"
 #include "server/server.h"
 #include "tokenizer/discover.h"
@@ -17,6 +19,7 @@ namespace {
 
 struct ServeArgs {
   std::string model, tokenizer, chat_template, alias;
+  int64_t cache_ram_mb = -1;  // -1: the default share of memory
   ServerOptions opt;
   EngineArgs engine;
 };
@@ -38,6 +41,21 @@ constexpr auto kAnswerInFlight = std::chrono::milliseconds(300);
   std::_Exit(kExitError);
 }
 
+// The prompt cache's bound: --cache-ram MB, or by default a quarter of the memory this process may take,
+// at most 8 GiB (llama-server's default). More than that memory is refused (the copies would be swapped
+// or killed, not kept).
+uint64_t prompt_cache_bytes(int64_t mb) {
+  constexpr uint64_t kMiB = uint64_t{1} << 20, kDefaultMax = uint64_t{8192} * kMiB;
+  const uint64_t budget = memory_budget_bytes();
+  if (mb < 0) return budget ? std::min(kDefaultMax, budget / 4) : kDefaultMax;
+  const uint64_t want = static_cast<uint64_t>(mb) * kMiB;
+  if (budget && want > budget)
+    throw Error("--cache-ram " + std::to_string(mb) + " MB is more than the memory this process may use (" +
+                std::to_string(budget / kMiB) + " MB available, counting its memory cgroup's limit): give at most "
+                "that, less the model's own, or 0 to turn the prompt cache off");
+  return want;
+}
+
 int run_serve(ServeArgs& a, Job& job) {
   ServerOptions& o = a.opt;
   const bool group = job.size() > 1;
@@ -52,6 +70,7 @@ int run_serve(ServeArgs& a, Job& job) {
   so.threads = a.engine.threads ? a.engine.threads : job.default_threads();
   so.kernels = &kernels_named(a.engine.kernels);
   so.cache_type = cache_type_named(a.engine.cache_type);
+  so.cache_ram = prompt_cache_bytes(a.cache_ram_mb);
   o.model_id = a.alias.empty() ? model_id_of(a.model) : a.alias;
   o.random_weights = has_random_weights(a.model);
   // Rank 0 serves HTTP from the start (/health says "loading"); a port in use fails the whole group.
@@ -75,11 +94,12 @@ int run_serve(ServeArgs& a, Job& job) {
     Scheduler* s = server->scheduler();
     std::fprintf(stderr,
                  "groak serve: ready: %s (%s%s), %d slots x %lld tokens of context each (-c is per slot; "
-                 "llama-server's -c is the total over its slots), KV cache %s (%s, allocated up front%s), queue %d\n",
+                 "llama-server's -c is the total over its slots), KV cache %s (%s, allocated up front%s), queue %d, "
+                 "prompt cache up to %s\n",
                  o.model_id.c_str(), model->format.c_str(), o.random_weights ? ", RANDOM weights" : "", s->parallel(),
                  static_cast<long long>(s->context()), human_bytes(static_cast<double>(s->kv_bytes())).c_str(),
                  a.engine.cache_type.c_str(), group ? (", this rank's share of " + std::to_string(job.size())).c_str() : "",
-                 so.queue);
+                 so.queue, so.cache_ram ? human_bytes(static_cast<double>(so.cache_ram)).c_str() : "0 (off)");
     std::fprintf(stderr, "groak serve: chat page http://%s:%d/  API http://%s:%d/v1  (Ctrl-C stops)\n", o.host.c_str(),
                  port, o.host.c_str(), port);
   } catch (...) {
@@ -132,6 +152,10 @@ Command serve_command() {
         ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));
     cmd.add_option("--chunk", so.chunk, "prompt tokens per pass while other requests decode (bounds their stall)")
         ->capture_default_str()->check(CLI::Range(int64_t{1}, kMaxProductRows));
+    cmd.add_option("--cache-ram", a->cache_ram_mb, "MB of KV copies of earlier prompts kept for later requests that "
+                                                   "start alike (0 = off; default: a quarter of the available memory, "
+                                                   "at most 8192)")
+        ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
     cmd.add_option("--max-body", a->opt.max_body, "largest request body in bytes (larger: 413)")->capture_default_str()
         ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
     add_engine_options(cmd, a->engine, "context per slot in tokens (default: the model's sequence_len; llama-server's "

@@ -3,6 +3,7 @@
 // Sequence s holds positions [0, length(s)); a batch appends to any of them.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -31,6 +32,23 @@ class KVCache {
   // Bytes of the whole cache (allocated up front, touched as it fills).
   uint64_t bytes() const {
     return static_cast<uint64_t>(num_layers_ * n_seq_ * capacity_ * kv_size_) * 2 * kv_type_bytes(type_);
+  }
+
+  // Bytes of positions [0, n) of one sequence: every layer's K and V rows.
+  uint64_t prefix_bytes(int64_t n) const {
+    return static_cast<uint64_t>(num_layers_ * 2 * n * kv_size_) * kv_type_bytes(type_);
+  }
+  // Positions [0, n) of sequence seq to dst (prefix_bytes(n) bytes: per layer, K rows then V rows) and
+  // back; copying in leaves the sequence's length as it is.
+  void copy_prefix_out(int64_t seq, int64_t n, uint8_t* dst) const {
+    const size_t rows = static_cast<size_t>(n * kv_size_) * kv_type_bytes(type_);
+    for (int64_t l = 0; l < num_layers_; ++l)
+      for (int64_t kv = 0; kv < 2; ++kv, dst += rows) std::memcpy(dst, block(l, seq, kv), rows);
+  }
+  void copy_prefix_in(int64_t seq, int64_t n, const uint8_t* src) {
+    const size_t rows = static_cast<size_t>(n * kv_size_) * kv_type_bytes(type_);
+    for (int64_t l = 0; l < num_layers_; ++l)
+      for (int64_t kv = 0; kv < 2; ++kv, src += rows) std::memcpy(block(l, seq, kv), src, rows);
   }
 
   // [capacity, kv_size] elements of type() for one layer and sequence: position p at row p, heads

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "runtime/follow.h"
 #include "util/error.h"
@@ -67,6 +68,43 @@ void Engine::open() {
 
 Engine::~Engine() {
   if (model_.comm().size() > 1) announce_close(model_.comm(), reinterpret_cast<int64_t>(this));
+}
+
+void Engine::save_prefix(int64_t key, int32_t seq, int64_t n) {
+  // (A follower's lengths are rank 0's as of the last pass: only rank 0 checks n against them.)
+  const bool past_end = model_.comm().rank() == 0 && n > position(seq);
+  if (seq < 0 || seq >= sequences() || n < 0 || n > context() || past_end)
+    throw Error("save_prefix: positions [0, " + std::to_string(n) + ") of sequence " + std::to_string(seq) +
+                " are not in the cache");
+  Prefix p{n, std::unique_ptr<uint8_t[]>(new uint8_t[cache_.prefix_bytes(n)])};  // before telling the others
+  cache_.copy_prefix_out(seq, n, p.bytes.get());
+  prefixes_[key] = std::move(p);
+  announce_prefix(model_.comm(), reinterpret_cast<int64_t>(this), PrefixOp::Save, key, seq, n);
+}
+
+void Engine::load_prefix(int64_t key, int32_t seq, int64_t n) {
+  auto it = prefixes_.find(key);
+  if (it == prefixes_.end() || seq < 0 || seq >= sequences() || n < 0 || n > it->second.positions)
+    throw Error("load_prefix: no copy " + std::to_string(key) + " of " + std::to_string(n) + " positions for sequence " +
+                std::to_string(seq));
+  announce_prefix(model_.comm(), reinterpret_cast<int64_t>(this), PrefixOp::Load, key, seq, n);
+  // Per layer the copy holds K rows then V rows of its own length; the first n of each are wanted.
+  const int64_t m = it->second.positions;
+  const uint64_t whole = cache_.prefix_bytes(m);
+  if (n == m) {
+    cache_.copy_prefix_in(seq, n, it->second.bytes.get());
+  } else {  // gather the first n rows of each block into the layout copy_prefix_in reads
+    const uint64_t block = whole / static_cast<uint64_t>(2 * model_.config.num_layers), want = block / m * n;
+    std::unique_ptr<uint8_t[]> tmp(new uint8_t[want * 2 * model_.config.num_layers]);
+    for (int64_t b = 0; b < 2 * model_.config.num_layers; ++b)
+      std::memcpy(tmp.get() + b * want, it->second.bytes.get() + b * block, want);
+    cache_.copy_prefix_in(seq, n, tmp.get());
+  }
+  cache_.set_length(seq, n);
+}
+
+void Engine::drop_prefix(int64_t key) {
+  if (prefixes_.erase(key)) announce_prefix(model_.comm(), reinterpret_cast<int64_t>(this), PrefixOp::Drop, key, 0, 0);
 }
 
 void Engine::forward(const Batch& batch, float* logits, float* hidden) {

@@ -7,6 +7,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -61,6 +62,14 @@ class Engine {
   void rewind(int64_t n, int32_t seq = 0) { cache_.set_length(seq, std::min(n, position(seq))); }
   // Sets a sequence's cache length (a follower rank mirrors rank 0's cache before each pass).
   void set_length(int32_t seq, int64_t n) { cache_.set_length(seq, n); }
+  // Prefix copies for the server's prompt cache (server/prompt_cache.h): positions [0, n) of sequence
+  // seq, every layer's K and V, kept by this engine under `key` (a key in use is replaced). On rank 0 of
+  // a sharded model the other ranks keep their shares alike. Throws std::bad_alloc (nothing kept).
+  void save_prefix(int64_t key, int32_t seq, int64_t n);
+  // Positions [0, n) of copy `key` (n ≤ its length) into sequence seq, whose length becomes n.
+  void load_prefix(int64_t key, int32_t seq, int64_t n);
+  void drop_prefix(int64_t key);
+  uint64_t prefix_bytes(int64_t n) const { return cache_.prefix_bytes(n); }  // a copy of n positions here
   const Model& model() const { return model_; }
   Context& ctx() { return *ctx_; }
   size_t scratch_bytes() const { return ws_.bytes(); }  // fixed by the batch and context, not the prompt
@@ -76,6 +85,11 @@ class Engine {
 
  private:
   void open();  // tells the other ranks (rank 0 of a sharded model)
+  struct Prefix {
+    int64_t positions = 0;
+    std::unique_ptr<uint8_t[]> bytes;  // [prefix_bytes(positions)]
+  };
+  std::map<int64_t, Prefix> prefixes_;
   const Model& model_;
   std::unique_ptr<Context> owned_;
   Context* ctx_;

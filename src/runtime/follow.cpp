@@ -13,7 +13,10 @@ namespace groak {
 
 namespace {
 
-enum class Op : int64_t { Open = 1, Step = 2, Close = 3, Quit = 4 };
+enum class Op : int64_t { Open = 1, Step = 2, Close = 3, Quit = 4, SavePrefix = 5, LoadPrefix = 6, DropPrefix = 7 };
+static_assert(static_cast<int64_t>(Op::SavePrefix) == static_cast<int64_t>(PrefixOp::Save) &&
+              static_cast<int64_t>(Op::LoadPrefix) == static_cast<int64_t>(PrefixOp::Load) &&
+              static_cast<int64_t>(Op::DropPrefix) == static_cast<int64_t>(PrefixOp::Drop));
 
 // Every message starts with this; a step's payload follows in a second broadcast.
 struct Header {
@@ -49,6 +52,12 @@ void announce_step(Communicator& comm, int64_t id, const Batch& batch, const KVC
 void announce_close(Communicator& comm, int64_t id) {
   if (!leads(comm)) return;
   Header h{static_cast<int64_t>(Op::Close), id, 0, 0, 0, 0};
+  comm.broadcast(&h, sizeof h);
+}
+
+void announce_prefix(Communicator& comm, int64_t id, PrefixOp op, int64_t key, int64_t seq, int64_t n) {
+  if (!leads(comm)) return;
+  Header h{static_cast<int64_t>(op), id, key, seq, n, 0};
   comm.broadcast(&h, sizeof h);
 }
 
@@ -100,6 +109,19 @@ void follow(const Model& model, Context& ctx) {
       case Op::Close:
         engines.erase(h.id);
         break;
+      case Op::SavePrefix:
+      case Op::LoadPrefix:
+      case Op::DropPrefix: {
+        auto it = engines.find(h.id);
+        if (it == engines.end()) throw Error("rank 0 used a prompt-cache copy of engine " + std::to_string(h.id) +
+                                             " that this rank never opened");
+        const auto seq = static_cast<int32_t>(h.b);
+        const Op op = static_cast<Op>(h.op);
+        if (op == Op::SavePrefix) it->second->save_prefix(h.a, seq, h.c);
+        if (op == Op::LoadPrefix) it->second->load_prefix(h.a, seq, h.c);
+        if (op == Op::DropPrefix) it->second->drop_prefix(h.a);
+        break;
+      }
       case Op::Quit:
         return;
       default:

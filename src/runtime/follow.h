@@ -3,6 +3,7 @@
 // tells the other ranks what it does, at the level of forward passes:
 //   open(id, shape)                        -> every rank makes an engine of the same shape (errors agreed),
 //   step(id, cache lengths, batch)         -> every rank runs the same batch on its share,
+//   save/load/drop a prefix copy           -> the prompt cache's copies, each rank its share,
 //   close(id), and at the end quit.
 // Sampling, stop strings, rewinds and any number of engines stay on rank 0: a step carries the cache
 // lengths, so whatever rank 0 did to its cache between two passes, the others follow.
@@ -36,6 +37,9 @@ struct EngineShape {
 void announce_open(Communicator& comm, int64_t id, const EngineShape& shape);
 void announce_step(Communicator& comm, int64_t id, const Batch& batch, const KVCache& kv);
 void announce_close(Communicator& comm, int64_t id);
+// A prefix copy of the server's prompt cache (Engine::save_prefix …): every rank does the same to its share.
+enum class PrefixOp : int64_t { Save = 5, Load = 6, Drop = 7 };
+void announce_prefix(Communicator& comm, int64_t id, PrefixOp op, int64_t key, int64_t seq, int64_t n);
 // Ends the other ranks' follow() (once, after the last engine of the command is closed).
 void release_followers(Communicator& comm);
 

@@ -15,6 +15,8 @@ namespace {
 // Prompt tokens whose logits one step may keep for prompt logprobs (echo + logprobs): bounds the logits
 // buffer to (parallel + this) rows of the vocabulary.
 constexpr int64_t kPromptLogitRows = 16;
+// Shorter runs of tokens are not worth a prompt-cache entry (a copy, a lookup on every admission).
+constexpr size_t kMinCachedPrompt = 32;
 // Window of the tokens-per-second gauge.
 constexpr double kRecentSeconds = 10.0;
 
@@ -125,6 +127,8 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOp
   stats_.context = engine_.context();
   stats_.kv_capacity = engine_.context() * opt.parallel;
   stats_.kv_bytes = engine_.cache().bytes();
+  if (opt.cache_ram > 0) cache_.emplace(opt.cache_ram);
+  stats_.prompt_cache_capacity = opt.cache_ram;
   publish_slots();
   thread_ = std::thread([this] { loop(); });
 }
@@ -216,11 +220,45 @@ SchedulerStats Scheduler::stats() const {
   return s;
 }
 
+void Scheduler::remember(const Slot& s) {
+  if (!cache_ || s.cached.size() < kMinCachedPrompt || cache_->covers(s.cached)) return;
+  const auto n = static_cast<int64_t>(s.cached.size());
+  std::vector<int64_t> dropped;
+  const int64_t key = cache_->add(s.cached, engine_.prefix_bytes(n), dropped);
+  for (int64_t k : dropped) engine_.drop_prefix(k);
+  if (key < 0) return;  // larger than the whole cache
+  try {
+    engine_.save_prefix(key, s.seq, n);
+  } catch (const std::bad_alloc&) {  // no memory for the copy: serve on without it
+    cache_->remove(key);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.prompt_cache_saves;
+}
+
 void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
   const JobParams& p = job->params();
   // Reuse the cached prefix, but always run the last prompt token (its logits pick the first token).
   size_t reuse = std::min(common_prefix(s.cached, p.prompt), p.prompt.size() - 1);
   if (p.prompt_logprobs || p.embedding) reuse = 0;  // every prompt token's logits (or hidden state) are needed
+  // A longer prefix from the prompt cache replaces the slot's; what the slot held beyond the part that
+  // stays goes to the cache first.
+  PromptCache::Hit hit;
+  if (cache_ && !p.prompt_logprobs && !p.embedding) {
+    hit = cache_->find(p.prompt);
+    hit.tokens = std::min(hit.tokens, p.prompt.size() - 1);
+  }
+  const bool from_cache = hit.tokens > reuse && hit.tokens >= kMinCachedPrompt;
+  if (s.cached.size() > (from_cache ? 0 : reuse)) remember(s);
+  if (from_cache) {
+    engine_.load_prefix(hit.key, s.seq, static_cast<int64_t>(hit.tokens));
+    s.cached.assign(p.prompt.begin(), p.prompt.begin() + static_cast<std::ptrdiff_t>(hit.tokens));
+    reuse = hit.tokens;
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.prompt_cache_hits;
+    stats_.prompt_cache_hit_tokens += hit.tokens;
+  }
   s.cached.resize(reuse);
   engine_.set_length(s.seq, static_cast<int64_t>(reuse));
   s.prompt_done = reuse;
@@ -433,6 +471,10 @@ void Scheduler::step() {
   for (const Slot& s : slots_)
     if (s.job) used += engine_.position(s.seq);
   stats_.kv_used = used;
+  if (cache_) {
+    stats_.prompt_cache_bytes = cache_->bytes();
+    stats_.prompt_cache_entries = cache_->entries();
+  }
   publish_slots();
 }
 

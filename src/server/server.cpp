@@ -140,6 +140,17 @@ std::string HttpServer::metrics_text() {
   metric("groak_kv_cache_usage_ratio", "gauge", "Used / capacity.",
          num(s.kv_capacity ? static_cast<double>(s.kv_used) / static_cast<double>(s.kv_capacity) : 0.0));
   metric("groak_kv_cache_bytes", "gauge", "Bytes of the KV cache (allocated up front).", std::to_string(s.kv_bytes));
+  metric("groak_prompt_cache_capacity_bytes", "gauge", "Bound of the prompt cache (--cache-ram; 0 = off).",
+         std::to_string(s.prompt_cache_capacity));
+  metric("groak_prompt_cache_bytes", "gauge", "Bytes of KV the prompt cache holds.", std::to_string(s.prompt_cache_bytes));
+  metric("groak_prompt_cache_entries", "gauge", "Prompts (token runs from position 0) the prompt cache holds.",
+         std::to_string(s.prompt_cache_entries));
+  metric("groak_prompt_cache_saves_total", "counter", "Slot contents saved to the prompt cache.",
+         std::to_string(s.prompt_cache_saves));
+  metric("groak_prompt_cache_hits_total", "counter", "Requests whose prompt took a prefix from the prompt cache.",
+         std::to_string(s.prompt_cache_hits));
+  metric("groak_prompt_cache_hit_tokens_total", "counter", "Prompt tokens taken from the prompt cache.",
+         std::to_string(s.prompt_cache_hit_tokens));
   metric("groak_steps_total", "counter", "Forward passes run.", std::to_string(s.steps));
   metric("groak_batched_steps_total", "counter", "Forward passes that served two or more sequences.",
          std::to_string(s.batched_steps));
