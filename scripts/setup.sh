@@ -41,7 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The npm packages of tests/e2e (the official openai client, playwright-core), pinned by its lockfile;
+# The npm packages of tests/e2e (the official openai and @anthropic-ai/sdk clients, playwright-core), pinned by its lockfile;
 # reinstalled only when the lockfile changes. Without the registry the e2e tests skip with a message.
 e2e="$(dirname "$0")/../tests/e2e"
 if [ $tests = 1 ] && command -v npm >/dev/null && ! cmp -s "$e2e/package-lock.json" "$e2e/node_modules/.groak-installed-lock"; then

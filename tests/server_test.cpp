@@ -392,6 +392,96 @@ TEST_F(Serve, ThePromptCacheServesAPrefixAfterItsSlotServedOthers) {
   }
 }
 
+// Anthropic's Messages API (its official client is tests/e2e/anthropic_test.mjs): the message shape, the
+// text /v1/chat/completions gives, stop_sequences named, streamed events, errors in its shape, x-api-key.
+TEST_F(Serve, MessagesApiSpeaksAnthropicsShapes) {
+  ServerOptions o = options();
+  o.api_key = "k";
+  auto r = start(o);
+  auto messages = [&](const json& body, const std::string& key = "k") {
+    httplib::Client c("127.0.0.1", r->port);
+    c.set_read_timeout(120, 0);
+    return to_reply(c.Post("/v1/messages", {{"x-api-key", key}, {"anthropic-version", "2023-06-01"}}, body.dump(),
+                           "application/json"));
+  };
+  const json ask = {{"model", "m"}, {"max_tokens", 12}, {"temperature", 0}, {"system", "Be brief."},
+                    {"messages", {{{"role", "user"}, {"content", "Name a colour."}}}}};
+  Reply m = messages(ask);
+  ASSERT_EQ(m.status, 200) << m.raw;
+  EXPECT_EQ(m.body["type"], "message");
+  EXPECT_EQ(m.body["role"], "assistant");
+  EXPECT_EQ(m.body["content"][0]["type"], "text");
+  EXPECT_EQ(m.body["stop_reason"], "max_tokens");
+  EXPECT_EQ(m.body["usage"]["output_tokens"], 12);
+  const std::string text = m.body["content"][0]["text"];
+  // The OpenAI chat endpoint, with x-api-key too, gives the same greedy text.
+  httplib::Client c("127.0.0.1", r->port);
+  Reply chat = to_reply(c.Post("/v1/chat/completions", {{"x-api-key", "k"}},
+                               json{{"max_tokens", 12}, {"temperature", 0},
+                                    {"messages", {{{"role", "system"}, {"content", "Be brief."}},
+                                                  {{"role", "user"}, {"content", "Name a colour."}}}}}.dump(),
+                               "application/json"));
+  ASSERT_EQ(chat.status, 200) << chat.raw;
+  EXPECT_EQ(chat.body["choices"][0]["message"]["content"], text);
+  // A stop sequence from inside the text ends it there and is named.
+  ASSERT_GE(text.size(), 5u);
+  json stopped = ask;
+  stopped["stop_sequences"] = {text.substr(3, 2)};
+  Reply s = messages(stopped);
+  EXPECT_EQ(s.body["stop_reason"], "stop_sequence") << s.raw;
+  EXPECT_EQ(s.body["stop_sequence"], text.substr(3, 2));
+  EXPECT_EQ(text.rfind(s.body["content"][0]["text"].get<std::string>(), 0), 0u) << s.raw;
+  // Streamed: Anthropic's named events, in order, with the same text.
+  json streamed = ask;
+  streamed["stream"] = true;
+  Reply st = messages(streamed);
+  std::vector<std::string> names;
+  std::string joined;
+  for (size_t at = 0; (at = st.raw.find("event: ", at)) != std::string::npos;) {
+    const size_t eol = st.raw.find('\n', at);
+    names.push_back(st.raw.substr(at + 7, eol - at - 7));
+    const json data = json::parse(st.raw.substr(eol + 7, st.raw.find('\n', eol + 1) - eol - 7));
+    if (names.back() == "content_block_delta") joined += data["delta"]["text"].get<std::string>();
+    at = eol;
+  }
+  ASSERT_GE(names.size(), 6u) << st.raw;
+  EXPECT_EQ(names.front(), "message_start");
+  EXPECT_EQ(names[names.size() - 3], "content_block_stop");
+  EXPECT_EQ(names[names.size() - 2], "message_delta");
+  EXPECT_EQ(names.back(), "message_stop");
+  EXPECT_EQ(joined, text);
+  EXPECT_EQ(st.raw.find("[DONE]"), std::string::npos);
+  // Errors: Anthropic's shape, the field named.
+  auto expect_anthropic_error = [&](const Reply& e, int status, const std::string& type, const std::string& needle) {
+    EXPECT_EQ(e.status, status) << e.raw;
+    EXPECT_EQ(e.body["type"], "error") << e.raw;
+    EXPECT_EQ(e.body["error"]["type"], type) << e.raw;
+    EXPECT_NE(e.body["error"]["message"].get<std::string>().find(needle), std::string::npos) << e.raw;
+  };
+  json no_max = ask;
+  no_max.erase("max_tokens");
+  expect_anthropic_error(messages(no_max), 400, "invalid_request_error", "max_tokens is required");
+  json image = ask;
+  image["messages"][0]["content"] = {{{"type", "image"}, {"source", json::object()}}};
+  expect_anthropic_error(messages(image), 400, "invalid_request_error", "messages[0].content[0].type 'image' blocks");
+  json tools = ask;
+  tools["tools"] = json::array({json::object()});
+  expect_anthropic_error(messages(tools), 400, "invalid_request_error", "tools is not supported");
+  json system_role = ask;
+  system_role["messages"][0]["role"] = "system";
+  expect_anthropic_error(messages(system_role), 400, "invalid_request_error", "top-level `system` field");
+  json prefill = ask;
+  prefill["messages"].push_back({{"role", "assistant"}, {"content", "Red"}});
+  expect_anthropic_error(messages(prefill), 400, "invalid_request_error", "prefill");
+  expect_anthropic_error(messages(ask, "wrong"), 401, "authentication_error", "x-api-key: KEY");
+  expect_anthropic_error(to_reply(c.Post("/v1/messages", {{"x-api-key", "k"}}, "{nope", "application/json")), 400,
+                         "invalid_request_error", "not valid JSON");
+  // The OpenAI paths keep OpenAI's error shape.
+  Reply openai = to_reply(c.Post("/v1/chat/completions", {{"x-api-key", "wrong"}}, "{}", "application/json"));
+  EXPECT_EQ(openai.status, 401);
+  EXPECT_TRUE(openai.body["error"].contains("code")) << openai.raw;
+}
+
 TEST(PromptCache, LongestPrefixWinsExtendedEntriesGoAndTheLeastRecentlyUsedIsDroppedFirst) {
   PromptCache cache(1000);
   std::vector<int64_t> dropped;

@@ -52,6 +52,7 @@ class Decoder {
   bool done() const { return reason_.has_value(); }
   StopReason reason() const { return reason_.value_or(StopReason::MaxTokens); }
   const std::string& error() const { return error_; }
+  const std::string& stop_string() const { return filter_.matched(); }  // StopReason::StopString: which one
   void cancel();  // ends the sequence (StopReason::Cancelled) unless it has ended
   // The text still held back (an unfinished character, a partial stop string that never completed),
   // unless a stop string or an error ended the sequence. Call once, at the end.

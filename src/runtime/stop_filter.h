@@ -18,13 +18,18 @@ class StopFilter {
   std::string push(const std::string& text, bool* hit) {
     pending_ += text;
     size_t cut = std::string::npos;
+    const std::string* first = nullptr;
     for (const auto& s : stops_) {
       if (s.empty()) continue;
       size_t p = pending_.find(s);
-      if (p != std::string::npos && (cut == std::string::npos || p < cut)) cut = p;
+      if (p != std::string::npos && (cut == std::string::npos || p < cut)) {
+        cut = p;
+        first = &s;
+      }
     }
     if (cut != std::string::npos) {
       *hit = true;
+      matched_ = *first;
       std::string out = pending_.substr(0, cut);
       pending_.clear();
       return out;
@@ -42,10 +47,12 @@ class StopFilter {
     return out;
   }
   std::string flush() { return std::exchange(pending_, std::string()); }
+  // The stop string that ended the text (empty while none has).
+  const std::string& matched() const { return matched_; }
 
  private:
   const std::vector<std::string>& stops_;
-  std::string pending_;
+  std::string pending_, matched_;
 };
 
 }  // namespace groak

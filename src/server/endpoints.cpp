@@ -43,6 +43,7 @@ const Route* HttpServer::route_table(size_t* n) {
       {"POST", "/v1/chat/completions", &HttpServer::chat_completions},
       {"POST", "/chat/completions", &HttpServer::chat_completions},
       {"POST", "/completion", &HttpServer::completion},
+      {"POST", "/v1/messages", &HttpServer::messages},
       {"POST", "/v1/embeddings", &HttpServer::embeddings},
       {"POST", "/embeddings", &HttpServer::embeddings},
   };

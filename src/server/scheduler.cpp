@@ -359,6 +359,7 @@ void Scheduler::sample_row(Slot& s, const float* logits) {
   }
   if (dec.done()) {
     s.result.stop = dec.reason();
+    s.result.stop_string = dec.stop_string();
     finish(s, finish_reason_of(dec.reason()), dec.error());
   } else {
     s.next = d.id;

@@ -69,6 +69,7 @@ struct JobParams {
 struct JobResult {
   FinishReason finish = FinishReason::Stop;
   StopReason stop = StopReason::MaxTokens;  // in detail: EOS, a stop string, the token limit, the context
+  std::string stop_string;              // StopReason::StopString: the one that appeared
   std::string error;                    // for FinishReason::Error
   int status = 500;                     // the HTTP status of an error: 503 when the server cannot go on
   int64_t prompt_tokens = 0;

@@ -101,6 +101,7 @@ class HttpServer {
   void completions(const httplib::Request& req, httplib::Response& res);
   void chat_completions(const httplib::Request& req, httplib::Response& res);
   void generation(const httplib::Request& req, httplib::Response& res, bool chat);
+  void messages(const httplib::Request& req, httplib::Response& res);  // anthropic.cpp: Anthropic's Messages API
   // generation.cpp: a parsed request's jobs, submitted (ApiError 503 when the queue is full).
   std::vector<Choice> submit(const GenerationRequest& g, httplib::Response& res);
   RequestLimits limits() const;

@@ -15,8 +15,23 @@ void send_json(httplib::Response& res, int status, const json& j) {
   res.set_content(dump(j), "application/json");
 }
 
-void send_error(httplib::Response& res, const ApiError& e) {
-  send_json(res, e.status, error_body(e.status, e.what(), e.type, e.code, e.param));
+bool anthropic_path(const std::string& path) { return path == "/v1/messages" || path.rfind("/v1/messages/", 0) == 0; }
+
+json error_json(const std::string& path, const ApiError& e) {
+  if (!anthropic_path(path)) return error_body(e.status, e.what(), e.type, e.code, e.param);
+  const char* type = e.status == 401   ? "authentication_error"
+                     : e.status == 403 ? "permission_error"
+                     : e.status == 404 ? "not_found_error"
+                     : e.status == 413 ? "request_too_large"
+                     : e.status == 429 ? "rate_limit_error"
+                     : e.status == 503 ? "overloaded_error"
+                     : e.status >= 500 ? "api_error"
+                                       : "invalid_request_error";
+  return {{"type", "error"}, {"error", {{"type", type}, {"message", e.what()}}}};
+}
+
+void send_error(httplib::Response& res, const ApiError& e, const std::string& path) {
+  send_json(res, e.status, error_json(path, e));
 }
 
 namespace {
@@ -24,8 +39,8 @@ namespace {
 // An error answered before the request's body was read, on a connection that is then closed: the unread
 // body must not be taken for the next request of a kept-alive connection. (httplib closes a connection
 // when a content provider reports failure; this one writes the whole error first.)
-void send_error_and_close(httplib::Response& res, const ApiError& e) {
-  auto text = std::make_shared<std::string>(dump(error_body(e.status, e.what(), e.type, e.code, e.param)));
+void send_error_and_close(httplib::Response& res, const ApiError& e, const std::string& path) {
+  auto text = std::make_shared<std::string>(dump(error_json(path, e)));
   res.status = e.status;
   res.set_header("Connection", "close");
   res.set_content_provider(text->size(), "application/json", [text](size_t offset, size_t length, httplib::DataSink& sink) {
@@ -67,7 +82,7 @@ void install_transport(httplib::Server& h, const TransportOptions& opt,
       if (req.method == "OPTIONS") {  // a browser's preflight: what a cross-origin request may send
         const std::string allowed = opt.allowed_methods ? opt.allowed_methods(req.path) : "";
         res.set_header("Access-Control-Allow-Methods", allowed.empty() ? "GET, POST" : allowed + ", OPTIONS");
-        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+        res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, x-api-key, anthropic-version");
         res.set_header("Access-Control-Max-Age", "600");
         res.status = 204;
         return httplib::Server::HandlerResponse::Handled;
@@ -76,12 +91,15 @@ void install_transport(httplib::Server& h, const TransportOptions& opt,
     const bool open = req.path == "/health" || (req.path == "/" && req.method == "GET");
     const bool has_body = req.has_header("Transfer-Encoding") ||
                           (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
-    auto reject = [&](const ApiError& e) { has_body ? send_error_and_close(res, e) : send_error(res, e); };
-    if (!opt.api_key.empty() && !open && !bearer_matches(req.get_header_value("Authorization"), opt.api_key)) {
-      reject(ApiError(401,
-                      req.has_header("Authorization") ? "the API key is wrong; send Authorization: Bearer KEY"
-                                                      : "this server needs an API key: send Authorization: Bearer KEY",
-                      "", "authentication_error", "invalid_api_key"));
+    auto reject = [&](const ApiError& e) { has_body ? send_error_and_close(res, e, req.path) : send_error(res, e, req.path); };
+    // OpenAI's clients send Authorization: Bearer KEY, Anthropic's x-api-key: KEY; either is accepted.
+    const bool key_ok = bearer_matches(req.get_header_value("Authorization"), opt.api_key) ||
+                        (req.has_header("x-api-key") && req.get_header_value("x-api-key") == opt.api_key);
+    if (!opt.api_key.empty() && !open && !key_ok) {
+      const bool sent = req.has_header("Authorization") || req.has_header("x-api-key");
+      const std::string how = anthropic_path(req.path) ? "x-api-key: KEY" : "Authorization: Bearer KEY";
+      reject(ApiError(401, sent ? "the API key is wrong; send " + how : "this server needs an API key: send " + how, "",
+                      "authentication_error", "invalid_api_key"));
       return httplib::Server::HandlerResponse::Handled;
     }
     if (req.has_header("Content-Length")) {
@@ -93,7 +111,7 @@ void install_transport(httplib::Server& h, const TransportOptions& opt,
         send_error_and_close(res, ApiError(413,
                                            "the request body (" + v + " bytes) is larger than this server's limit of " +
                                                std::to_string(opt.max_body) + " bytes (--max-body)",
-                                           "", "invalid_request_error", "request_too_large"));
+                                           "", "invalid_request_error", "request_too_large"), req.path);
         return httplib::Server::HandlerResponse::Handled;
       }
     }
@@ -106,8 +124,9 @@ void install_transport(httplib::Server& h, const TransportOptions& opt,
       if (const std::string allowed = opt.allowed_methods(req.path); !allowed.empty()) {
         res.status = 405;
         res.set_header("Allow", allowed);
-        res.set_content(dump(error_body(405, req.method + " " + req.path + " is not served; this endpoint takes " +
-                                                 allowed, "invalid_request_error", "method_not_allowed", "")),
+        res.set_content(dump(error_json(req.path, ApiError(405, req.method + " " + req.path +
+                                                                " is not served; this endpoint takes " + allowed,
+                                                            "", "invalid_request_error", "method_not_allowed"))),
                         "application/json");
         return;
       }
@@ -118,17 +137,18 @@ void install_transport(httplib::Server& h, const TransportOptions& opt,
                           ? "a form-encoded body is limited to 8 KB; send JSON with Content-Type: application/json"
                       : res.status == 413 ? "the request body is larger than this server's limit"
                                           : "the request could not be served (HTTP " + std::to_string(res.status) + ")";
-    res.set_content(dump(error_body(res.status, msg, "", "", "")), "application/json");
+    res.set_content(dump(error_json(req.path, ApiError(res.status, msg, "", error_type_of(res.status)))),
+                    "application/json");
   });
-  h.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+  h.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     try {
       std::rethrow_exception(ep);
     } catch (const ApiError& e) {
-      send_error(res, e);
+      send_error(res, e, req.path);
     } catch (const std::exception& e) {
-      send_error(res, ApiError(500, std::string("internal error: ") + e.what(), "", "server_error"));
+      send_error(res, ApiError(500, std::string("internal error: ") + e.what(), "", "server_error"), req.path);
     } catch (...) {
-      send_error(res, ApiError(500, "internal error", "", "server_error"));
+      send_error(res, ApiError(500, "internal error", "", "server_error"), req.path);
     }
   });
   h.set_logger([count](const httplib::Request& req, const httplib::Response& res) { count(req.path, res.status); });
@@ -137,6 +157,15 @@ void install_transport(httplib::Server& h, const TransportOptions& opt,
 bool SseWriter::write(const std::string& s) { return sink_.write(s.data(), s.size()); }
 
 bool SseWriter::event(const json& data) { return write("data: " + dump(data) + "\n\n"); }
+
+bool SseWriter::event(const std::string& name, const json& data) {
+  return write("event: " + name + "\ndata: " + dump(data) + "\n\n");
+}
+
+bool SseWriter::end() {
+  sink_.done();
+  return true;
+}
 
 bool SseWriter::done() {
   if (!write("data: [DONE]\n\n")) return false;

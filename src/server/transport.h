@@ -35,10 +35,16 @@ struct TransportOptions {
 // RFC 7235; spaces after it are allowed).
 bool bearer_matches(const std::string& header, const std::string& key);
 
+// Anthropic's Messages API (/v1/messages): its errors take Anthropic's shape, {"type": "error", "error":
+// {"type", "message"}}, and its clients authenticate with `x-api-key: KEY`.
+bool anthropic_path(const std::string& path);
+// The error body a request to `path` gets: OpenAI's shape, or Anthropic's on its paths.
+nlohmann::json error_json(const std::string& path, const ApiError& e);
+
 // Text as JSON; invalid UTF-8 (a token that is one byte of a character) becomes U+FFFD.
 std::string dump(const nlohmann::json& j);
 void send_json(httplib::Response& res, int status, const nlohmann::json& j);
-void send_error(httplib::Response& res, const ApiError& e);
+void send_error(httplib::Response& res, const ApiError& e, const std::string& path = "");
 // The request's JSON body; ApiError(400) when it is empty or not JSON.
 nlohmann::json parse_body(const httplib::Request& req);
 
@@ -55,7 +61,9 @@ class SseWriter {
  public:
   explicit SseWriter(httplib::DataSink& sink) : sink_(sink) {}
   bool event(const nlohmann::json& data);  // false: the client is gone
+  bool event(const std::string& name, const nlohmann::json& data);  // `event: NAME` before the data
   bool done();                             // [DONE], then the end of the stream
+  bool end();                              // the end of the stream, no [DONE] (Anthropic's streams)
   bool keep_alive(std::chrono::steady_clock::time_point& last_write);
   static constexpr double kKeepAliveSeconds = 1.0;
 
