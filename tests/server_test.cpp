@@ -17,6 +17,7 @@
 #include "model/loader.h"
 #include "runtime/generate.h"
 #include "runtime/chat_template.h"
+#include "server/lookup.h"
 #include "server/openai.h"
 #include "server/prompt_cache.h"
 #include "server/server.h"
@@ -480,6 +481,62 @@ TEST_F(Serve, MessagesApiSpeaksAnthropicsShapes) {
   Reply openai = to_reply(c.Post("/v1/chat/completions", {{"x-api-key", "wrong"}}, "{}", "application/json"));
   EXPECT_EQ(openai.status, 401);
   EXPECT_TRUE(openai.body["error"].contains("code")) << openai.raw;
+}
+
+// Lookup decoding keeps only the guesses the sampler would have picked: the same text as plain decoding,
+// greedy and sampled with a seed, on text that repeats its prompt (guesses hold) and text that does not.
+// The shipped trained model, whose text does repeat what it has read.
+TEST(LookupDecoding, GivesTheTextOfPlainDecodingAndKeepsSomeGuesses) {
+  const std::string dir = std::string(GROAK_SOURCE_DIR) + "/models/grok-kjv";
+  auto model = std::make_shared<Model>(load_model(dir));
+  auto tok = std::make_shared<Tokenizer>(Tokenizer::load(dir + "/tokenizer.model"));
+  const std::string verse = "And the sons of Dedan were Asshurim, and Letushim, and Leummim. And the sons of Midian; "
+                            "Ephah, and Epher, and Hanoch, and Abidah, and Eldaah. ";
+  const std::vector<json> asks = {
+      {{"prompt", verse + verse + "And the sons of Dedan were"}, {"max_tokens", 40}, {"temperature", 0}, {"ignore_eos", true}},
+      {{"prompt", "In the beginning"}, {"max_tokens", 40}, {"temperature", 0}, {"ignore_eos", true}},
+      {{"prompt", verse + verse}, {"max_tokens", 40}, {"temperature", 0.8}, {"seed", 7}, {"n", 2}, {"ignore_eos", true}},
+  };
+  auto serve = [&](int ngram) {
+    ServerOptions o;
+    o.port = 0;
+    o.scheduler.parallel = 4;
+    o.scheduler.context = 512;
+    o.scheduler.threads = 2;
+    o.scheduler.spec_ngram = ngram;
+    o.scheduler.draft_max = 6;
+    auto server = std::make_unique<HttpServer>(o);
+    const int port = server->start();
+    server->set_model(model, tok);
+    std::vector<json> out;
+    for (const json& a : asks) {
+      Reply r = post(port, "/v1/completions", a);
+      EXPECT_EQ(r.status, 200) << r.raw;
+      out.push_back(r.body["choices"]);
+    }
+    const SchedulerStats st = server->scheduler()->stats();
+    server->stop();
+    return std::make_pair(out, st);
+  };
+  const auto [plain, plain_stats] = serve(0);
+  const auto [spec, spec_stats] = serve(3);
+  for (size_t i = 0; i < asks.size(); ++i)
+    for (size_t c = 0; c < plain[i].size(); ++c)
+      EXPECT_EQ(spec[i][c]["text"], plain[i][c]["text"]) << asks[i].dump();
+  EXPECT_EQ(plain_stats.drafted_tokens, 0u);
+  EXPECT_GT(spec_stats.accepted_tokens, 0u) << "the repeated verse is guessed";
+  EXPECT_LT(spec_stats.accepted_tokens, spec_stats.drafted_tokens);
+  EXPECT_LT(spec_stats.steps, plain_stats.steps) << "kept guesses save passes";
+}
+
+TEST(LookupDecoding, DraftsFollowTheLatestEarlierOccurrence) {
+  const std::vector<int32_t> h = {1, 2, 3, 9, 1, 2, 3, 4, 5, 6, 1, 2, 3};
+  EXPECT_EQ(lookup_draft(h, 3, 2), (std::vector<int32_t>{4, 5}));      // the later "1 2 3" (then 4 5), not the first
+  EXPECT_EQ(lookup_draft(h, 3, 10), (std::vector<int32_t>{4, 5, 6, 1, 2, 3}));
+  EXPECT_EQ(lookup_draft(std::vector<int32_t>{7, 8, 1, 2, 5, 1, 2}, 3, 4), (std::vector<int32_t>{5, 1, 2}));  // n = 2
+  EXPECT_TRUE(lookup_draft(std::vector<int32_t>{7, 8, 1, 2, 5, 3, 2}, 3, 4).empty());  // n = 1 is not tried
+  EXPECT_EQ(lookup_draft(std::vector<int32_t>{4, 8, 4}, 1, 4), (std::vector<int32_t>{8, 4}));
+  EXPECT_TRUE(lookup_draft(h, 3, 0).empty());
 }
 
 TEST(PromptCache, LongestPrefixWinsExtendedEntriesGoAndTheLeastRecentlyUsedIsDroppedFirst) {

@@ -156,6 +156,12 @@ Command serve_command() {
                                                    "start alike (0 = off; default: a quarter of the available memory, "
                                                    "at most 8192)")
         ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+    cmd.add_option("--spec-ngram", so.spec_ngram, "lookup decoding: guess each slot's next tokens from the last earlier "
+                                                  "occurrence of its final N tokens and verify them in the same pass "
+                                                  "(the same output; faster on text that repeats its context; 0 = off)")
+        ->capture_default_str()->check(CLI::Range(0, 16));
+    cmd.add_option("--draft-max", so.draft_max, "lookup decoding: guessed tokens per slot and pass at most")
+        ->capture_default_str()->check(CLI::Range(1, 64));
     cmd.add_option("--max-body", a->opt.max_body, "largest request body in bytes (larger: 413)")->capture_default_str()
         ->check(CLI::Range(size_t{1024}, size_t{1} << 30));
     add_engine_options(cmd, a->engine, "context per slot in tokens (default: the model's sequence_len; llama-server's "

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "runtime/follow.h"
+#include "server/lookup.h"
 #include "runtime/inspect_json.h"
 #include "util/error.h"
 
@@ -17,6 +18,8 @@ namespace {
 constexpr int64_t kPromptLogitRows = 16;
 // Shorter runs of tokens are not worth a prompt-cache entry (a copy, a lookup on every admission).
 constexpr size_t kMinCachedPrompt = 32;
+// Lookup decoding: steps a slot makes without guessing after its first guess missed.
+constexpr int64_t kDraftRest = 8;
 // Window of the tokens-per-second gauge.
 constexpr double kRecentSeconds = 10.0;
 
@@ -119,7 +122,11 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const SchedulerOp
   if (opt.chunk < 1) throw Error("--chunk must be >= 1, got " + std::to_string(opt.chunk));
   if (opt.queue < 0) throw Error("--queue must be >= 0, got " + std::to_string(opt.queue));
   check_tokenizer(tok, model.config);
-  logits_.resize(static_cast<size_t>((opt.parallel + kPromptLogitRows) * model.config.vocab_size));
+  if (opt.spec_ngram < 0 || opt.draft_max < 1 || opt.draft_max > 64)
+    throw Error("--spec-ngram must be >= 0 and --draft-max in [1, 64], got " + std::to_string(opt.spec_ngram) + " and " +
+                std::to_string(opt.draft_max));
+  const int64_t drafts = opt.spec_ngram > 0 ? opt.draft_max : 0;
+  logits_.resize(static_cast<size_t>((opt.parallel * (1 + drafts) + kPromptLogitRows) * model.config.vocab_size));
   hidden_.resize(static_cast<size_t>((opt.parallel + kPromptLogitRows) * model.config.emb_size));
   slots_.resize(static_cast<size_t>(opt.parallel));
   for (int i = 0; i < opt.parallel; ++i) slots_[static_cast<size_t>(i)].seq = i;
@@ -263,6 +270,8 @@ void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
   engine_.set_length(s.seq, static_cast<int64_t>(reuse));
   s.prompt_done = reuse;
   s.next = -1;
+  s.draft.clear();
+  s.draft_len = opt_.draft_max;
   s.decoder = std::make_unique<Decoder>(engine_, s.seq, tok_, p.decode, p.prompt);
   s.result = JobResult{};
   s.result.prompt_tokens = static_cast<int64_t>(p.prompt.size());
@@ -367,6 +376,26 @@ void Scheduler::sample_row(Slot& s, const float* logits) {
   }
 }
 
+void Scheduler::verify_draft(Slot& s, const float* draft_logits) {
+  const int64_t V = model_.config.vocab_size;
+  size_t kept = 0;
+  while (kept < s.draft.size() && s.job && s.next == s.draft[kept]) {
+    s.cached.push_back(s.draft[kept]);  // its K/V, written by this pass, stay
+    sample_row(s, draft_logits + static_cast<int64_t>(kept) * V);
+    ++kept;
+  }
+  engine_.rewind(static_cast<int64_t>(s.cached.size()), s.seq);  // the guesses that did not hold
+  // Guess more while guesses hold; after a miss as many as held; none after a miss of the first (a
+  // guess costs a row of the pass, and on a mixture of experts its own experts' weights), until
+  // kDraftRest steps have passed.
+  s.draft_len = kept == s.draft.size() ? std::min<int64_t>(opt_.draft_max, 2 * s.draft_len) : static_cast<int64_t>(kept);
+  s.draft_rest = s.draft_len == 0 ? kDraftRest : 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.drafted_tokens += s.draft.size();
+  stats_.accepted_tokens += kept;
+  s.draft.clear();
+}
+
 void Scheduler::embed_row(Slot& s, const float* hidden, bool last) {
   const int64_t d = model_.config.emb_size;
   for (int64_t i = 0; i < d; ++i) s.embed_sum[static_cast<size_t>(i)] += hidden[i];
@@ -388,21 +417,39 @@ void Scheduler::step() {
   step_tokens_ = 0;
   int64_t n_decode = 0;
   int sequences = 0;
+  int64_t decoding = 0;
+  for (const Slot& s : slots_) decoding += s.state == SlotState::Decoding;
   for (Slot& s : slots_) {
     if (s.state != SlotState::Decoding) continue;
-    batch_.add(s.next, s.seq, engine_.position(s.seq), true);
+    const int64_t pos = engine_.position(s.seq);
+    batch_.add(s.next, s.seq, pos, true);
     s.cached.push_back(s.next);
     s.next = -1;
     rows_.push_back({&s, RowKind::Sample, 0});
     ++n_decode;
     ++sequences;
+    // Lookup decoding: guesses after `next`, within the context, the tokens the job may still generate and
+    // the pass (a token kept for every slot still to come).
+    s.draft.clear();
+    if (s.draft_len == 0 && --s.draft_rest <= 0) s.draft_len = 1;
+    if (opt_.spec_ngram > 0 && !s.inspector && s.draft_len > 0) {
+      const DecodeOptions& d = s.job->params().decode;
+      int64_t room = std::min({s.draft_len, engine_.context() - pos - 1,
+                               engine_.batch() - batch_.size() - (decoding - n_decode)});
+      if (d.max_tokens >= 0) room = std::min(room, d.max_tokens - s.result.completion_tokens - 1);
+      s.draft = lookup_draft(s.cached, opt_.spec_ngram, room);
+      for (size_t i = 0; i < s.draft.size(); ++i) {
+        batch_.add(s.draft[i], s.seq, pos + 1 + static_cast<int64_t>(i), true);
+        rows_.push_back({&s, RowKind::Draft, i});
+      }
+    }
   }
   // Prompts, first come first served, in what is left of this step's budget.
   std::vector<Slot*> reading;
   for (Slot& s : slots_)
     if (s.state == SlotState::Prompt) reading.push_back(&s);
   std::sort(reading.begin(), reading.end(), [](const Slot* a, const Slot* b) { return a->admitted < b->admitted; });
-  int64_t budget = std::min(n_decode > 0 ? opt_.chunk : opt_.batch, engine_.batch() - n_decode);
+  int64_t budget = std::min(n_decode > 0 ? opt_.chunk : opt_.batch, engine_.batch() - batch_.size());
   int64_t logit_rows_left = kPromptLogitRows;
   uint64_t evaluated = 0;
   for (Slot* s : reading) {
@@ -443,6 +490,7 @@ void Scheduler::step() {
     const Row& row = rows_[r];
     Slot& s = *row.slot;
     const float* lg = logits_.data() + static_cast<int64_t>(r) * V;
+    if (row.kind == RowKind::Draft) continue;  // read with the row of its slot's `next`
     if (!s.job) continue;  // finished by an earlier row of this step (cannot happen: one Sample row per slot)
     if (row.kind == RowKind::Embed) {
       embed_row(s, hidden_.data() + static_cast<int64_t>(r) * model_.config.emb_size,
@@ -457,6 +505,7 @@ void Scheduler::step() {
       for (TokenOut& t : s.prompt_lp) s.job->emit(std::move(t));  // the prompt's logprobs come first
       s.prompt_lp.clear();
       sample_row(s, lg);
+      if (!s.draft.empty()) verify_draft(s, lg + V);  // its draft's rows follow this one
     }
   }
   const auto t1 = std::chrono::steady_clock::now();

@@ -4,7 +4,8 @@
 // prompt never stalls the others for more than a chunk. Requests wait in a bounded queue for a free slot.
 // A slot keeps its KV cache after its request ends; a new request whose prompt starts with those tokens
 // reuses them (prefix reuse); what a slot held is kept in the prompt cache when a request takes the
-// slot over, for any later prompt that starts with it. Kernels are batch-invariant (perf.md), so a request's greedy text does not
+// slot over, for any later prompt that starts with it. With lookup decoding a decoding slot also runs
+// guesses at its next tokens in the same pass and keeps those it would have sampled. Kernels are batch-invariant (perf.md), so a request's greedy text does not
 // depend on who else is served.
 #pragma once
 #include <atomic>
@@ -122,6 +123,8 @@ struct SchedulerOptions {
   KvType cache_type = KvType::F32;
   const Kernels* kernels = nullptr;  // null = the fastest for this CPU
   uint64_t cache_ram = 0;      // bytes of the prompt cache (server/prompt_cache.h); 0 = off
+  int spec_ngram = 0;          // lookup decoding (server/lookup.h): n-gram length to look up; 0 = off
+  int draft_max = 8;           // draft tokens per slot and step at most
 };
 
 // One slot as /slots shows it.
@@ -150,6 +153,7 @@ struct SchedulerStats {
   // The prompt cache: its bound and use, entries saved, and prompts that took a prefix from it.
   uint64_t prompt_cache_capacity = 0, prompt_cache_bytes = 0, prompt_cache_entries = 0;
   uint64_t prompt_cache_saves = 0, prompt_cache_hits = 0, prompt_cache_hit_tokens = 0;
+  uint64_t drafted_tokens = 0, accepted_tokens = 0;  // lookup decoding: guesses run, and kept
   std::vector<SlotInfo> slots;
 };
 
@@ -193,6 +197,9 @@ class Scheduler {
     std::vector<int32_t> cached;        // tokens whose K/V are in the cache, == the sequence's length
     size_t prompt_done = 0;             // prompt tokens in the cache
     int32_t next = -1;                  // Decoding: sampled, not yet run through the model
+    std::vector<int32_t> draft;         // this step's guesses after `next` (lookup decoding)
+    int64_t draft_len = 0;              // how many to guess next time (grows while guesses hold)
+    int64_t draft_rest = 0;             // steps left without guessing (draft_len 0)
     std::unique_ptr<Decoder> decoder;   // while the slot holds a job
     JobResult result;
     std::vector<TokenOut> prompt_lp;    // [prompt] logprobs of the prompt tokens (echo + logprobs)
@@ -202,7 +209,7 @@ class Scheduler {
     uint64_t last_used = 0;
     std::chrono::steady_clock::time_point t_admit, t_first;
   };
-  enum class RowKind : uint8_t { Sample, PromptLogprob, Embed };
+  enum class RowKind : uint8_t { Sample, PromptLogprob, Embed, Draft };
   struct Row {
     Slot* slot;
     RowKind kind;
@@ -214,6 +221,9 @@ class Scheduler {
   void remember(const Slot& s);  // the slot's cached tokens into the prompt cache, unless it holds them
   void step();
   void sample_row(Slot& s, const float* logits);
+  // After the row of `next` was sampled: keeps the draft tokens the sampler picked in turn, each one's
+  // row sampled for the token after it, and forgets the rest of the draft's cache positions.
+  void verify_draft(Slot& s, const float* draft_logits);
   void embed_row(Slot& s, const float* hidden, bool last);
   void publish_slots();  // slot_info_ from slots_ (holding mu_)
   void finish(Slot& s, FinishReason r, const std::string& error = {});

@@ -151,6 +151,12 @@ std::string HttpServer::metrics_text() {
          std::to_string(s.prompt_cache_hits));
   metric("groak_prompt_cache_hit_tokens_total", "counter", "Prompt tokens taken from the prompt cache.",
          std::to_string(s.prompt_cache_hit_tokens));
+  metric("groak_draft_tokens_total", "counter", "Lookup decoding: guessed tokens run through the model.",
+         std::to_string(s.drafted_tokens));
+  metric("groak_draft_tokens_accepted_total", "counter", "Lookup decoding: guessed tokens kept (the sampler picked them).",
+         std::to_string(s.accepted_tokens));
+  metric("groak_draft_acceptance_ratio", "gauge", "Accepted / guessed tokens (0 before any guess).",
+         num(s.drafted_tokens ? static_cast<double>(s.accepted_tokens) / static_cast<double>(s.drafted_tokens) : 0.0));
   metric("groak_steps_total", "counter", "Forward passes run.", std::to_string(s.steps));
   metric("groak_batched_steps_total", "counter", "Forward passes that served two or more sequences.",
          std::to_string(s.batched_steps));
