@@ -20,6 +20,8 @@ import threading
 import time
 import urllib.request
 
+from serve_util import start_server
+
 PROMPTS = [
     "The history of the printing press begins",
     "In the deep ocean, far below the reach of",
@@ -87,19 +89,8 @@ def main():
         cmd += ["--tokenizer", args.tokenizer]
     if args.threads:
         cmd += ["-t", str(args.threads)]
-    server = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    server, port = start_server(cmd, echo=True)
     try:
-        port = None
-        for line in server.stderr:
-            sys.stderr.write(line)
-            m = re.search(r"listening on http://[^:]+:(\d+)/", line)
-            if m:
-                port = int(m.group(1))
-            if "ready:" in line:
-                break
-        if port is None:
-            sys.exit("the server did not start")
-        threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
 
         prompts = PROMPTS[:args.parallel]
         print(f"warm-up (reads the weights into memory) ...", file=sys.stderr)

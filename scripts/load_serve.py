@@ -23,6 +23,8 @@ import time
 import urllib.error
 import urllib.request
 
+from serve_util import start_server
+
 
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -130,17 +132,9 @@ def main():
            str(args.queue), "--ctx-size", "512", "-t", "2"]
     if tok:
         cmd += ["--tokenizer", tok]
-    server = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    server, port = start_server(cmd)
     ok = True
     try:
-        port = None
-        for line in server.stderr:
-            m = re.search(r"listening on http://[^:]+:(\d+)/", line)
-            if m:
-                port = int(m.group(1))
-            if "ready:" in line:
-                break
-        threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
         rss0 = rss_kb(server.pid)
         results = []
         for n in (1, 2):

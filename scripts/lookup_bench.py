@@ -12,8 +12,9 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import urllib.request
+
+from serve_util import start_server
 
 RECORD = {"id": 4817, "name": "Alice Example", "email": "alice@example.com", "roles": ["admin", "editor"],
           "address": {"street": "12 Long Road", "city": "Springfield", "zip": "49007"},
@@ -39,18 +40,8 @@ def run(args, ngram):
            "-t", str(args.threads), "--spec-ngram", str(ngram), "--draft-max", str(args.draft_max)]
     if args.tokenizer:
         cmd += ["--tokenizer", args.tokenizer]
-    server = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    server, port = start_server(cmd)
     try:
-        port = None
-        for line in server.stderr:
-            m = re.search(r"listening on http://[^:]+:(\d+)/", line)
-            if m:
-                port = int(m.group(1))
-            if "ready:" in line:
-                break
-        if port is None:
-            sys.exit("the server did not start")
-        threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
         complete(port, TASKS["free"], 4)  # warm-up: the weights into memory
         out = {}
         for name, prompt in TASKS.items():

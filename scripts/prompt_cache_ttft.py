@@ -15,8 +15,9 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
+
+from serve_util import start_server
 
 
 def first_token(port, prompt):
@@ -45,18 +46,8 @@ def run(args, cache_mb, tokens):
     cmd = [args.groak, "serve", "--model", args.model, "--port", "0", "--parallel", "1", "-c", str(args.ctx),
            "-t", str(args.threads), "--cache-ram", str(cache_mb)]
     cmd += ["--tokenizer", args.tokenizer]
-    server = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    server, port = start_server(cmd)
     try:
-        port = None
-        for line in server.stderr:
-            m = re.search(r"listening on http://[^:]+:(\d+)/", line)
-            if m:
-                port = int(m.group(1))
-            if "ready:" in line:
-                break
-        if port is None:
-            sys.exit("the server did not start")
-        threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
         p = tokens[:args.prefix]
         a = first_token(port, p + tokens[args.prefix:args.prefix + 10])
         b = first_token(port, tokens[args.prefix + 20:args.prefix + 220])

@@ -3,19 +3,10 @@
 // the same text), stop_sequences, errors in Anthropic's shape (an image block, no max_tokens) and x-api-key
 // authentication. Run by tests/e2e/run.sh (GROAK_URL, GROAK_KEY_URL and GROAK_KEY set).
 import assert from "node:assert/strict";
+import { check, finish } from "./checks.mjs";
 import Anthropic from "@anthropic-ai/sdk";
 
 const client = new Anthropic({ baseURL: process.env.GROAK_URL, apiKey: "unused", maxRetries: 0, timeout: 120000 });
-let failures = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log("ok   " + name);
-  } catch (e) {
-    failures++;
-    console.log("FAIL " + name + "\n     " + (e.stack || e).toString().split("\n").slice(0, 6).join("\n     "));
-  }
-}
 
 const ask = {
   model: "tiny-e2e",
@@ -113,7 +104,4 @@ await check("x-api-key: the right key is served, a wrong one is a 401", async ()
     (e) => e instanceof Anthropic.AuthenticationError && e.error.error.type === "authentication_error");
 });
 
-if (failures) {
-  console.log(`${failures} check(s) failed`);
-  process.exit(1);
-}
+finish();

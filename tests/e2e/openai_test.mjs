@@ -2,19 +2,10 @@
 // streamed, logprobs), chat (plain, streamed), error cases, and 8 requests at once (4 slots + queue),
 // each greedy reply equal to the same request served alone. Run by tests/e2e/run.sh (GROAK_URL set).
 import assert from "node:assert/strict";
+import { check, finish } from "./checks.mjs";
 import OpenAI from "openai";
 
 const client = new OpenAI({ baseURL: process.env.GROAK_URL + "/v1", apiKey: "unused", maxRetries: 0, timeout: 120000 });
-let failures = 0;
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log("ok   " + name);
-  } catch (e) {
-    failures++;
-    console.log("FAIL " + name + "\n     " + (e.stack || e).toString().split("\n").slice(0, 6).join("\n     "));
-  }
-}
 
 const greedy = { temperature: 0, ignore_eos: true };
 
@@ -124,8 +115,5 @@ await check("8 requests at once: all served, each as if alone", async () => {
   assert.ok(batched > 0, "some steps served several requests");
 });
 
-if (failures) {
-  console.log(`${failures} check(s) failed`);
-  process.exit(1);
-}
+finish();
 console.log("all openai client checks passed");
