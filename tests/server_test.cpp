@@ -562,8 +562,15 @@ TEST(PromptCache, LongestPrefixWinsExtendedEntriesGoAndTheLeastRecentlyUsedIsDro
   EXPECT_EQ(cache.find(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7}).key, d);
   EXPECT_EQ(cache.entries(), 2u);
   EXPECT_EQ(cache.add({9}, 1001, dropped), -1) << "larger than the whole cache";
+  // An entry about to be used (`keep`) is never dropped: 950 bytes fit only without d, so nothing is added;
+  // with c kept, the least recently used other entry (d) makes room.
+  EXPECT_EQ(cache.add({9, 9}, 950, dropped, /*keep=*/d), -1);
+  EXPECT_TRUE(dropped.empty());
+  EXPECT_GT(cache.add({9, 9}, 450, dropped, /*keep=*/c), d);
+  EXPECT_EQ(dropped, std::vector<int64_t>{d});
+  EXPECT_EQ(cache.bytes(), 950u);
   cache.remove(c);
-  EXPECT_EQ(cache.bytes(), 100u);
+  EXPECT_EQ(cache.bytes(), 450u);
 }
 
 TEST_F(Serve, LogprobsAreTheModelsLogSoftmax) {

@@ -33,18 +33,23 @@ bool PromptCache::covers(std::span<const int32_t> tokens) const {
   return false;
 }
 
-int64_t PromptCache::add(std::vector<int32_t> tokens, uint64_t bytes, std::vector<int64_t>& dropped) {
+int64_t PromptCache::add(std::vector<int32_t> tokens, uint64_t bytes, std::vector<int64_t>& dropped, int64_t keep) {
   dropped.clear();
-  if (bytes > capacity_) return -1;
+  uint64_t kept = 0;  // bytes of `keep`, which stays whatever happens
+  for (const Entry& e : entries_)
+    if (e.key == keep) kept = e.bytes;
+  if (bytes + kept > capacity_) return -1;
   auto drop = [&](std::vector<Entry>::iterator it) {
     dropped.push_back(it->key);
     bytes_ -= it->bytes;
     return entries_.erase(it);
   };
   for (auto it = entries_.begin(); it != entries_.end();)
-    it = shared_prefix(it->tokens, tokens) == it->tokens.size() ? drop(it) : it + 1;
-  while (bytes_ + bytes > capacity_) {
-    auto lru = std::min_element(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) { return a.used < b.used; });
+    it = it->key != keep && shared_prefix(it->tokens, tokens) == it->tokens.size() ? drop(it) : it + 1;
+  while (bytes_ + bytes > capacity_) {  // terminates: every entry but `keep` can go, and bytes + kept fit
+    auto lru = std::min_element(entries_.begin(), entries_.end(), [&](const Entry& a, const Entry& b) {
+      return (a.key == keep ? ~uint64_t{0} : a.used) < (b.key == keep ? ~uint64_t{0} : b.used);
+    });
     drop(lru);
   }
   const int64_t key = next_key_++;

@@ -23,10 +23,11 @@ class PromptCache {
   Hit find(std::span<const int32_t> prompt);
   // Whether an entry starts with all of `tokens` (saving them would add nothing).
   bool covers(std::span<const int32_t> tokens) const;
-  // A new entry for `tokens` taking `bytes`: its key, or -1 when it alone exceeds the capacity. `dropped`
-  // gets the keys whose copies must go first: entries that `tokens` extend (the new one serves their
-  // prompts too), then the least recently used until it fits.
-  int64_t add(std::vector<int32_t> tokens, uint64_t bytes, std::vector<int64_t>& dropped);
+  // A new entry for `tokens` taking `bytes`: its key, or -1 when it cannot fit (alone larger than the
+  // capacity, or only by dropping `keep`, an entry about to be used). `dropped` gets the keys whose copies
+  // must go first: entries that `tokens` extend (the new one serves their prompts too), then the least
+  // recently used until it fits; never `keep`.
+  int64_t add(std::vector<int32_t> tokens, uint64_t bytes, std::vector<int64_t>& dropped, int64_t keep = -1);
   // Forgets an entry (its copy could not be made).
   void remove(int64_t key);
 

@@ -181,11 +181,11 @@ SchedulerStats Scheduler::stats() const {
   return s;
 }
 
-void Scheduler::remember(const Slot& s) {
+void Scheduler::remember(const Slot& s, int64_t keep) {
   if (!cache_ || s.cached.size() < kMinCachedPrompt || cache_->covers(s.cached)) return;
   const auto n = static_cast<int64_t>(s.cached.size());
   std::vector<int64_t> dropped;
-  const int64_t key = cache_->add(s.cached, engine_.prefix_bytes(n), dropped);
+  const int64_t key = cache_->add(s.cached, engine_.prefix_bytes(n), dropped, keep);
   for (int64_t k : dropped) engine_.drop_prefix(k);
   if (key < 0) return;  // larger than the whole cache
   try {
@@ -211,7 +211,7 @@ void Scheduler::admit(Slot& s, std::shared_ptr<ServeJob> job) {
     hit.tokens = std::min(hit.tokens, p.prompt.size() - 1);
   }
   const bool from_cache = hit.tokens > reuse && hit.tokens >= kMinCachedPrompt;
-  if (s.cached.size() > (from_cache ? 0 : reuse)) remember(s);
+  if (s.cached.size() > (from_cache ? 0 : reuse)) remember(s, from_cache ? hit.key : -1);
   if (from_cache) {
     engine_.load_prefix(hit.key, s.seq, static_cast<int64_t>(hit.tokens));
     s.cached.assign(p.prompt.begin(), p.prompt.begin() + static_cast<std::ptrdiff_t>(hit.tokens));

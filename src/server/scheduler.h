@@ -218,7 +218,8 @@ class Scheduler {
 
   void loop();
   void admit(Slot& s, std::shared_ptr<ServeJob> job);  // scheduler thread
-  void remember(const Slot& s);  // the slot's cached tokens into the prompt cache, unless it holds them
+  // The slot's cached tokens into the prompt cache, unless it holds them; `keep`: an entry not to evict.
+  void remember(const Slot& s, int64_t keep = -1);
   void step();
   void sample_row(Slot& s, const float* logits);
   // After the row of `next` was sampled: keeps the draft tokens the sampler picked in turn, each one's
