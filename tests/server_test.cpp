@@ -471,9 +471,21 @@ TEST_F(Serve, MessagesApiSpeaksAnthropicsShapes) {
   json system_role = ask;
   system_role["messages"][0]["role"] = "system";
   expect_anthropic_error(messages(system_role), 400, "invalid_request_error", "top-level `system` field");
+  // A last assistant message is a prefill: the reply continues it, as a completion of the whole text does.
   json prefill = ask;
-  prefill["messages"].push_back({{"role", "assistant"}, {"content", "Red"}});
-  expect_anthropic_error(messages(prefill), 400, "invalid_request_error", "prefill");
+  prefill["messages"].push_back({{"role", "assistant"}, {"content", "My favourite colour is"}});
+  Reply pf = messages(prefill);
+  ASSERT_EQ(pf.status, 200) << pf.raw;
+  Reply raw = to_reply(c.Post("/v1/completions", {{"x-api-key", "k"}},
+                              json{{"prompt", "System: Be brief.\n\nUser: Name a colour.\n\nAssistant: My favourite colour is"},
+                                   {"max_tokens", 12}, {"temperature", 0}}.dump(), "application/json"));
+  ASSERT_EQ(raw.status, 200) << raw.raw;
+  EXPECT_EQ(pf.body["content"][0]["text"], raw.body["choices"][0]["text"]) << "the continuation, its first space kept";
+  EXPECT_EQ(pf.body["usage"]["output_tokens"], 12) << pf.raw;
+  EXPECT_EQ(pf.body["usage"]["input_tokens"].get<int64_t>() + pf.body["usage"]["cache_read_input_tokens"].get<int64_t>(),
+            raw.body["usage"]["prompt_tokens"].get<int64_t>());
+  prefill["messages"].back()["content"] = "My favourite colour is ";
+  expect_anthropic_error(messages(prefill), 400, "invalid_request_error", "cannot end with whitespace");
   expect_anthropic_error(messages(ask, "wrong"), 401, "authentication_error", "x-api-key: KEY");
   expect_anthropic_error(to_reply(c.Post("/v1/messages", {{"x-api-key", "k"}}, "{nope", "application/json")), 400,
                          "invalid_request_error", "not valid JSON");

@@ -1,8 +1,10 @@
 // POST /v1/messages: Anthropic's Messages API over the same scheduler and chat template as the OpenAI
 // endpoints. The request is checked here in Anthropic's terms (system, messages of text blocks,
-// max_tokens required, stop_sequences), then given to the shared parser as the equivalent chat request;
+// max_tokens required, stop_sequences, a last assistant message as a prefill the reply continues), then
+// given to the shared parser as the equivalent chat request;
 // the reply is a message ({"type": "message", "content": [{"type": "text", …}], "stop_reason", "usage"}),
 // or a stream of Anthropic's named events. Errors on this path take Anthropic's shape (transport.h).
+#include <cctype>
 #include <random>
 #include <thread>
 
@@ -47,6 +49,7 @@ std::string text_of(const json& content, const std::string& where) {
 struct MessagesRequest {
   GenerationRequest g;
   std::vector<std::string> stop_sequences;  // the client's own (the template's stops end a turn)
+  bool prefill = false;  // the last message was the assistant's: the reply continues its text
 };
 
 MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const ChatTemplate& tmpl, const RequestLimits& lim) {
@@ -73,12 +76,21 @@ MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const Cha
                                      : "'" + role + "' is not a Messages API role; use user or assistant (the system "
                                        "prompt is the top-level `system` field)");
     if (!m.contains("content")) bad(at + ".content", "is required: a string or an array of text blocks");
-    if (role == "assistant" && i + 1 == msgs->size())
-      bad(at, "the last message is the assistant's (a prefill to continue), which groak does not support yet; end "
-              "with a user message");
     chat["messages"].push_back({{"role", role}, {"content", text_of(m["content"], at + ".content")}});
   }
+  // A last message of the assistant's is a prefill: the reply continues it (as Anthropic's API does).
+  std::string prefill;
+  const bool prefilled = chat["messages"].back()["role"] == "assistant";
+  if (prefilled) {
+    prefill = chat["messages"].back()["content"].get<std::string>();
+    chat["messages"].erase(chat["messages"].size() - 1);
+    const std::string at = "messages[" + std::to_string(msgs->size() - 1) + "].content";
+    if (!prefill.empty() && std::isspace(static_cast<unsigned char>(prefill.back())))
+      bad(at, "the final assistant content (a prefill) cannot end with whitespace");
+    if (chat["messages"].empty()) bad("messages", "holds only an assistant prefill; give a user message before it");
+  }
   MessagesRequest r;
+  r.prefill = prefilled;
   if (const auto st = body.find("stop_sequences"); st != body.end() && !st->is_null()) {
     if (!st->is_array()) bad("stop_sequences", std::string("must be an array of strings, got ") + kind(*st));
     for (size_t i = 0; i < st->size(); ++i) {
@@ -93,6 +105,23 @@ MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const Cha
     bad("stream", std::string("must be a boolean, got ") + kind(*stream));
   r.g = parse_generation_request(chat, /*chat=*/true, tok, tmpl, lim);
   r.g.stream = stream != body.end() && stream->is_boolean() && stream->get<bool>();
+  if (prefilled && !prefill.empty()) {  // the reply marker becomes an assistant message's opening, then the prefill
+    std::string& text = r.g.prompt_texts[0];
+    if (text.size() >= tmpl.generation.size() &&
+        text.compare(text.size() - tmpl.generation.size(), std::string::npos, tmpl.generation) == 0)
+      text.resize(text.size() - tmpl.generation.size());
+    text += tmpl.prefix("assistant") + prefill;  // tokenized whole, as one text
+    std::vector<int32_t> ids;
+    if (tmpl.bos) ids.push_back(tok.bos_id());
+    for (int32_t id : tok.encode(text)) ids.push_back(id);
+    const auto len = static_cast<int64_t>(ids.size());
+    if (len + r.g.params.decode.max_tokens > lim.context)
+      throw ApiError(400, "the prompt with its prefill has " + std::to_string(len) + " tokens; with max_tokens " +
+                              std::to_string(r.g.params.decode.max_tokens) + " that is more than the " +
+                              std::to_string(lim.context) + " the context holds per request; shorten it or lower max_tokens",
+                     "messages");
+    r.g.prompts[0] = std::move(ids);
+  }
   return r;
 }
 
@@ -185,6 +214,7 @@ void HttpServer::messages(const httplib::Request& req, httplib::Response& res) {
   require_ready();
   MessagesRequest m = parse_messages(parse_body(req), *tok_, opt_.chat_template, limits());
   std::vector<Choice> choices = submit(m.g, res);
+  choices[0].started = m.prefill;  // a continuation keeps its leading space (chat_delta drops a reply's)
   const std::string id = message_id();
   if (!m.g.stream) {
     Choice& c = choices[0];
