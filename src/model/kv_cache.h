@@ -39,16 +39,18 @@ class KVCache {
     return static_cast<uint64_t>(num_layers_ * 2 * n * kv_size_) * kv_type_bytes(type_);
   }
   // Positions [0, n) of sequence seq to dst (prefix_bytes(n) bytes: per layer, K rows then V rows) and
-  // back; copying in leaves the sequence's length as it is.
+  // back from a copy of `stored` ≥ n positions (its first n of each block); copying in leaves the
+  // sequence's length as it is.
   void copy_prefix_out(int64_t seq, int64_t n, uint8_t* dst) const {
     const size_t rows = static_cast<size_t>(n * kv_size_) * kv_type_bytes(type_);
     for (int64_t l = 0; l < num_layers_; ++l)
       for (int64_t kv = 0; kv < 2; ++kv, dst += rows) std::memcpy(dst, block(l, seq, kv), rows);
   }
-  void copy_prefix_in(int64_t seq, int64_t n, const uint8_t* src) {
-    const size_t rows = static_cast<size_t>(n * kv_size_) * kv_type_bytes(type_);
+  void copy_prefix_in(int64_t seq, int64_t n, const uint8_t* src, int64_t stored) {
+    const size_t row = static_cast<size_t>(kv_size_) * kv_type_bytes(type_);
     for (int64_t l = 0; l < num_layers_; ++l)
-      for (int64_t kv = 0; kv < 2; ++kv, src += rows) std::memcpy(block(l, seq, kv), src, rows);
+      for (int64_t kv = 0; kv < 2; ++kv, src += row * static_cast<size_t>(stored))
+        std::memcpy(block(l, seq, kv), src, row * static_cast<size_t>(n));
   }
 
   // [capacity, kv_size] elements of type() for one layer and sequence: position p at row p, heads

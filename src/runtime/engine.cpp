@@ -88,18 +88,7 @@ void Engine::load_prefix(int64_t key, int32_t seq, int64_t n) {
     throw Error("load_prefix: no copy " + std::to_string(key) + " of " + std::to_string(n) + " positions for sequence " +
                 std::to_string(seq));
   announce_prefix(model_.comm(), reinterpret_cast<int64_t>(this), PrefixOp::Load, key, seq, n);
-  // Per layer the copy holds K rows then V rows of its own length; the first n of each are wanted.
-  const int64_t m = it->second.positions;
-  const uint64_t whole = cache_.prefix_bytes(m);
-  if (n == m) {
-    cache_.copy_prefix_in(seq, n, it->second.bytes.get());
-  } else {  // gather the first n rows of each block into the layout copy_prefix_in reads
-    const uint64_t block = whole / static_cast<uint64_t>(2 * model_.config.num_layers), want = block / m * n;
-    std::unique_ptr<uint8_t[]> tmp(new uint8_t[want * 2 * model_.config.num_layers]);
-    for (int64_t b = 0; b < 2 * model_.config.num_layers; ++b)
-      std::memcpy(tmp.get() + b * want, it->second.bytes.get() + b * block, want);
-    cache_.copy_prefix_in(seq, n, tmp.get());
-  }
+  cache_.copy_prefix_in(seq, n, it->second.bytes.get(), it->second.positions);
   cache_.set_length(seq, n);
 }
 
