@@ -5,8 +5,6 @@
 // the reply is a message ({"type": "message", "content": [{"type": "text", …}], "stop_reason", "usage"}),
 // or a stream of Anthropic's named events. Errors on this path take Anthropic's shape (transport.h).
 #include <cctype>
-#include <random>
-#include <thread>
 
 #include "server/openai.h"
 #include "server/openai_reply.h"
@@ -21,20 +19,15 @@ namespace messages_api {  // named: the server's files are compiled as one unit
 
 [[noreturn]] void bad(const std::string& field, const std::string& what) { throw ApiError(400, field + " " + what, field); }
 
-const char* kind(const json& v) {
-  return v.is_string() ? "a string" : v.is_number() ? "a number" : v.is_boolean() ? "a boolean" : v.is_array() ? "an array"
-         : v.is_object() ? "an object" : "null";
-}
-
 // The text of a content: a string, or an array of {"type": "text", "text"} blocks (joined as they are).
 std::string text_of(const json& content, const std::string& where) {
   if (content.is_string()) return content.get<std::string>();
-  if (!content.is_array()) bad(where, std::string("must be a string or an array of content blocks, got ") + kind(content));
+  if (!content.is_array()) bad(where, std::string("must be a string or an array of content blocks, got ") + type_name(content));
   std::string text;
   for (size_t j = 0; j < content.size(); ++j) {
     const json& b = content[j];
     const std::string at = where + "[" + std::to_string(j) + "]";
-    if (!b.is_object()) bad(at, std::string("must be a content block object, got ") + kind(b));
+    if (!b.is_object()) bad(at, std::string("must be a content block object, got ") + type_name(b));
     const std::string type = b.contains("type") && b["type"].is_string() ? b["type"].get<std::string>() : "";
     if (type != "text")
       bad(at + ".type", type.empty() ? std::string("is required (\"text\")")
@@ -53,7 +46,7 @@ struct MessagesRequest {
 };
 
 MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const ChatTemplate& tmpl, const RequestLimits& lim) {
-  if (!body.is_object()) throw ApiError(400, std::string("the request body must be a JSON object, got ") + kind(body));
+  if (!body.is_object()) throw ApiError(400, std::string("the request body must be a JSON object, got ") + type_name(body));
   for (const char* unsupported : {"tools", "tool_choice", "thinking"})
     if (body.contains(unsupported) && !body[unsupported].is_null())
       bad(unsupported, "is not supported by groak's Messages API yet; send text messages only");
@@ -69,7 +62,7 @@ MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const Cha
   for (size_t i = 0; i < msgs->size(); ++i) {
     const json& m = (*msgs)[i];
     const std::string at = "messages[" + std::to_string(i) + "]";
-    if (!m.is_object()) bad(at, std::string("must be an object, got ") + kind(m));
+    if (!m.is_object()) bad(at, std::string("must be an object, got ") + type_name(m));
     const std::string role = m.contains("role") && m["role"].is_string() ? m["role"].get<std::string>() : "";
     if (role != "user" && role != "assistant")
       bad(at + ".role", role.empty() ? std::string("is required: \"user\" or \"assistant\"")
@@ -92,7 +85,7 @@ MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const Cha
   MessagesRequest r;
   r.prefill = prefilled;
   if (const auto st = body.find("stop_sequences"); st != body.end() && !st->is_null()) {
-    if (!st->is_array()) bad("stop_sequences", std::string("must be an array of strings, got ") + kind(*st));
+    if (!st->is_array()) bad("stop_sequences", std::string("must be an array of strings, got ") + type_name(*st));
     for (size_t i = 0; i < st->size(); ++i) {
       if (!(*st)[i].is_string() || (*st)[i].get<std::string>().empty())
         bad("stop_sequences[" + std::to_string(i) + "]", "must be a non-empty string");
@@ -102,7 +95,7 @@ MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const Cha
   }
   const auto stream = body.find("stream");
   if (stream != body.end() && !stream->is_null() && !stream->is_boolean())
-    bad("stream", std::string("must be a boolean, got ") + kind(*stream));
+    bad("stream", std::string("must be a boolean, got ") + type_name(*stream));
   r.g = parse_generation_request(chat, /*chat=*/true, tok, tmpl, lim);
   r.g.stream = stream != body.end() && stream->is_boolean() && stream->get<bool>();
   if (prefilled && !prefill.empty()) {  // the reply marker becomes an assistant message's opening, then the prefill
@@ -143,13 +136,6 @@ json usage_of(const JobResult& r) {
           {"output_tokens", r.completion_tokens},
           {"cache_read_input_tokens", r.cached_tokens},
           {"cache_creation_input_tokens", 0}};
-}
-
-std::string message_id() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return std::string("msg_") + buf;
 }
 
 json message(const std::string& id, const std::string& model, json content, json stop_reason, json stop_sequence,
@@ -215,7 +201,7 @@ void HttpServer::messages(const httplib::Request& req, httplib::Response& res) {
   MessagesRequest m = parse_messages(parse_body(req), *tok_, opt_.chat_template, limits());
   std::vector<Choice> choices = submit(m.g, res);
   choices[0].started = m.prefill;  // a continuation keeps its leading space (chat_delta drops a reply's)
-  const std::string id = message_id();
+  const std::string id = random_id("msg_");
   if (!m.g.stream) {
     Choice& c = choices[0];
     while (!c.finished)

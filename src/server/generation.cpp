@@ -1,6 +1,5 @@
 // POST /v1/completions and /v1/chat/completions: a parsed request becomes jobs for the scheduler, and
 // their tokens become one reply or a stream of chunks (OpenAI's shapes: openai_reply.h).
-#include <random>
 #include <thread>
 
 #include "server/openai.h"
@@ -13,13 +12,6 @@ namespace groak {
 using nlohmann::json;
 
 namespace {
-
-std::string random_id(const char* prefix) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
-  return std::string(prefix) + buf;
-}
 
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -29,6 +29,8 @@ struct ApiError : std::runtime_error {
 nlohmann::json error_body(int status, const std::string& message, const std::string& type, const std::string& code,
                           const std::string& param);
 const char* error_type_of(int status);  // "invalid_request_error", "authentication_error", …
+// What a JSON value is, for messages: "a string", "an integer", "null", …
+const char* type_name(const nlohmann::json& v);
 
 // What one request asks for, checked.
 struct GenerationRequest {

@@ -1,6 +1,8 @@
 #include "server/openai_reply.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 
 #include "server/openai.h"
 
@@ -26,6 +28,13 @@ void throw_if_failed(const JobResult& r) {
   if (r.finish != FinishReason::Error) return;
   if (r.status == 503) throw ApiError(503, r.error, "", "server_error", "unavailable");
   throw ApiError(r.status, "generation failed: " + r.error, "", "server_error");
+}
+
+std::string random_id(const char* prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(rng()));
+  return std::string(prefix) + buf;
 }
 
 std::string chat_delta(Choice& c, std::string text) {

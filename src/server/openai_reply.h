@@ -34,6 +34,8 @@ constexpr auto kPoll = std::chrono::milliseconds(100);  // how often a waiting h
 // A finished job that did not produce its reply, as the error the client gets: 503 when the server is
 // shutting down or cannot go on (a lost rank), 500 when generation failed. Returns for any other finish.
 void throw_if_failed(const JobResult& r);
+// A reply's id: the prefix ("chatcmpl-", "msg_", …) and 16 random hex digits.
+std::string random_id(const char* prefix);
 // Chat: drops the space a reply starts with after "Assistant:" (the template's own separator).
 std::string chat_delta(Choice& c, std::string text);
 
