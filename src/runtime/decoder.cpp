@@ -12,6 +12,7 @@ const char* stop_reason_text(StopReason r) {
     case StopReason::ContextFull: return "end of the context";
     case StopReason::Cancelled: return "interrupted";
     case StopReason::Error: return "error";
+    case StopReason::GrammarEnd: return "the grammar's end";
   }
   return "?";
 }
@@ -33,6 +34,7 @@ Decoder::Decoder(const Engine& engine, int32_t seq, const Tokenizer& tok, const 
       filter_(opt_.stop),
       history_(prompt.begin(), prompt.end()) {
   check_tokenizer(tok, engine.model().config);
+  if (opt_.grammar) matcher_.emplace(opt_.grammar);
   for (int32_t id : prompt) text_.push(id);
 }
 
@@ -45,9 +47,32 @@ Decoder::Token Decoder::next(const float* logits) {
     end(StopReason::Error);
     return t;
   }
-  const int32_t id = sampler_.sample(logits, history_);
-  if (id == tok_.eos_id() && !opt_.ignore_eos) {
+  const float* choose = logits;
+  if (matcher_) {
+    // The grammar's verdict on every token, then the sampler among those left. Too ambiguous or too deep
+    // a grammar ends the sequence with the reason.
+    try {
+      masked_.assign(logits, logits + V);
+      if (!matcher_->apply(masked_.data())) {
+        error_ = "the grammar allows no token at this point of the output (it needs characters the vocabulary cannot write)";
+        end(StopReason::Error);
+        return t;
+      }
+    } catch (const GrammarError& e) {
+      error_ = e.what();
+      end(StopReason::Error);
+      return t;
+    }
+    choose = masked_.data();
+  }
+  const int32_t id = sampler_.sample(choose, history_);
+  if (id == tok_.eos_id() && (!opt_.ignore_eos || matcher_)) {
     end(StopReason::Eos);
+    return t;
+  }
+  if (matcher_ && !matcher_->accept(id)) {  // cannot happen: the mask allowed it
+    error_ = "internal error: the sampled token " + std::to_string(id) + " does not fit the grammar";
+    end(StopReason::Error);
     return t;
   }
   t.id = id;
@@ -57,6 +82,8 @@ Decoder::Token Decoder::next(const float* logits) {
   t.text = filter_.push(text_.push(id), &hit);
   if (hit)
     end(StopReason::StopString);
+  else if (matcher_ && matcher_->must_end())
+    end(StopReason::GrammarEnd);
   else if (opt_.max_tokens > 0 && generated() >= opt_.max_tokens)
     end(StopReason::MaxTokens);
   else if (engine_.position(seq_) >= engine_.context())

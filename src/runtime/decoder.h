@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "grammar/matcher.h"
 #include "runtime/engine.h"
 #include "runtime/stop_filter.h"
 #include "sampling/sampler.h"
@@ -21,9 +22,13 @@ struct DecodeOptions {
   SamplingParams sampling;
   std::vector<std::string> stop;  // generation ends before the first occurrence of any of these
   bool ignore_eos = false;        // keep going past EOS (the official runner never checks it)
+  // Constrained output (grammar/matcher.h): only tokens the grammar allows are sampled, EOS only where
+  // it may end, and the sequence ends once the grammar is complete. Null: unconstrained.
+  std::shared_ptr<CompiledGrammar> grammar;
 };
 
-enum class StopReason { Eos, MaxTokens, StopString, ContextFull, Cancelled, Error };
+// GrammarEnd: the constrained output is complete (nothing more can follow).
+enum class StopReason { Eos, MaxTokens, StopString, ContextFull, Cancelled, Error, GrammarEnd };
 const char* stop_reason_text(StopReason r);  // for people: "end of sequence (EOS)", "token limit (-n)", …
 
 // Throws groak::Error unless the tokenizer has exactly the model's vocabulary: an id the tokenizer
@@ -71,6 +76,8 @@ class Decoder {
   Sampler sampler_;
   TextStream text_;
   StopFilter filter_;  // reads opt_.stop
+  std::optional<GrammarMatcher> matcher_;  // opt_.grammar's state
+  std::vector<float> masked_;              // [vocab] the logits with what the grammar forbids at -inf
   std::vector<int32_t> history_;  // prompt + generated, for the repetition penalty
   std::vector<int32_t> tokens_;
   std::optional<StopReason> reason_;

@@ -185,6 +185,13 @@ std::vector<Choice> HttpServer::submit(const GenerationRequest& g, httplib::Resp
   return choices;
 }
 
+std::shared_ptr<CompiledGrammar> HttpServer::constraint(const httplib::Request& req) {
+  // Parsed again keeping the keys' order (the body was checked as JSON already): properties come out in the
+  // order the schema lists them.
+  const RequestedGrammar r = requested_grammar(nlohmann::ordered_json::parse(req.body));
+  return r.gbnf.empty() ? nullptr : grammars_->get(r.gbnf, r.field);
+}
+
 RequestLimits HttpServer::limits() const {
   RequestLimits l;
   l.vocab = std::min<int64_t>(model_->config.vocab_size, tok_->vocab_size());
@@ -197,6 +204,7 @@ RequestLimits HttpServer::limits() const {
 void HttpServer::generation(const httplib::Request& req, httplib::Response& res, bool chat) {
   require_ready();
   GenerationRequest g = parse_generation_request(parse_body(req), chat, *tok_, opt_.chat_template, limits());
+  g.params.decode.grammar = constraint(req);
   std::vector<Choice> choices = submit(g, res);
   ReplyShape shape(chat, random_id(chat ? "chatcmpl-" : "cmpl-"), unix_now(), opt_.model_id, *tok_);
   if (!g.stream) {

@@ -64,11 +64,12 @@ void HttpServer::completion(const httplib::Request& req, httplib::Response& res)
     body.erase("n_predict");
   }
   lim.max_tokens_room = !body.contains("max_tokens");
-  for (const char* unsupported : {"n_probs", "grammar", "json_schema"})
+  for (const char* unsupported : {"n_probs"})
     if (body.contains(unsupported) && !body[unsupported].is_null() && body[unsupported] != 0)
       throw ApiError(400, std::string(unsupported) + " is not supported by groak's /completion", unsupported);
   for (const char* openai_only : {"n", "echo", "logprobs", "stream_options"}) body.erase(openai_only);
-  const GenerationRequest g = parse_generation_request(body, /*chat=*/false, *tok_, opt_.chat_template, lim);
+  GenerationRequest g = parse_generation_request(body, /*chat=*/false, *tok_, opt_.chat_template, lim);
+  g.params.decode.grammar = constraint(req);
   if (g.prompts.size() != 1) throw ApiError(400, "/completion takes one prompt; use /v1/completions for several", "prompt");
   auto choices = std::make_shared<std::vector<Choice>>(submit(g, res));
   const int64_t context = scheduler_->context();

@@ -140,23 +140,6 @@ json error_body(int status, const std::string& message, const std::string& type,
   return {{"error", e}};
 }
 
-std::string token_text(const Tokenizer& tok, int32_t id) {
-  if (id < 0 || id >= tok.vocab_size()) return "";
-  const int b = tok.byte_value(id);
-  if (b >= 0) return std::string(1, static_cast<char>(b));
-  const std::string p = tok.piece(id);
-  const std::string_view space = "\xE2\x96\x81";  // U+2581, SentencePiece's space
-  std::string out;
-  for (size_t i = 0; i < p.size();) {
-    if (p.compare(i, space.size(), space) == 0) {
-      out += ' ';
-      i += space.size();
-    } else {
-      out += p[i++];
-    }
-  }
-  return out;
-}
 
 GenerationRequest parse_generation_request(const json& body, bool chat, const Tokenizer& tok, const ChatTemplate& tmpl,
                                            const RequestLimits& limits) {

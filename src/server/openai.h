@@ -57,8 +57,4 @@ struct RequestLimits {
 GenerationRequest parse_generation_request(const nlohmann::json& body, bool chat, const Tokenizer& tok,
                                            const ChatTemplate& tmpl, const RequestLimits& limits);
 
-// The text of one token as OpenAI's logprobs show it (SentencePiece's ▁ as a space; a byte piece as
-// its byte).
-std::string token_text(const Tokenizer& tok, int32_t id);
-
 }  // namespace groak

@@ -50,6 +50,7 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
 FinishReason finish_reason_of(StopReason r) {
   switch (r) {
     case StopReason::Eos:
+    case StopReason::GrammarEnd:
     case StopReason::StopString: return FinishReason::Stop;
     case StopReason::MaxTokens:
     case StopReason::ContextFull: return FinishReason::Length;

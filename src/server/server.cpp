@@ -79,6 +79,7 @@ void HttpServer::set_model(std::shared_ptr<const Model> model, std::shared_ptr<c
   model_ = std::move(model);
   tok_ = std::move(tok);
   scheduler_ = std::make_unique<Scheduler>(*model_, *tok_, opt_.scheduler);
+  grammars_ = std::make_unique<GrammarCache>(TokenVocab::of(*tok_));
   ready_.store(true);
 }
 

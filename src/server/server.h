@@ -25,6 +25,7 @@
 
 #include "model/weights.h"
 #include "runtime/chat_template.h"
+#include "server/constraint.h"
 #include "server/openai.h"
 #include "server/openai_reply.h"
 #include "server/scheduler.h"
@@ -105,12 +106,15 @@ class HttpServer {
   // generation.cpp: a parsed request's jobs, submitted (ApiError 503 when the queue is full).
   std::vector<Choice> submit(const GenerationRequest& g, httplib::Response& res);
   RequestLimits limits() const;
+  // The request's constrained output (server/constraint.h), compiled; null for none. ApiError(400) when bad.
+  std::shared_ptr<CompiledGrammar> constraint(const httplib::Request& req);
 
   ServerOptions opt_;
   std::unique_ptr<httplib::Server> http_;
   std::shared_ptr<const Model> model_;
   std::shared_ptr<const Tokenizer> tok_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<GrammarCache> grammars_;  // with the tokenizer
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopped_{false};
   std::thread listener_;

@@ -102,4 +102,9 @@ class TextStream {
 // Writes `out_model_path` atomically (temp file, then rename). Throws groak::Error on failure.
 void train_tokenizer(const std::string& corpus_path, int vocab_size, const std::string& out_model_path);
 
+// The text one token appends as bytes (SentencePiece's ▁ as a space; a byte piece as its byte; a control
+// piece as its piece text): what OpenAI's logprobs show and what a grammar matches. "" for an id outside
+// the vocabulary.
+std::string token_text(const Tokenizer& tok, int32_t id);
+
 }  // namespace groak
