@@ -68,6 +68,19 @@ ws ::= [ \t\n]*
   EXPECT_TRUE(accepts("root ::= x\nx ::= \"\"", ""));
 }
 
+// Characters are code points, matched byte by byte: multi-byte characters, classes that hold some of a
+// lead byte's characters and not others, and invalid UTF-8 (truncated, overlong, surrogates) refused.
+TEST(Gbnf, MatchesUtf8ByteByByte) {
+  EXPECT_TRUE(accepts("root ::= [^a]+", "日本語€é𝄞"));
+  EXPECT_FALSE(accepts("root ::= [^a]+", "日a"));
+  EXPECT_TRUE(accepts("root ::= [\u3000-\u30FF]+", "アイ"));
+  EXPECT_FALSE(accepts("root ::= [\u3000-\u30FF]+", "日"));
+  EXPECT_TRUE(accepts("root ::= [\U0001D11E] \"x\"", "𝄞x"));
+  for (const char* bad : {"\xE6\x97x", "\xE6\x97", "\xC0\x80", "\xE0\x80\x80", "\xED\xA0\x80", "\xF4\x90\x80\x80",
+                          "\x80", "\xFF"})
+    EXPECT_FALSE(accepts("root ::= [^a]*", bad)) << bad;
+}
+
 TEST(Gbnf, RefusesWhatItCannotRun) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"", "no rule named 'root'"},

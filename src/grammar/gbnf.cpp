@@ -409,6 +409,11 @@ bool CharSet::intersects(uint32_t lo, uint32_t hi) const {
   return false;
 }
 
+bool CharSet::covers(uint32_t lo, uint32_t hi) const {
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), std::make_pair(lo, UINT32_MAX));
+  return it != ranges.begin() && std::prev(it)->first <= lo && std::prev(it)->second >= hi;
+}
+
 size_t Grammar::elements() const {
   size_t n = 0;
   for (const auto& r : rules)

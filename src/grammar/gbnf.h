@@ -27,6 +27,7 @@ struct CharSet {
   std::vector<std::pair<uint32_t, uint32_t>> ranges;
   bool contains(uint32_t c) const;
   bool intersects(uint32_t lo, uint32_t hi) const;  // any member in [lo, hi]
+  bool covers(uint32_t lo, uint32_t hi) const;      // every member of [lo, hi] (lo <= hi)
   bool empty() const { return ranges.empty(); }
 };
 

@@ -18,8 +18,18 @@ constexpr size_t kMaxStates = 50000;     // interned before the cache starts ove
 constexpr size_t kMaxMasks = 1024;       // token masks kept (vocab / 8 bytes each)
 
 // The first word of a state's key: an unfinished UTF-8 character's bytes still to come, its length and
-// the code point bits so far.
+// the code point bits so far; or, once every open alternative takes whatever the character turns out to
+// be ("committed"), no bits at all, so the thousands of prefixes of 3- and 4-byte characters inside a
+// string share one state instead of one each.
+constexpr uint32_t kCommitted = 1u << 30;
 uint32_t utf8_word(uint32_t left, uint32_t len, uint32_t cp) { return left | (len << 4) | (cp << 8); }
+
+// Every code point of [lo, hi] but the surrogates is in the set.
+bool covers_valid(const CharSet& set, uint32_t lo, uint32_t hi) {
+  if (lo < 0xD800 && !set.covers(lo, std::min<uint32_t>(hi, 0xD7FF))) return false;
+  if (hi > 0xDFFF && !set.covers(std::max<uint32_t>(lo, 0xE000), hi)) return false;
+  return true;
+}
 
 }  // namespace
 
@@ -135,7 +145,8 @@ int32_t CompiledGrammar::intern(std::vector<uint32_t> key) {
 
 int32_t CompiledGrammar::compute_step(int32_t s, uint8_t b) {
   const std::vector<uint32_t> key = *states_[static_cast<size_t>(s)].key;  // a copy: intern may move states_
-  uint32_t left = key[0] & 0xF, len = (key[0] >> 4) & 0xF, cp = key[0] >> 8;
+  const bool committed = (key[0] & kCommitted) != 0;
+  uint32_t left = key[0] & 0xF, len = (key[0] >> 4) & 0xF, cp = (key[0] & ~kCommitted) >> 8;
   bool complete = false;
   if (left == 0) {
     if (b < 0x80) {
@@ -161,7 +172,7 @@ int32_t CompiledGrammar::compute_step(int32_t s, uint8_t b) {
   uint32_t lo = cp << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
   lo = std::max(lo, min_of_len);
   hi = std::min<uint32_t>(hi, 0x10FFFF);
-  if (lo > hi) return kDead;
+  if (lo > hi && !committed) return kDead;
   if (complete && cp >= 0xD800 && cp <= 0xDFFF) return kDead;
 
   std::vector<std::vector<uint32_t>> out;
@@ -171,6 +182,16 @@ int32_t CompiledGrammar::compute_step(int32_t s, uint8_t b) {
     stack.assign(key.begin() + static_cast<std::ptrdiff_t>(i + 1), key.begin() + static_cast<std::ptrdiff_t>(i + 1 + key[i]));
     const uint32_t p = stack.back();
     const CharSet& set = sets_[arg_[p]];
+    if (committed) {
+      if (complete) {  // every stack takes the character, whatever it is
+        stack.pop_back();
+        if (kind_[p + 1] != Kind::End) stack.push_back(p + 1);
+        expand(stack, out);
+      } else {
+        out.push_back(stack);
+      }
+      continue;
+    }
     if (!complete) {  // the set must hold a code point this character can still become (never a surrogate)
       const bool below = lo < 0xD800 && set.intersects(lo, std::min<uint32_t>(hi, 0xD7FF));
       const bool above = hi > 0xDFFF && set.intersects(std::max<uint32_t>(lo, 0xE000), hi);
@@ -185,7 +206,16 @@ int32_t CompiledGrammar::compute_step(int32_t s, uint8_t b) {
   if (out.empty()) return kDead;
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
-  std::vector<uint32_t> next{complete ? 0u : utf8_word(left, len, cp)};
+  uint32_t word = complete ? 0u : committed ? kCommitted | utf8_word(left, len, 0) : utf8_word(left, len, cp);
+  // Commit once the bytes still to come may be any continuation bytes (after a 3-byte character's second
+  // byte, a 4-byte one's second: E0, ED, F0 and F4 restrict only the byte after them) and every stack's set
+  // holds every character they can make.
+  if (!complete && !committed && (len == 2 || left + 2 <= len)) {
+    bool all = true;
+    for (const auto& st : out) all = all && covers_valid(sets_[arg_[st.back()]], lo, hi);
+    if (all) word = kCommitted | utf8_word(left, len, 0);
+  }
+  std::vector<uint32_t> next{word};
   for (const auto& st : out) {
     next.push_back(static_cast<uint32_t>(st.size()));
     next.insert(next.end(), st.begin(), st.end());
