@@ -14,11 +14,12 @@ const ojson* present(const ojson& body, const char* key) {
   return it == body.end() || it->is_null() ? nullptr : &*it;
 }
 
-std::string from_schema(const ojson& schema, const std::string& field) {
+// `where` names the schema in the message; `param` is the request's top-level field.
+std::string from_schema(const ojson& schema, const std::string& where, const std::string& param) {
   try {
     return json_schema_to_gbnf(schema);
   } catch (const GrammarError& e) {
-    throw ApiError(400, field + ": " + e.what(), field);
+    throw ApiError(400, where + ": " + e.what(), param);
   }
 }
 
@@ -44,7 +45,7 @@ RequestedGrammar requested_grammar(const ojson& body) {
         throw ApiError(400, "response_format.json_schema must be an object {\"name\", \"schema\", \"strict\"}", "response_format");
       const ojson* schema = present(*js, "schema");
       if (!schema) throw ApiError(400, "response_format.json_schema.schema is required: the JSON Schema of the reply", "response_format");
-      take(from_schema(*schema, "response_format.json_schema.schema"), "response_format");
+      take(from_schema(*schema, "response_format.json_schema.schema", "response_format"), "response_format");
     } else if (type != "text") {
       throw ApiError(400, "response_format.type must be text, json_object or json_schema, not '" + type + "'", "response_format");
     }
@@ -53,7 +54,7 @@ RequestedGrammar requested_grammar(const ojson& body) {
     if (!g->is_string()) throw ApiError(400, "grammar must be a string of GBNF rules (root ::= ...)", "grammar");
     if (!g->get<std::string>().empty()) take(g->get<std::string>(), "grammar");
   }
-  if (const ojson* s = present(body, "json_schema")) take(from_schema(*s, "json_schema"), "json_schema");
+  if (const ojson* s = present(body, "json_schema")) take(from_schema(*s, "json_schema", "json_schema"), "json_schema");
   return {gbnf, from};
 }
 
