@@ -4,6 +4,7 @@
 #include <random>
 
 #include "cli.h"
+#include "grammar/json_schema.h"
 #include "util/error.h"
 
 namespace groak::cli {
@@ -147,6 +148,42 @@ void add_predict_option(CLI::App& c, SamplingArgs& a, const std::string& help) {
 void add_stop_options(CLI::App& c, SamplingArgs& a) {
   c.add_option("--stop", a.decode.stop, "stop before this text (repeatable)");
   c.add_flag("--ignore-eos", a.decode.ignore_eos, "keep generating past the end-of-sequence token");
+}
+
+void add_grammar_options(CLI::App& c, SamplingArgs& a) {
+  auto* g = c.add_option("--grammar", a.grammar, "constrain the output to this GBNF grammar (llama.cpp's syntax; root ::= ...)");
+  auto* gf = c.add_option("--grammar-file", a.grammar_file, "constrain the output to the GBNF grammar in this file");
+  auto* j = c.add_option("-j,--json-schema", a.json_schema, "constrain the output to JSON that this JSON Schema accepts");
+  auto* jf = c.add_option("--json-schema-file", a.json_schema_file, "constrain the output to the JSON Schema in this file");
+  g->excludes(gf)->excludes(j)->excludes(jf);
+  gf->excludes(j)->excludes(jf);
+  j->excludes(jf);
+}
+
+void resolve_grammar(SamplingArgs& a, const Tokenizer& tok) {
+  std::string gbnf, flag;
+  try {
+    if (!a.grammar.empty()) {
+      flag = "--grammar";
+      gbnf = a.grammar;
+    } else if (!a.grammar_file.empty()) {
+      flag = "--grammar-file";
+      gbnf = read_file_text(a.grammar_file);
+    } else if (!a.json_schema.empty() || !a.json_schema_file.empty()) {
+      flag = a.json_schema.empty() ? "--json-schema-file" : "--json-schema";
+      const std::string text = a.json_schema.empty() ? read_file_text(a.json_schema_file) : a.json_schema;
+      const auto schema = nlohmann::ordered_json::parse(text, nullptr, false);
+      if (schema.is_discarded()) throw Error("not valid JSON");
+      gbnf = json_schema_to_gbnf(schema);
+    } else {
+      return;
+    }
+    auto g = std::make_shared<CompiledGrammar>(parse_gbnf(gbnf), TokenVocab::of(tok));
+    g->check_start();
+    a.decode.grammar = std::move(g);
+  } catch (const Error& e) {
+    throw Error(flag + ": " + e.what());
+  }
 }
 
 void resolve_seed(SamplingArgs& a) {

@@ -78,11 +78,16 @@ EngineOptions engine_options(const EngineArgs& a, const Job& job);
 struct SamplingArgs {
   DecodeOptions decode;
   int64_t seed = 42;
+  std::string grammar, grammar_file, json_schema, json_schema_file;  // constrained output (llama.cpp's flags)
 };
 void add_sampling_options(CLI::App& c, SamplingArgs& a);
 // -n,--n-predict: tokens to generate at most (-1 = no limit); `help` says per what.
 void add_predict_option(CLI::App& c, SamplingArgs& a, const std::string& help);
 void add_stop_options(CLI::App& c, SamplingArgs& a);
+// --grammar, --grammar-file, -j/--json-schema, --json-schema-file: at most one of them.
+void add_grammar_options(CLI::App& c, SamplingArgs& a);
+// a.decode.grammar from those options, compiled for the tokenizer; throws groak::Error naming the flag.
+void resolve_grammar(SamplingArgs& a, const Tokenizer& tok);
 // Sets a.decode.sampling.seed from a.seed (a random one, said on stderr so the text can be repeated).
 void resolve_seed(SamplingArgs& a);
 

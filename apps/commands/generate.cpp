@@ -35,6 +35,7 @@ int run_generate(GenerateArgs& a, Job& job) {
   });
   if (!job.leader()) return job.follow(m, a.engine.threads, kernels_named(a.engine.kernels));
   Tokenizer tok = open_tokenizer(a.tokenizer, a.model);
+  resolve_grammar(a.sampling, tok);
   std::vector<int32_t> prompt;
   if (a.bos) prompt.push_back(tok.bos_id());
   for (int32_t id : tok.encode(text)) prompt.push_back(id);
@@ -87,6 +88,7 @@ Command generate_command() {
     cmd.add_flag("--echo", a->echo, "print the prompt before the continuation (off: stdout holds only the new text)");
     cmd.add_flag("--bos", a->bos, "prepend the BOS token (the official runner does not)");
     add_stop_options(cmd, a->sampling);
+    add_grammar_options(cmd, a->sampling);
     add_engine_options(cmd, a->engine, "context size in tokens (default: the model's sequence_len)");
   };
   c.check = [a] {
