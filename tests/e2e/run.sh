@@ -3,7 +3,8 @@
 # trained tokenizer: `openai` (the official npm client), `anthropic` (the official @anthropic-ai/sdk client
 # on the Messages API), `browser` (the chat page in Debian's chromium,
 # driven by playwright-core) or `inspect` (groak inspect's report.html in chromium, no server).
-# Usage: tests/e2e/run.sh GROAK_BIN openai|anthropic|browser|inspect [RANKS]
+# `structured` (constrained output through the openai client, every reply validated by Ajv).
+# Usage: tests/e2e/run.sh GROAK_BIN openai|anthropic|structured|browser|inspect [RANKS]
 # RANKS = 2: the servers run as a tensor-parallel group under `mpirun -np 2` (skipped without mpirun).
 # Exit 77 (ctest: skipped) with a message when node, the npm packages or chromium are absent.
 set -euo pipefail
@@ -14,7 +15,8 @@ ranks="${3:-1}"
 skip() { echo "SKIPPED: $*" >&2; exit 77; }
 
 command -v node >/dev/null || skip "node is not installed (scripts/setup.sh installs nodejs)"
-[ -d "$here/node_modules/openai" ] && [ -d "$here/node_modules/@anthropic-ai/sdk" ] && [ -d "$here/node_modules/playwright-core" ] ||
+[ -d "$here/node_modules/openai" ] && [ -d "$here/node_modules/@anthropic-ai/sdk" ] && [ -d "$here/node_modules/playwright-core" ] &&
+  [ -d "$here/node_modules/ajv" ] ||
   skip "the npm packages are not installed: run scripts/setup.sh (npm ci in tests/e2e) with access to the npm registry"
 if [ "$which_test" = browser ] || [ "$which_test" = inspect ]; then
   chromium="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
@@ -85,8 +87,9 @@ status=0
 case "$which_test" in
   openai) node "$here/openai_test.mjs" || status=$? ;;
   anthropic) node "$here/anthropic_test.mjs" || status=$? ;;
+  structured) node "$here/structured_test.mjs" || status=$? ;;
   browser) node "$here/chat_page_test.mjs" || status=$? ;;
-  *) echo "unknown test '$which_test' (openai, anthropic or browser)" >&2; exit 2 ;;
+  *) echo "unknown test '$which_test' (openai, anthropic, structured or browser)" >&2; exit 2 ;;
 esac
 for pid in $server_pids; do
   kill -0 "$pid" 2>/dev/null || { echo "a server died during the test" >&2; cat "$work"/*.log >&2; exit 1; }
