@@ -83,28 +83,36 @@ std::string literal(const std::string& s) {
   return out + "\"";
 }
 
-class Converter {
- public:
-  explicit Converter(const json& root) : root_(root) {}
+}  // namespace
 
-  std::string run() {
-    const std::string r = visit(root_, "root", "");
-    if (r != "root") rules_["root"] = r;
+// SchemaRules' implementation (its members are public to it alone: the class is this file's).
+class SchemaConverter {
+ public:
+  // Defines rule `name` for the values `schema` accepts (its $refs resolve inside `schema`).
+  void add(const json& schema, const std::string& name) {
+    root_ = &schema;
+    refs_.clear();
+    taken_.insert(name);
+    const std::string r = visit(schema, name, "");
+    if (r != name) rules_[name] = r;
+  }
+
+  std::string text() const {
     std::string out;
-    out += "root ::= " + rules_["root"] + "\n";
+    if (auto it = rules_.find("root"); it != rules_.end()) out += "root ::= " + it->second + "\n";
     for (const auto& [name, body] : rules_)
       if (name != "root") out += name + " ::= " + body + "\n";
     for (const std::string& p : used_) out += p + " ::= " + primitives().at(p) + "\n";
     return out;
   }
 
- private:
   [[noreturn]] static void fail(const std::string& path, const std::string& what) {
     throw GrammarError("schema" + (path.empty() ? std::string() : " at " + path) + ": " + what);
   }
   static std::string at(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
 
   std::string use(const std::string& p) {
+    if (!primitives().count(p)) throw GrammarError("internal: no JSON primitive '" + p + "'");
     if (used_.insert(p).second) {
       auto it = primitive_deps().find(p);
       if (it != primitive_deps().end())
@@ -200,11 +208,11 @@ class Converter {
     } catch (const json::exception&) {
       fail(at(path, "$ref"), "'" + r + "' is not a JSON pointer");
     }
-    if (!root_.contains(ptr)) fail(at(path, "$ref"), "'" + r + "' points at nothing in the schema");
+    if (!root_->contains(ptr)) fail(at(path, "$ref"), "'" + r + "' points at nothing in the schema");
     const std::string name = fresh(r.substr(r.rfind('/') + 1));
     refs_[r] = name;  // before visiting: the definition may refer to itself
     rules_[name] = "";
-    rules_[name] = visit(root_.at(ptr), name, r.substr(2));
+    rules_[name] = visit(root_->at(ptr), name, r.substr(2));
     return name;
   }
 
@@ -319,15 +327,23 @@ class Converter {
     return define(hint, "\"{\" space " + rest[0][1] + " \"}\" space");
   }
 
-  const json& root_;
+  const json* root_ = nullptr;  // the schema being added
   std::map<std::string, std::string> rules_;
   std::set<std::string> taken_, used_;
   std::map<std::string, std::string> refs_;
 };
 
-}  // namespace
+std::string json_schema_to_gbnf(const json& schema) {
+  SchemaRules g;
+  g.add(schema, "root");
+  return g.text();
+}
 
-std::string json_schema_to_gbnf(const json& schema) { return Converter(schema).run(); }
+SchemaRules::SchemaRules() : c_(std::make_unique<SchemaConverter>()) {}
+SchemaRules::~SchemaRules() = default;
+void SchemaRules::add(const json& schema, const std::string& name) { c_->add(schema, name); }
+std::string SchemaRules::text() const { return c_->text(); }
+std::string SchemaRules::primitive(const std::string& name) { return c_->use(name); }
 
 std::string json_schema_to_gbnf(const nlohmann::json& schema) { return json_schema_to_gbnf(json(schema)); }
 

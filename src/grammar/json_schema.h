@@ -9,6 +9,7 @@
 // Properties come in the schema's order; optional ones may be left out. Numbers are written with at most
 // 16 integer and 16 fraction digits and whitespace is bounded, as in llama.cpp, so output always ends.
 #pragma once
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -26,5 +27,22 @@ std::string json_schema_to_gbnf(const nlohmann::json& schema);
 
 // Any JSON object ({"type": "json_object"}): root ::= object.
 std::string json_object_gbnf();
+
+// Several schemas in one grammar (tool calls: one rule per tool's arguments), sharing the JSON primitives.
+class SchemaRules {
+ public:
+  SchemaRules();
+  ~SchemaRules();
+  // Defines rule `name` (letters, digits, '-') for the values `schema` accepts; the schema's $refs resolve
+  // inside it. Throws GrammarError naming the unsupported keyword's path.
+  void add(const nlohmann::ordered_json& schema, const std::string& name);
+  // A JSON primitive's rule name ("space", "string", …), defined in text() from now on.
+  std::string primitive(const std::string& name);
+  // Every rule so far (root first when one is named root), then the primitives they use.
+  std::string text() const;
+
+ private:
+  std::unique_ptr<class SchemaConverter> c_;
+};
 
 }  // namespace groak

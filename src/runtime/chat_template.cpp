@@ -17,7 +17,8 @@ const std::string& role_text(const ChatTemplate& t, const std::string& role) {
   if (role == "system") return t.system;
   if (role == "user") return t.user;
   if (role == "assistant") return t.assistant;
-  throw Error("unknown chat role '" + role + "'; use system, user or assistant");
+  if (role == "tool") return t.tool;
+  throw Error("unknown chat role '" + role + "'; use system, user, assistant or tool");
 }
 
 }  // namespace
@@ -50,13 +51,13 @@ ChatTemplate ChatTemplate::parse(const std::string& json_text, const std::string
   ChatTemplate t;
   for (const auto& [key, value] : j.items()) {
     const std::string where = origin + ": field \"" + key + "\"";
-    if (key == "system" || key == "user" || key == "assistant") {
+    if (key == "system" || key == "user" || key == "assistant" || key == "tool") {
       if (!value.is_string()) throw Error(where + " must be a string");
       const std::string s = value.get<std::string>();
       const size_t at = s.find(kContent);
       if (at == std::string::npos || s.find(kContent, at + 1) != std::string::npos)
         throw Error(where + " must contain {content} exactly once (where the message goes)");
-      (key == "system" ? t.system : key == "user" ? t.user : t.assistant) = s;
+      (key == "system" ? t.system : key == "user" ? t.user : key == "tool" ? t.tool : t.assistant) = s;
     } else if (key == "generation") {
       if (!value.is_string()) throw Error(where + " must be a string");
       t.generation = value.get<std::string>();
@@ -71,7 +72,7 @@ ChatTemplate ChatTemplate::parse(const std::string& json_text, const std::string
       if (!value.is_boolean()) throw Error(where + " must be true or false");
       t.bos = value.get<bool>();
     } else {
-      throw Error(where + " is unknown; the fields are system, user, assistant, generation, stop, bos");
+      throw Error(where + " is unknown; the fields are system, user, assistant, tool, generation, stop, bos");
     }
   }
   return t;

@@ -3,7 +3,8 @@
 //
 //   System: {system message}\n\nUser: {user message}\n\nAssistant: {reply}\n\nUser: …\n\nAssistant:
 //
-// and stops the reply where the model starts another turn ("\nUser:", "\nAssistant:", "\nSystem:").
+// ("Tool: {result}\n\n" for a tool's result) and stops the reply where the model starts another turn
+// ("\nUser:", "\nAssistant:", "\nSystem:", "\nTool:").
 // `--chat-template FILE` replaces it with a JSON file of the same fields (ChatTemplate::parse).
 #pragma once
 #include <string>
@@ -12,7 +13,7 @@
 namespace groak {
 
 struct ChatMessage {
-  std::string role;     // "system", "user" or "assistant"
+  std::string role;     // "system", "user", "assistant" or "tool" (a tool's result)
   std::string content;
 };
 
@@ -21,10 +22,11 @@ struct ChatTemplate {
   std::string system = "System: {content}\n\n";
   std::string user = "User: {content}\n\n";
   std::string assistant = "Assistant: {content}\n\n";
+  std::string tool = "Tool: {content}\n\n";
   // Appended after the last message: where the model's reply starts.
   std::string generation = "Assistant:";
   // The reply ends before the first of these (besides EOS, max_tokens and the request's own stops).
-  std::vector<std::string> stop = {"\nUser:", "\nAssistant:", "\nSystem:"};
+  std::vector<std::string> stop = {"\nUser:", "\nAssistant:", "\nSystem:", "\nTool:"};
   // Prepend the BOS token (the official runner does not).
   bool bos = false;
 
@@ -34,7 +36,7 @@ struct ChatTemplate {
   std::string prefix(const std::string& role) const;
   std::string suffix(const std::string& role) const;
 
-  // A template from JSON text: an object with any of the fields above ("system", "user", "assistant":
+  // A template from JSON text: an object with any of the fields above ("system", "user", "assistant", "tool":
   // strings holding {content} once; "generation": string; "stop": array of non-empty strings; "bos":
   // bool). Missing fields keep the default; unknown fields are refused (a typo should not pass
   // silently). `origin` names the source in errors. Throws groak::Error.

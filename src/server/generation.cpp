@@ -32,6 +32,18 @@ json inspect_of(const std::vector<TokenOut>& toks) {
   return {{"tokens", out}};
 }
 
+// A reply's calls in OpenAI's shape: [{"id", "type": "function", "function": {"name", "arguments"}}], with
+// "index" when streamed.
+json tool_calls_json(const std::vector<json>& calls, bool streamed) {
+  json out = json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json c = {{"id", random_id("call_")}, {"type", "function"}, {"function", calls[i]}};
+    if (streamed) c["index"] = i;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 // The whole reply, once every choice has finished.
 json whole_reply(const ReplyShape& shape, const GenerationRequest& g, std::vector<Choice>& choices) {
   for (Choice& c : choices) {
@@ -52,7 +64,17 @@ json whole_reply(const ReplyShape& shape, const GenerationRequest& g, std::vecto
     if (g.logprobs)
       lp = !shape.chat() && g.echo ? shape.echo_logprobs(c.prompt_tokens, g.prompt_texts[c.prompt], c.tokens)
                                    : shape.logprobs(c.tokens, 0);
+    ToolReply calls;
+    if (g.tools) {  // the reply's calls come out of its text
+      calls = split_tool_calls(text);
+      text = calls.content;
+    }
     json choice = shape.choice(c.index, ReplyShape::Part::Whole, text, lp, finish);
+    if (!calls.calls.empty()) {
+      choice["message"]["tool_calls"] = tool_calls_json(calls.calls, false);
+      if (text.empty()) choice["message"]["content"] = nullptr;
+      choice["finish_reason"] = "tool_calls";
+    }
     if (g.params.inspect) choice["inspect"] = inspect_of(c.tokens);
     out.push_back(std::move(choice));
   }
@@ -67,6 +89,7 @@ struct Stream {
   ReplyShape shape;
   GenerationRequest g;
   std::vector<Choice> choices;
+  std::vector<ToolCallStream> tool_streams;  // [choices] with tools: text is held while it may open a call
   bool opened = false;
   std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
 
@@ -106,6 +129,10 @@ bool Stream::pump(SseWriter& sse, bool* done) {
     for (TokenOut& t : toks) {
       any_news = true;
       std::string text = shape.chat() ? chat_delta(c, t.text) : t.text;
+      if (g.tools) {
+        text = tool_streams[static_cast<size_t>(c.index)].push(text);
+        if (text.empty() && !g.logprobs) continue;  // held back (a call being written): nothing to send yet
+      }
       if (t.id < 0 && text.empty()) continue;
       json lp = nullptr;
       // Offsets index the whole text the client assembles: the echoed prompt, then the completion.
@@ -119,8 +146,27 @@ bool Stream::pump(SseWriter& sse, bool* done) {
     if (c.finished) {
       any_news = true;
       const JobResult& r = c.job->result();
+      const char* finish = finish_reason_name(r.finish);
+      if (g.tools) {  // held text, then the calls in one delta
+        ToolCallStream& ts = tool_streams[static_cast<size_t>(c.index)];
+        const ToolReply calls = split_tool_calls(ts.all());
+        // What was held back: a tail that never opened a call, or a call that does not parse (cut by
+        // max_tokens), which is text after all.
+        std::string rest = ts.finish();
+        if (calls.calls.empty() && ts.in_calls()) rest = ts.all().substr(std::min(ts.all().size(), c.text.size()));
+        if (!rest.empty()) {
+          c.text += rest;
+          if (!send(shape.choice(c.index, Part::Chunk, rest, nullptr, nullptr))) return false;
+        }
+        if (!calls.calls.empty()) {
+          json delta = shape.choice(c.index, Part::Chunk, std::nullopt, nullptr, nullptr);
+          delta["delta"]["tool_calls"] = tool_calls_json(calls.calls, true);
+          if (!send(std::move(delta))) return false;
+          finish = "tool_calls";
+        }
+      }
       json choice = shape.choice(c.index, Part::Chunk, shape.chat() ? std::nullopt : std::optional<std::string>(""),
-                                 nullptr, finish_reason_name(r.finish));
+                                 nullptr, finish);
       if (r.finish == FinishReason::Error) choice["error"] = r.error;
       finishes.push_back(std::move(choice));
     } else {
@@ -185,12 +231,20 @@ std::vector<Choice> HttpServer::submit(const GenerationRequest& g, httplib::Resp
   return choices;
 }
 
-std::shared_ptr<CompiledGrammar> HttpServer::constraint(const httplib::Request& req) {
-  // Parsed again keeping the keys' order (the body was checked as JSON already): properties come out in the
-  // order the schema lists them.
-  const RequestedGrammar r = requested_grammar(nlohmann::ordered_json::parse(req.body));
+std::shared_ptr<CompiledGrammar> HttpServer::constraint(const nlohmann::ordered_json& body,
+                                                         const std::optional<ToolRequest>& tools) {
+  const RequestedGrammar r = requested_grammar(body);
+  if (tools && tools->choice != ToolRequest::Choice::None) {
+    if (!r.gbnf.empty())
+      throw ApiError(400, r.field + " cannot go with tools: the reply is either calls or follows the format; drop one", r.field);
+    return grammars_->get(tools_grammar(*tools), "tools");
+  }
   return r.gbnf.empty() ? nullptr : grammars_->get(r.gbnf, r.field);
 }
+
+// The body again, keeping the keys' order (it was checked as JSON already): a schema's properties and a
+// tool's parameters come out in the order they are listed.
+nlohmann::ordered_json ordered_body(const httplib::Request& req) { return nlohmann::ordered_json::parse(req.body); }
 
 RequestLimits HttpServer::limits() const {
   RequestLimits l;
@@ -203,8 +257,11 @@ RequestLimits HttpServer::limits() const {
 
 void HttpServer::generation(const httplib::Request& req, httplib::Response& res, bool chat) {
   require_ready();
-  GenerationRequest g = parse_generation_request(parse_body(req), chat, *tok_, opt_.chat_template, limits());
-  g.params.decode.grammar = constraint(req);
+  const json body = parse_body(req);
+  const nlohmann::ordered_json ordered = ordered_body(req);
+  std::optional<ToolRequest> tools = chat ? parse_tools(ordered) : std::nullopt;
+  GenerationRequest g = parse_generation_request(body, chat, *tok_, opt_.chat_template, limits(), tools);
+  g.params.decode.grammar = constraint(ordered, tools);
   std::vector<Choice> choices = submit(g, res);
   ReplyShape shape(chat, random_id(chat ? "chatcmpl-" : "cmpl-"), unix_now(), opt_.model_id, *tok_);
   if (!g.stream) {
@@ -212,6 +269,7 @@ void HttpServer::generation(const httplib::Request& req, httplib::Response& res,
     return;
   }
   auto stream = std::make_shared<Stream>(Stream{shape, std::move(g), std::move(choices)});
+  if (stream->g.tools) stream->tool_streams.resize(stream->choices.size());
   auto provider = [stream](size_t, httplib::DataSink& sink) -> bool {
     SseWriter sse(sink);
     bool done = false;

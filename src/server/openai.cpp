@@ -76,9 +76,10 @@ std::vector<int32_t> token_ids(const json& arr, const std::string& where, int64_
   return ids;
 }
 
-std::string message_content(const json& m, size_t index) {
+std::string message_content(const json& m, size_t index, bool may_be_empty = false) {
   const std::string where = "messages[" + std::to_string(index) + "].content";
   auto it = m.find("content");
+  if ((it == m.end() || it->is_null()) && may_be_empty) return "";
   if (it == m.end() || it->is_null()) bad(where, "is required: the message's text (a string, or an array of text parts)");
   if (it->is_string()) return it->get<std::string>();
   if (it->is_array()) {  // content parts: only text
@@ -141,8 +142,35 @@ json error_body(int status, const std::string& message, const std::string& type,
 }
 
 
+namespace {
+
+// An assistant message's tool_calls as the model writes them (server/tools.h).
+std::string assistant_calls(const json& m, const std::string& where) {
+  const json& calls = m["tool_calls"];
+  if (!calls.is_array()) bad(where + ".tool_calls", "must be an array of {\"id\", \"type\": \"function\", \"function\"}");
+  std::string text;
+  for (size_t k = 0; k < calls.size(); ++k) {
+    const std::string w = where + ".tool_calls[" + std::to_string(k) + "].function";
+    const json& c = calls[k];
+    if (!c.is_object() || !c.contains("function") || !c["function"].is_object()) bad(w, "is required: {\"name\", \"arguments\"}");
+    const json& f = c["function"];
+    if (!f.contains("name") || !f["name"].is_string()) bad(w + ".name", "is required: a string");
+    json args = json::object();
+    if (f.contains("arguments") && f["arguments"].is_string()) {
+      args = json::parse(f["arguments"].get<std::string>(), nullptr, false);
+      if (args.is_discarded()) bad(w + ".arguments", "must be a JSON text (the arguments the call was made with)");
+    } else if (f.contains("arguments") && !f["arguments"].is_null()) {
+      bad(w + ".arguments", "must be a string of JSON");
+    }
+    text += (k ? "\n" : "") + tool_call_text(f["name"].get<std::string>(), args);
+  }
+  return text;
+}
+
+}  // namespace
+
 GenerationRequest parse_generation_request(const json& body, bool chat, const Tokenizer& tok, const ChatTemplate& tmpl,
-                                           const RequestLimits& limits) {
+                                           const RequestLimits& limits, std::optional<ToolRequest> tools) {
   if (!body.is_object()) throw ApiError(400, std::string("the request body must be a JSON object, got ") + type_name(body));
   GenerationRequest r;
   r.chat = chat;
@@ -164,12 +192,22 @@ GenerationRequest parse_generation_request(const json& body, bool chat, const To
       const std::string where = "messages[" + std::to_string(i) + "]";
       if (!m.is_object()) bad(where, std::string("must be an object, got ") + type_name(m));
       auto role = m.find("role");
-      if (role == m.end() || !role->is_string()) bad(where + ".role", "is required: \"system\", \"user\" or \"assistant\"");
+      if (role == m.end() || !role->is_string()) bad(where + ".role", "is required: \"system\", \"user\", \"assistant\" or \"tool\"");
       const std::string rs = role->get<std::string>();
-      if (rs != "system" && rs != "user" && rs != "assistant")
-        bad(where + ".role", "'" + rs + "' is not a role groak knows; use system, user or assistant");
-      messages.push_back({rs, message_content(m, i)});
+      if (rs != "system" && rs != "user" && rs != "assistant" && rs != "tool")
+        bad(where + ".role", "'" + rs + "' is not a role groak knows; use system, user, assistant or tool");
+      const bool calls = rs == "assistant" && m.contains("tool_calls") && !m["tool_calls"].is_null();
+      std::string content = message_content(m, i, calls);
+      if (calls) content += (content.empty() ? "" : "\n") + assistant_calls(m, where);
+      messages.push_back({rs, std::move(content)});
     }
+    if (tools && !tools->preamble.empty()) {  // the tools' list: the system message, or before it
+      if (messages[0].role == "system")
+        messages[0].content += "\n\n" + tools->preamble;
+      else
+        messages.insert(messages.begin(), {"system", tools->preamble});
+    }
+    r.tools = std::move(tools);
     const std::string text = tmpl.render(messages);
     std::vector<int32_t> ids;
     if (tmpl.bos) ids.push_back(tok.bos_id());
@@ -178,6 +216,7 @@ GenerationRequest parse_generation_request(const json& body, bool chat, const To
     r.prompt_texts.push_back(text);
     stops = tmpl.stop;
   } else {
+    if (field(body, "tools")) bad("tools", "is for /v1/chat/completions (tool calls need the chat template)");
     const json* p = field(body, "prompt");
     if (!p) throw ApiError(400, "prompt is required: a string, an array of strings, or token ids", "prompt");
     auto add_text = [&](const std::string& text) {

@@ -4,6 +4,7 @@
 // rather than silently dropped.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 
 #include "runtime/chat_template.h"
 #include "server/scheduler.h"
+#include "server/tools.h"
 #include "tokenizer/tokenizer.h"
 
 namespace groak {
@@ -42,6 +44,7 @@ struct GenerationRequest {
   bool stream = false, include_usage = false, echo = false;
   bool logprobs = false;                      // chat: logprobs; completions: logprobs given
   std::string model;                          // as asked (any name is served by the one model)
+  std::optional<ToolRequest> tools;           // chat with tools: the reply's calls are split out of its text
 };
 
 struct RequestLimits {
@@ -53,8 +56,10 @@ struct RequestLimits {
 };
 
 // Throws ApiError(400) naming the first bad field. The prompt is tokenized here (chat: through the
-// template, whose stop strings join the request's).
+// template, whose stop strings join the request's; with `tools` (parse_tools) their list goes first, as a
+// system message, and earlier assistant calls and tool results are read too).
 GenerationRequest parse_generation_request(const nlohmann::json& body, bool chat, const Tokenizer& tok,
-                                           const ChatTemplate& tmpl, const RequestLimits& limits);
+                                           const ChatTemplate& tmpl, const RequestLimits& limits,
+                                           std::optional<ToolRequest> tools = std::nullopt);
 
 }  // namespace groak

@@ -53,6 +53,9 @@ struct ServerOptions {
   bool allow_inspect = false;       // requests may ask for the `inspect` extension (serve --allow-inspect)
 };
 
+// The request body parsed keeping its keys' order (generation.cpp).
+nlohmann::ordered_json ordered_body(const httplib::Request& req);
+
 class HttpServer {
  public:
   explicit HttpServer(ServerOptions opt);
@@ -106,8 +109,9 @@ class HttpServer {
   // generation.cpp: a parsed request's jobs, submitted (ApiError 503 when the queue is full).
   std::vector<Choice> submit(const GenerationRequest& g, httplib::Response& res);
   RequestLimits limits() const;
-  // The request's constrained output (server/constraint.h), compiled; null for none. ApiError(400) when bad.
-  std::shared_ptr<CompiledGrammar> constraint(const httplib::Request& req);
+  // The request's constrained output (server/constraint.h; with `tools`, their calls: server/tools.h),
+  // compiled; null for none. ApiError(400) when bad.
+  std::shared_ptr<CompiledGrammar> constraint(const nlohmann::ordered_json& body, const std::optional<ToolRequest>& tools);
 
   ServerOptions opt_;
   std::unique_ptr<httplib::Server> http_;

@@ -1,0 +1,210 @@
+#include "server/tools.h"
+
+#include <set>
+
+#include "grammar/json_schema.h"
+#include "server/openai.h"
+
+namespace groak {
+
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& field, const std::string& what) { throw ApiError(400, field + " " + what, field); }
+
+bool valid_name(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
+  return true;
+}
+
+// A GBNF literal (the tool names are [A-Za-z0-9_-]; the tags are ASCII).
+std::string lit(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+// Text that never contains `tag` (so the first occurrence of the tag in a reply opens its calls): the
+// states of a matcher of the tag's prefix, each a rule. The tag's first character appears nowhere else in
+// it, so after a mismatch only that character can restart a match (no other border, as KMP would find).
+std::string text_without(const std::string& tag) {
+  std::string out;
+  const size_t k = tag.size();
+  auto esc = [](char c) { return c == '\n' ? std::string("\\n") : c == '\\' || c == ']' || c == '[' || c == '^' || c == '-' ? std::string("\\") + c : std::string(1, c); };
+  for (size_t i = 0; i < k; ++i) {
+    // In state i (i characters of the tag matched): end here, take tag[i] (unless that completes the
+    // tag), restart on tag[0], or fall back to state 0 on anything else.
+    std::string body = "\"\"";
+    if (i + 1 < k) body += " | " + lit(std::string(1, tag[i])) + " text-" + std::to_string(i + 1);
+    if (i > 0 && tag[i] != tag[0]) body += " | " + lit(std::string(1, tag[0])) + " text-1";
+    std::string others = "[^" + esc(tag[i]) + (i > 0 && tag[i] != tag[0] ? esc(tag[0]) : "") + "]";
+    body += " | " + others + " text-0";
+    out += "text-" + std::to_string(i) + " ::= " + body + "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<ToolRequest> parse_tools(const ojson& body) {
+  auto tools_it = body.find("tools");
+  const bool has_tools = tools_it != body.end() && !tools_it->is_null();
+  auto choice_it = body.find("tool_choice");
+  const bool has_choice = choice_it != body.end() && !choice_it->is_null();
+  if (!has_tools) {
+    if (has_choice && *choice_it != "none") bad("tool_choice", "needs tools: the request lists none");
+    return std::nullopt;
+  }
+  if (!tools_it->is_array()) bad("tools", "must be an array of {\"type\": \"function\", \"function\": {...}}");
+  if (tools_it->empty()) return std::nullopt;  // as if absent
+  ToolRequest t;
+  std::set<std::string> seen;
+  ojson listed = ojson::array();
+  for (size_t i = 0; i < tools_it->size(); ++i) {
+    const ojson& tool = (*tools_it)[i];
+    const std::string where = "tools[" + std::to_string(i) + "]";
+    if (!tool.is_object() || tool.value("type", "") != "function")
+      bad(where + ".type", "must be \"function\" (the only kind of tool)");
+    if (!tool.contains("function") || !tool["function"].is_object()) bad(where + ".function", "is required: {\"name\", \"parameters\"}");
+    const ojson& f = tool["function"];
+    if (!f.contains("name") || !f["name"].is_string() || !valid_name(f["name"].get<std::string>()))
+      bad(where + ".function.name", "must be 1 to 64 letters, digits, '_' or '-'");
+    const std::string name = f["name"];
+    if (!seen.insert(name).second) bad(where + ".function.name", "'" + name + "' names two tools");
+    ojson params = f.contains("parameters") && !f["parameters"].is_null() ? f["parameters"] : ojson{{"type", "object"}, {"properties", ojson::object()}};
+    if (!params.is_object()) bad(where + ".function.parameters", "must be a JSON Schema object");
+    if (f.contains("description") && !f["description"].is_null() && !f["description"].is_string())
+      bad(where + ".function.description", "must be a string");
+    try {  // refused now, naming the tool, rather than when the grammar is built
+      SchemaRules check;
+      check.add(params, "args");
+    } catch (const GrammarError& e) {
+      bad(where + ".function.parameters", std::string("cannot be enforced: ") + e.what());
+    }
+    t.names.push_back(name);
+    t.parameters.push_back(params);
+    ojson entry = {{"name", name}};
+    if (f.contains("description") && f["description"].is_string()) entry["description"] = f["description"];
+    entry["parameters"] = params;
+    listed.push_back(entry);
+  }
+  if (has_choice) {
+    const ojson& c = *choice_it;
+    if (c.is_string()) {
+      const std::string s = c;
+      if (s == "none") t.choice = ToolRequest::Choice::None;
+      else if (s == "auto") t.choice = ToolRequest::Choice::Auto;
+      else if (s == "required") t.choice = ToolRequest::Choice::Required;
+      else bad("tool_choice", "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}, not '" + s + "'");
+    } else if (c.is_object() && c.value("type", "") == "function" && c.contains("function") && c["function"].is_object() &&
+               c["function"].contains("name") && c["function"]["name"].is_string()) {
+      t.choice = ToolRequest::Choice::Named;
+      t.named = c["function"]["name"];
+      if (!seen.count(t.named)) bad("tool_choice", "names '" + t.named + "', which is not one of the tools");
+    } else {
+      bad("tool_choice", "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}");
+    }
+  }
+  if (auto p = body.find("parallel_tool_calls"); p != body.end() && !p->is_null()) {
+    if (!p->is_boolean()) bad("parallel_tool_calls", "must be true or false");
+    t.parallel = p->get<bool>();
+  }
+  if (t.choice != ToolRequest::Choice::None) {
+    t.preamble = std::string("You can call functions. To call one, write exactly\n") + kToolCallOpen +
+                 "{\"name\": NAME, \"arguments\": ARGUMENTS}" + kToolCallClose +
+                 "\nwhere ARGUMENTS is a JSON object that the function's parameters schema accepts. The result "
+                 "comes back in a Tool message. The functions:\n";
+    for (const ojson& e : listed) t.preamble += e.dump() + "\n";
+  }
+  return t;
+}
+
+std::string tools_grammar(const ToolRequest& t) {
+  if (t.choice == ToolRequest::Choice::None) return "";
+  SchemaRules rules;
+  std::string alts;
+  for (size_t i = 0; i < t.names.size(); ++i) {
+    if (t.choice == ToolRequest::Choice::Named && t.names[i] != t.named) continue;
+    const std::string args = "args-" + std::to_string(i);
+    rules.add(t.parameters[i], args);
+    alts += (alts.empty() ? "" : " | ") + lit(std::string(kToolCallOpen) + "{\"name\": \"" + t.names[i] + "\", \"arguments\": ") +
+            " " + args + " " + lit(std::string("}") + kToolCallClose);
+  }
+  std::string g = "call ::= " + alts + "\n";
+  const bool several = t.parallel && t.choice != ToolRequest::Choice::Named;
+  g += "calls ::= call" + (several ? std::string(" (\"\\n\" call){0,") + std::to_string(kMaxToolCalls - 1) + "}" : "") + "\n";
+  if (t.choice == ToolRequest::Choice::Auto) {
+    g += "root ::= text-0 calls?\n" + text_without("<tool_call>");
+  } else {
+    g += "root ::= \" \"? calls\n";  // the reply may start with the space after "Assistant:"
+  }
+  return g + rules.text();
+}
+
+std::string tool_call_text(const std::string& name, const nlohmann::json& arguments) {
+  return std::string(kToolCallOpen) + "{\"name\": \"" + name + "\", \"arguments\": " + arguments.dump() + "}" + kToolCallClose;
+}
+
+ToolReply split_tool_calls(const std::string& text) {
+  ToolReply r;
+  const size_t at = text.find("<tool_call>");
+  if (at == std::string::npos) {
+    r.content = text;
+    return r;
+  }
+  r.content = text.substr(0, at);
+  size_t pos = at;
+  while ((pos = text.find("<tool_call>", pos)) != std::string::npos) {
+    const size_t begin = pos + std::string("<tool_call>").size();
+    const size_t end = text.find("</tool_call>", begin);
+    if (end == std::string::npos) break;
+    const nlohmann::json call = nlohmann::json::parse(text.substr(begin, end - begin), nullptr, false);
+    if (call.is_object() && call.contains("name") && call["name"].is_string() && call.contains("arguments"))
+      r.calls.push_back({{"name", call["name"]}, {"arguments", call["arguments"].dump()}});
+    pos = end;
+  }
+  if (r.calls.empty()) r.content = text;  // nothing parsed: it was text after all
+  while (!r.content.empty() && (r.content.back() == ' ' || r.content.back() == '\n')) r.content.pop_back();
+  return r;
+}
+
+std::string ToolCallStream::push(const std::string& text) {
+  all_ += text;
+  if (calls_) return "";
+  held_ += text;
+  const std::string tag = "<tool_call>";
+  if (const size_t at = held_.find(tag); at != std::string::npos) {
+    calls_ = true;
+    std::string out = held_.substr(0, at);
+    held_.clear();
+    return out;
+  }
+  // Hold the longest tail that could still become the tag.
+  size_t keep = 0;
+  for (size_t n = std::min(held_.size(), tag.size() - 1); n > 0; --n)
+    if (held_.compare(held_.size() - n, n, tag, 0, n) == 0) {
+      keep = n;
+      break;
+    }
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string ToolCallStream::finish() {
+  std::string out = calls_ ? std::string() : held_;
+  held_.clear();
+  return out;
+}
+
+}  // namespace groak

@@ -1,0 +1,69 @@
+// Tool calls on /v1/chat/completions (OpenAI's `tools`, `tool_choice`, `parallel_tool_calls`, assistant
+// `tool_calls` and `role: tool` messages). Grok-1 has no tool format of its own, so groak gives it one: the
+// tools are listed in a system message, and a call is written as
+//
+//   <tool_call>
+//   {"name": "get_weather", "arguments": {"city": "Paris"}}
+//   </tool_call>
+//
+// The reply is constrained by a grammar built from the tools' parameter schemas (grammar/json_schema.h),
+// so a call always names a listed tool and its arguments always validate: `required` and a named choice
+// make the reply calls only; `auto` allows text first (never containing the opening tag) and calls after.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace groak {
+
+inline constexpr const char* kToolCallOpen = "<tool_call>\n";
+inline constexpr const char* kToolCallClose = "\n</tool_call>";
+
+struct ToolRequest {
+  enum class Choice { None, Auto, Required, Named };
+  Choice choice = Choice::Auto;
+  std::string named;                       // Choice::Named: the tool
+  bool parallel = true;                    // several calls in one reply (at most kMaxToolCalls)
+  std::vector<std::string> names;          // [tools]
+  std::vector<nlohmann::ordered_json> parameters;  // [tools] each one's parameter schema
+  std::string preamble;                    // the system text listing the tools ("" for Choice::None)
+};
+inline constexpr int kMaxToolCalls = 8;
+
+// Reads tools, tool_choice and parallel_tool_calls; nullopt when the request has no tools. Throws
+// ApiError(400) naming the field (tools[1].function.name, tool_choice, …), including a parameter schema
+// groak cannot enforce.
+std::optional<ToolRequest> parse_tools(const nlohmann::ordered_json& body);
+
+// The GBNF the reply must follow ("" for Choice::None).
+std::string tools_grammar(const ToolRequest& t);
+
+// A call as the model writes it (an earlier assistant turn's tool_calls go into the prompt so).
+std::string tool_call_text(const std::string& name, const nlohmann::json& arguments);
+
+// A reply split into its text and its calls ({"name", "arguments"} with arguments a JSON text, as OpenAI
+// sends them). Text after the first opening tag is taken as calls; a call that does not parse (a reply
+// cut by max_tokens) stays in the text.
+struct ToolReply {
+  std::string content;
+  std::vector<nlohmann::json> calls;
+};
+ToolReply split_tool_calls(const std::string& text);
+
+// Streaming: releases text as it comes, except what may be the start of a call (held until it is not);
+// everything from the opening tag on is kept for split_tool_calls at the end.
+class ToolCallStream {
+ public:
+  std::string push(const std::string& text);  // text to send now
+  std::string finish();                       // the rest of the text (when no call began)
+  bool in_calls() const { return calls_; }
+  const std::string& all() const { return all_; }  // the whole reply so far
+
+ private:
+  std::string all_, held_;
+  bool calls_ = false;
+};
+
+}  // namespace groak
