@@ -1,7 +1,7 @@
 // Constrained output through the official `openai` npm client: 1,000 replies sampled at temperature 1
 // from a random-weight model with response_format json_schema (nested objects, enums, arrays, optional and
 // nullable fields), every one parsed and validated by Ajv (an independent JSON Schema validator); then
-// json_object, and a schema groak cannot enforce refused with a 400 that names it.
+// json_object, a schema groak cannot enforce refused with a 400 that names it, and the tool call flow.
 // Run by tests/e2e/run.sh (GROAK_URL set).
 import assert from "node:assert/strict";
 import Ajv from "ajv";
@@ -102,6 +102,51 @@ await check("a schema groak cannot enforce is a 400 naming it", async () => {
     }),
     (e) => e.status === 400 && /properties\.code\.pattern/.test(e.message),
   );
+});
+
+// Tool calls: the official client's tool flow. The reply's calls name a listed tool and their arguments
+// validate against its parameters; the assistant message goes back with the tool's result.
+const tools = [
+  { type: "function", function: { name: "get_weather", description: "The weather in a city",
+    parameters: { type: "object", properties: { city: { type: "string", maxLength: 10 }, unit: { enum: ["C", "F"] } },
+                  required: ["city", "unit"], additionalProperties: false } } },
+  { type: "function", function: { name: "add", description: "Adds two integers",
+    parameters: { type: "object", properties: { a: { type: "integer" }, b: { type: "integer" } },
+                  required: ["a", "b"], additionalProperties: false } } },
+];
+const argsValid = Object.fromEntries(tools.map((t) => [t.function.name, new Ajv({ strict: true }).compile(t.function.parameters)]));
+const question = [{ role: "user", content: "What is the weather in Paris, and what is 2 + 3?" }];
+
+await check("tool calls: required choice, arguments valid, then the tool's result back", async () => {
+  const r = await client.chat.completions.create({
+    model: "tiny-e2e", messages: question, tools, tool_choice: "required", temperature: 1, max_tokens: 600, seed: 9,
+  });
+  const msg = r.choices[0].message;
+  assert.equal(r.choices[0].finish_reason, "tool_calls");
+  assert.ok(msg.tool_calls.length >= 1);
+  for (const call of msg.tool_calls) {
+    assert.equal(call.type, "function");
+    assert.ok(argsValid[call.function.name], `a listed tool: ${call.function.name}`);
+    assert.ok(argsValid[call.function.name](JSON.parse(call.function.arguments)), call.function.arguments);
+  }
+  const results = msg.tool_calls.map((c) => ({ role: "tool", tool_call_id: c.id, content: "42" }));
+  const next = await client.chat.completions.create({
+    model: "tiny-e2e", messages: [...question, msg, ...results], tools, max_tokens: 8, temperature: 0,
+  });
+  assert.equal(next.choices[0].message.role, "assistant");
+});
+
+await check("tool calls: a named tool, streamed through the client's stream helper", async () => {
+  const stream = client.chat.completions.stream({
+    model: "tiny-e2e", messages: question, tools, tool_choice: { type: "function", function: { name: "add" } },
+    temperature: 1, max_tokens: 300, seed: 3,
+  });
+  const done = await stream.finalChatCompletion();
+  const calls = done.choices[0].message.tool_calls;
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].function.name, "add");
+  assert.ok(argsValid.add(JSON.parse(calls[0].function.arguments)), calls[0].function.arguments);
+  assert.equal(done.choices[0].finish_reason, "tool_calls");
 });
 
 finish();
