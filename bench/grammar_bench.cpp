@@ -64,6 +64,20 @@ struct Walker {
   static int32_t argmax(const std::vector<float>& x) {
     return static_cast<int32_t>(std::max_element(x.begin(), x.end()) - x.begin());
   }
+  // One whole output, greedy over the masked rows; returns its tokens.
+  int64_t output(const std::shared_ptr<CompiledGrammar>& g) {
+    GrammarMatcher m(g);
+    int64_t n = 0;
+    for (; n < 400 && !m.must_end(); ++n) {
+      shuffle();
+      masked = logits;
+      m.apply(masked.data());
+      const int32_t id = argmax(masked);
+      if (id == vocab()->eos()) break;
+      m.accept(id);
+    }
+    return n;
+  }
 };
 
 // Warm: the grammar's states are known; each iteration is one token's constraint work.
@@ -73,17 +87,7 @@ void BM_ConstrainedToken(benchmark::State& st) {
   // Warm-up: outputs through the states the timed ones pass.
   for (int rep = 0; rep < 2; ++rep) {
     w.rng.seed(1);
-    for (int i = 0; i < 50; ++i) {
-      GrammarMatcher m(g);
-      for (int t = 0; t < 400 && !m.must_end(); ++t) {
-        w.shuffle();
-        w.masked = w.logits;
-        m.apply(w.masked.data());
-        const int32_t id = Walker::argmax(w.masked);
-        if (id == vocab()->eos()) break;
-        m.accept(id);
-      }
-    }
+    for (int i = 0; i < 50; ++i) w.output(g);
   }
   w.rng.seed(1);
   auto m = std::make_unique<GrammarMatcher>(g);
@@ -118,16 +122,7 @@ void BM_FirstOutput(benchmark::State& st) {
   for (auto _ : st) {
     w.rng.seed(1);
     auto g = std::make_shared<CompiledGrammar>(parse_gbnf(json_schema_to_gbnf(nlohmann::ordered_json::parse(kSchema))), vocab());
-    GrammarMatcher m(g);
-    for (int t = 0; t < 400 && !m.must_end(); ++t) {
-      w.shuffle();
-      w.masked = w.logits;
-      m.apply(w.masked.data());
-      const int32_t id = Walker::argmax(w.masked);
-      if (id == vocab()->eos()) break;
-      m.accept(id);
-      ++tokens;
-    }
+    tokens += w.output(g);
   }
   st.counters["tokens_per_output"] = benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kAvgIterations);
 }
