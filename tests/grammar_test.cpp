@@ -368,3 +368,120 @@ TEST(JsonSchema, RefusesWhatItCannotEnforceNamingThePath) {
 
 }  // namespace
 }  // namespace groak
+
+namespace groak {
+namespace {
+
+// Runs a grammar a little: a few random walks over the byte vocabulary. GrammarError is an answer.
+void exercise(const std::string& text, std::mt19937& rng, int* parsed, int* rejected) {
+  try {
+    auto g = std::make_shared<CompiledGrammar>(parse_gbnf(text), vocab_of(byte_pieces()));
+    ++*parsed;
+    for (int w = 0; w < 3; ++w) {
+      CompiledGrammar::Ref r = g->start();
+      for (int step = 0; step < 16; ++step) {
+        const auto mask = *g->mask(r);
+        std::vector<int32_t> ok;
+        for (int32_t id = 1; id < 256; ++id)
+          if (allowed(mask, id)) ok.push_back(id);
+        if (ok.empty()) break;
+        ASSERT_TRUE(g->advance(r, ok[std::uniform_int_distribution<size_t>(0, ok.size() - 1)(rng)]));
+      }
+    }
+  } catch (const GrammarError&) {
+    ++*rejected;
+  }
+}
+
+// Mutations of valid grammars parse (and then run) or throw GrammarError: never another exception, a
+// crash or a hang (ASan runs this too).
+TEST(Gbnf, MiniFuzzParsesOrThrowsGrammarError) {
+  const std::vector<std::string> seeds = {
+      json_object_gbnf(),
+      json_schema_to_gbnf(ordered_json::parse(kSchema)),
+      "root ::= greeting (\",\" ws name)+ \"!\"?\ngreeting ::= \"hi\" | \"h\\x65llo\"\nname ::= [A-Z] [a-z]{1,3} | \"\\\"\" [^\"\\\\]* \"\\\"\"\nws ::= [ \\t\\n]*\n",
+  };
+  const std::string alphabet = "\"()[]|*+?{},:=-^.#\\ \nazAZ019ux";
+  std::mt19937 rng(123);
+  int parsed = 0, rejected = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::string t = seeds[static_cast<size_t>(i) % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 2);
+    for (int e = 0; e < edits && !t.empty(); ++e) {
+      const size_t at = rng() % t.size();
+      switch (rng() % 4) {
+        case 0: t[at] = alphabet[rng() % alphabet.size()]; break;
+        case 1: t.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+        case 2: t.erase(at, 1 + rng() % 8); break;
+        default: t.resize(at); break;
+      }
+    }
+    exercise(t, rng, &parsed, &rejected);
+  }
+  std::printf("grammar fuzz: %d parsed, %d rejected with GrammarError\n", parsed, rejected);
+  EXPECT_GT(parsed, 50);
+  EXPECT_GT(rejected, 100);
+}
+
+TEST(Gbnf, DeepInputsAreBoundedNotAStackOverflow) {
+  std::mt19937 rng(1);
+  int parsed = 0, rejected = 0;
+  exercise("root ::= " + std::string(100000, '(') + "\"a\"" + std::string(100000, ')'), rng, &parsed, &rejected);
+  EXPECT_EQ(rejected, 1);
+  // A chain of 50000 rules, each starting with the next: expanded by a work list, not recursion.
+  std::string chain = "root ::= r0\n";
+  for (int i = 0; i < 50000; ++i) chain += "r" + std::to_string(i) + " ::= r" + std::to_string(i + 1) + "\n";
+  chain += "r50000 ::= \"a\"\n";
+  EXPECT_TRUE(accepts(chain, "a"));
+  // A schema nested 100000 deep is refused naming the depth.
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += "{\"items\":";
+  deep += "{}" + std::string(100000, '}');
+  EXPECT_THROW(json_schema_to_gbnf(ordered_json::parse(deep)), GrammarError);
+}
+
+// Random schemas built from the keywords (with values of every JSON type, right or wrong): the converter
+// gives a grammar that parses, or throws GrammarError naming what it refuses.
+TEST(JsonSchema, MiniFuzzConvertsOrThrowsGrammarError) {
+  std::mt19937 rng(77);
+  const std::vector<std::string> keys = {"type", "properties", "required", "additionalProperties", "items", "minItems",
+                                         "maxItems", "enum", "const", "anyOf", "allOf", "$ref", "minLength", "maxLength",
+                                         "format", "nullable", "title", "$defs", "oneOf", "pattern", "x"};
+  std::function<ordered_json(int)> value;
+  std::function<ordered_json(int)> schema = [&](int depth) -> ordered_json {
+    ordered_json s = ordered_json::object();
+    const int n = static_cast<int>(rng() % 4);
+    for (int i = 0; i < n; ++i) s[keys[rng() % keys.size()]] = value(depth + 1);
+    return s;
+  };
+  value = [&](int depth) -> ordered_json {
+    switch (depth > 4 ? rng() % 6 : rng() % 10) {
+      case 0: return "string";
+      case 1: return static_cast<int>(rng() % 5) - 1;
+      case 2: return rng() % 2 == 0;
+      case 3: return nullptr;
+      case 4: return ordered_json::array({"object", "null"});
+      case 5: return "#/$defs/a";
+      case 6: return ordered_json::array({schema(depth), schema(depth)});
+      case 7: return ordered_json{{"a", schema(depth)}, {"b", schema(depth)}};
+      default: return schema(depth);
+    }
+  };
+  int converted = 0, rejected = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const ordered_json s = rng() % 8 == 0 ? value(0) : schema(0);
+    try {
+      const std::string g = json_schema_to_gbnf(s);
+      parse_gbnf(g);
+      ++converted;
+    } catch (const GrammarError&) {
+      ++rejected;
+    }
+  }
+  std::printf("schema fuzz: %d converted, %d rejected with GrammarError\n", converted, rejected);
+  EXPECT_GT(converted, 100);
+  EXPECT_GT(rejected, 100);
+}
+
+}  // namespace
+}  // namespace groak

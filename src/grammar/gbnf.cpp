@@ -55,7 +55,7 @@ class Parser {
     }
     for (uint32_t r = 0; r < g_.rules.size(); ++r)
       if (!defined_[r])
-        throw GrammarError("grammar: rule '" + g_.names[r] + "' is used (line " + std::to_string(used_at_[r]) +
+        throw GrammarError("grammar: rule '" + g_.names[r] + "' is used (line " + std::to_string(line_of(used_at_[r])) +
                            ") but never defined");
     auto root = ids_.find("root");
     if (root == ids_.end()) throw GrammarError("grammar: there is no rule named 'root' (generation starts at root ::= ...)");
@@ -110,7 +110,7 @@ class Parser {
       g_.names.push_back(name);
       g_.rules.emplace_back();
       defined_.push_back(false);
-      used_at_.push_back(line_of(pos_));
+      used_at_.push_back(pos_);
     }
     return it->second;
   }
@@ -225,11 +225,13 @@ class Parser {
         ++pos_;
         seq.push_back({GrammarElement::Kind::Chars, add_set(CharSet{{{0, kMaxCodePoint}}})});
       } else if (c == '(') {
+        if (++depth_ > kMaxNesting) fail(at, "groups nest deeper than " + std::to_string(kMaxNesting) + " levels");
         ++pos_;
         auto alts = parse_alternates(rule, /*nested=*/true);
         skip_space();
         if (pos_ >= t_.size() || t_[pos_] != ')') fail(at, "a group '(' is not closed with ')'");
         ++pos_;
+        --depth_;
         seq.push_back({GrammarElement::Kind::Rule, fresh_rule(rule, std::move(alts))});
       } else if (is_name_char(c)) {
         seq.push_back({GrammarElement::Kind::Rule, rule_id(parse_name())});
@@ -314,8 +316,9 @@ class Parser {
   Grammar g_;
   std::map<std::string, uint32_t> ids_;
   std::vector<bool> defined_;
-  std::vector<size_t> used_at_;
+  std::vector<size_t> used_at_;  // [rules] where each was first named
   size_t generated_ = 0, elements_ = 0;
+  int depth_ = 0;  // groups open
 };
 
 // The checks that keep the matcher finite: nothing reachable is unproductive or left-recursive.
@@ -335,27 +338,44 @@ void check(const Grammar& g) {
           todo.push_back(e.index);
         }
   }
-  // Productive (derives some finite text) and nullable (derives ""), by fixpoint.
-  std::vector<bool> productive(n, false), nullable(n, false);
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (size_t r = 0; r < n; ++r) {
-      for (const auto& alt : g.rules[r]) {
-        bool prod = true, null = true;
-        for (const GrammarElement& e : alt) {
+  // Productive (derives some finite text) and nullable (derives ""): a work list over the alternatives,
+  // each waiting for its rule references (linear in the grammar; a chain of rules is common).
+  auto solve = [&](bool nullability) {
+    std::vector<bool> done(n, false);
+    std::vector<std::vector<std::pair<uint32_t, uint32_t>>> users(n);  // rule → (rule, alternative) per use
+    std::vector<std::vector<int64_t>> waiting(n);                       // [rule][alt] references not done yet
+    std::vector<uint32_t> queue;
+    for (uint32_t r = 0; r < n; ++r) {
+      waiting[r].resize(g.rules[r].size());
+      for (uint32_t a = 0; a < g.rules[r].size(); ++a) {
+        int64_t wait = 0;
+        for (const GrammarElement& e : g.rules[r][a]) {
           if (e.kind == GrammarElement::Kind::Chars) {
-            null = false;
-            if (g.sets[e.index].empty()) prod = false;
+            if (nullability || g.sets[e.index].empty()) wait = INT64_MIN / 2;  // never
           } else {
-            prod = prod && productive[e.index];
-            null = null && nullable[e.index];
+            ++wait;
+            users[e.index].push_back({r, a});
           }
         }
-        if (prod && !productive[r]) productive[r] = changed = true;
-        if (null && !nullable[r]) nullable[r] = changed = true;
+        waiting[r][a] = wait;
+        if (wait == 0 && !done[r]) {
+          done[r] = true;
+          queue.push_back(r);
+        }
       }
     }
-  }
+    while (!queue.empty()) {
+      const uint32_t d = queue.back();
+      queue.pop_back();
+      for (auto [r, a] : users[d])
+        if (--waiting[r][a] == 0 && !done[r]) {
+          done[r] = true;
+          queue.push_back(r);
+        }
+    }
+    return done;
+  };
+  const std::vector<bool> productive = solve(false), nullable = solve(true);
   for (size_t r = 0; r < n; ++r)
     if (reach[r] && !productive[r])
       throw GrammarError("grammar: rule '" + g.names[r] +

@@ -49,6 +49,7 @@ struct Grammar {
 // Bounds on what a request may ask for (a grammar is untrusted input).
 inline constexpr size_t kMaxGrammarElements = 200000;
 inline constexpr uint32_t kMaxRepetition = 10000;  // x{m,n}: m and n at most this
+inline constexpr int kMaxNesting = 256;            // ( ... ) groups inside each other, and schemas likewise
 
 // Parses GBNF text and checks it: `root` exists, every rule used is defined once, no rule is left-recursive
 // (it would recurse without reading a character), and every rule reachable from root can finish (a rule

@@ -137,6 +137,12 @@ class SchemaConverter {
 
   // The rule (or expression in parentheses) for one value of `s`.
   std::string visit(const json& s, const std::string& hint, const std::string& path) {
+    struct Depth {  // schemas inside schemas, bounded (the recursion follows them)
+      int& d;
+      explicit Depth(int& d_) : d(d_) { ++d; }
+      ~Depth() { --d; }
+    } depth(depth_);
+    if (depth_ > kMaxNesting) fail(path, "schemas nest deeper than " + std::to_string(kMaxNesting) + " levels");
     if (s.is_boolean()) {
       if (!s.get<bool>()) fail(path, "the schema `false` matches nothing");
       return use("value");
@@ -182,7 +188,8 @@ class SchemaConverter {
       else if (s.contains("minLength") || s.contains("maxLength") || s.contains("format")) type = "string";
       else return use("value");
     }
-    if (s.value("nullable", false) && type.is_string()) type = json::array({type, "null"});
+    if (s.contains("nullable") && !s["nullable"].is_boolean()) fail(at(path, "nullable"), "'nullable' must be true or false");
+    if (s.contains("nullable") && s["nullable"].get<bool>() && type.is_string()) type = json::array({type, "null"});
     if (type.is_array()) {
       if (type.empty()) fail(at(path, "type"), "'type' must not be an empty list");
       std::string alts;
@@ -328,6 +335,7 @@ class SchemaConverter {
   }
 
   const json* root_ = nullptr;  // the schema being added
+  int depth_ = 0;
   std::map<std::string, std::string> rules_;
   std::set<std::string> taken_, used_;
   std::map<std::string, std::string> refs_;

@@ -104,24 +104,30 @@ CompiledGrammar::CompiledGrammar(const Grammar& g, std::shared_ptr<const TokenVo
 
 // Replaces a stack whose top is a rule reference by one stack per alternative of that rule (the element
 // after the reference kept beneath), until every top is a character set or the stack is empty (the
-// grammar is complete on it). Terminates: parse_gbnf refused left recursion.
+// grammar is complete on it). A work list, not recursion: a chain of rules each starting with the next
+// may be as long as the grammar. Terminates: parse_gbnf refused left recursion.
 void CompiledGrammar::expand(std::vector<uint32_t>& stack, std::vector<std::vector<uint32_t>>& out) const {
-  if (stack.size() > kMaxDepth)
-    throw GrammarError("the output nests deeper than " + std::to_string(kMaxDepth) + " levels of the grammar");
-  if (stack.empty() || kind_[stack.back()] == Kind::Chars) {
-    if (out.size() >= kMaxStacks)
-      throw GrammarError("the grammar is too ambiguous here (over " + std::to_string(kMaxStacks) +
-                         " ways to read the output at once); make its alternatives start differently");
-    out.push_back(stack);
-    return;
-  }
-  const uint32_t p = stack.back();
-  stack.pop_back();
-  if (kind_[p + 1] != Kind::End) stack.push_back(p + 1);
-  for (uint32_t a : alt_start_[arg_[p]]) {
-    std::vector<uint32_t> s = stack;
-    if (kind_[a] != Kind::End) s.push_back(a);
-    expand(s, out);
+  std::vector<std::vector<uint32_t>> work;
+  work.push_back(std::move(stack));
+  while (!work.empty()) {
+    std::vector<uint32_t> s = std::move(work.back());
+    work.pop_back();
+    if (s.size() > kMaxDepth)
+      throw GrammarError("the output nests deeper than " + std::to_string(kMaxDepth) + " levels of the grammar");
+    if (s.empty() || kind_[s.back()] == Kind::Chars) {
+      if (out.size() >= kMaxStacks)
+        throw GrammarError("the grammar is too ambiguous here (over " + std::to_string(kMaxStacks) +
+                           " ways to read the output at once); make its alternatives start differently");
+      out.push_back(std::move(s));
+      continue;
+    }
+    const uint32_t p = s.back();
+    s.pop_back();
+    if (kind_[p + 1] != Kind::End) s.push_back(p + 1);
+    for (uint32_t a : alt_start_[arg_[p]]) {
+      work.push_back(s);
+      if (kind_[a] != Kind::End) work.back().push_back(a);
+    }
   }
 }
 

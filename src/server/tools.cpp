@@ -73,7 +73,7 @@ std::optional<ToolRequest> parse_tools(const ojson& body) {
   for (size_t i = 0; i < tools_it->size(); ++i) {
     const ojson& tool = (*tools_it)[i];
     const std::string where = "tools[" + std::to_string(i) + "]";
-    if (!tool.is_object() || tool.value("type", "") != "function")
+    if (!tool.is_object() || !tool.contains("type") || tool["type"] != "function")
       bad(where + ".type", "must be \"function\" (the only kind of tool)");
     if (!tool.contains("function") || !tool["function"].is_object()) bad(where + ".function", "is required: {\"name\", \"parameters\"}");
     const ojson& f = tool["function"];
@@ -106,7 +106,7 @@ std::optional<ToolRequest> parse_tools(const ojson& body) {
       else if (s == "auto") t.choice = ToolRequest::Choice::Auto;
       else if (s == "required") t.choice = ToolRequest::Choice::Required;
       else bad("tool_choice", "must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\"}}, not '" + s + "'");
-    } else if (c.is_object() && c.value("type", "") == "function" && c.contains("function") && c["function"].is_object() &&
+    } else if (c.is_object() && c.contains("type") && c["type"] == "function" && c.contains("function") && c["function"].is_object() &&
                c["function"].contains("name") && c["function"]["name"].is_string()) {
       t.choice = ToolRequest::Choice::Named;
       t.named = c["function"]["name"];
