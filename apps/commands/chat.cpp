@@ -39,6 +39,7 @@ int run_chat(ChatArgs& a, Job& job) {
   resolve_seed(a.sampling);
   Model m = load_with_progress(a.model);
   Tokenizer tok = open_tokenizer(a.tokenizer, a.model);
+  resolve_grammar(a.sampling, tok);  // every reply follows it
   Engine engine(m, engine_options(a.engine, job));
   const bool tty = ::isatty(STDIN_FILENO) != 0;
   if (tty)
@@ -106,6 +107,7 @@ Command chat_command() {
     cmd.add_flag("-e,--escape", a->escape, "process escapes in the system message and each line: \\n \\t \\\\ \\\" \\' "
                                            "(as llama.cpp's -e)");
     add_stop_options(cmd, a->sampling);
+    add_grammar_options(cmd, a->sampling);
     add_engine_options(cmd, a->engine, "context size in tokens (default: the model's sequence_len)");
   };
   c.run = [a](Job& job) { return run_chat(*a, job); };
