@@ -726,7 +726,9 @@ TEST(ChatTemplate, RendersTheDocumentedPlainFormat) {
   ChatTemplate t;
   EXPECT_EQ(t.render({{"system", "Be kind."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Bye"}}),
             "System: Be kind.\n\nUser: Hi\n\nAssistant: Hello!\n\nUser: Bye\n\nAssistant:");
-  error_of([&] { t.render({{"tool", "x"}}); }, {"unknown chat role 'tool'"});
+  EXPECT_EQ(t.render({{"tool", "18 C"}}), "Tool: 18 C\n\nAssistant:");
+  error_of([&] { t.render({{"robot", "x"}}); }, {"unknown chat role 'robot'"});
+  EXPECT_EQ(ChatTemplate::parse(R"({"tool": "<t>{content}</t>"})", "t.json").render({{"tool", "r"}}), "<t>r</t>Assistant:");
   ChatTemplate c = ChatTemplate::parse(R"({"user": "<u>{content}</u>", "generation": "<a>", "stop": ["</a>"], "bos": true})", "t.json");
   EXPECT_EQ(c.render({{"user", "x"}}), "<u>x</u><a>");
   EXPECT_EQ(c.stop, std::vector<std::string>{"</a>"});
