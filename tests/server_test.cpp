@@ -467,7 +467,10 @@ TEST_F(Serve, MessagesApiSpeaksAnthropicsShapes) {
   expect_anthropic_error(messages(image), 400, "invalid_request_error", "messages[0].content[0].type 'image' blocks");
   json tools = ask;
   tools["tools"] = json::array({json::object()});
-  expect_anthropic_error(messages(tools), 400, "invalid_request_error", "tools is not supported");
+  expect_anthropic_error(messages(tools), 400, "invalid_request_error", "tools[0].input_schema is required");
+  json thinking = ask;
+  thinking["thinking"] = {{"type", "enabled"}, {"budget_tokens", 1024}};
+  expect_anthropic_error(messages(thinking), 400, "invalid_request_error", "thinking is not supported");
   json system_role = ask;
   system_role["messages"][0]["role"] = "system";
   expect_anthropic_error(messages(system_role), 400, "invalid_request_error", "top-level `system` field");

@@ -205,4 +205,50 @@ TEST_F(ServeTools, BadToolsAre400sNamingTheField) {
   EXPECT_EQ(post(port, "/v1/chat/completions", ask({{"tool_choice", "none"}, {"max_tokens", 4}})).status, 200);
 }
 
+// The Messages API's tools: Anthropic's shapes over the same grammar (input_schema, tool_choice any/tool,
+// tool_use blocks, tool_result blocks back), errors naming Anthropic's fields.
+TEST_F(ServeTools, MessagesApiToolUse) {
+  auto srv = start(wide());
+  json tools = json::array();
+  for (const json& t : kTools)
+    tools.push_back({{"name", t["function"]["name"]}, {"input_schema", t["function"]["parameters"]}});
+  json body = {{"model", "m"}, {"max_tokens", 200}, {"temperature", 1.0}, {"tools", tools},
+               {"tool_choice", {{"type", "any"}}}, {"messages", {{{"role", "user"}, {"content", "Weather in Oslo?"}}}}};
+  Reply r = post(srv->port, "/v1/messages", body);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["stop_reason"], "tool_use") << r.raw;
+  json uses = json::array();
+  for (const json& b : r.body["content"])
+    if (b["type"] == "tool_use") {
+      uses.push_back(b);
+      const json call = {{"id", b["id"]}, {"type", "function"}, {"function", {{"name", b["name"]}, {"arguments", b["input"].dump()}}}};
+      EXPECT_EQ(bad_call(call), "") << b;
+      EXPECT_EQ(b["id"].get<std::string>().rfind("toolu_", 0), 0u);
+    }
+  ASSERT_FALSE(uses.empty()) << r.raw;
+  // Named, then the result back.
+  body["tool_choice"] = {{"type", "tool"}, {"name", "add"}};
+  r = post(srv->port, "/v1/messages", body);
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["content"].back()["name"], "add");
+  json results = json::array();
+  for (const json& u : uses) results.push_back({{"type", "tool_result"}, {"tool_use_id", u["id"]}, {"content", "5 C"}});
+  body["messages"].push_back({{"role", "assistant"}, {"content", uses}});
+  body["messages"].push_back({{"role", "user"}, {"content", results}});
+  body["tool_choice"] = {{"type", "none"}};
+  body["max_tokens"] = 4;
+  EXPECT_EQ(post(srv->port, "/v1/messages", body).status, 200);
+  // Errors in Anthropic's names.
+  json bad = body;
+  bad["tools"][1]["input_schema"]["properties"]["a"]["minimum"] = 0;
+  r = post(srv->port, "/v1/messages", bad);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("tools[1].input_schema"), std::string::npos) << r.raw;
+  bad = body;
+  bad["tool_choice"] = {{"type", "sometimes"}};
+  r = post(srv->port, "/v1/messages", bad);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("tool_choice.type"), std::string::npos) << r.raw;
+}
+
 }  // namespace groak::test

@@ -1,5 +1,6 @@
 // POST /v1/messages: Anthropic's Messages API over the same scheduler and chat template as the OpenAI
-// endpoints. The request is checked here in Anthropic's terms (system, messages of text blocks,
+// endpoints. The request is checked here in Anthropic's terms (system, messages of text, tool_use and
+// tool_result blocks, tools and tool_choice through server/tools.h,
 // max_tokens required, stop_sequences, a last assistant message as a prefill the reply continues), then
 // given to the shared parser as the equivalent chat request;
 // the reply is a message ({"type": "message", "content": [{"type": "text", …}], "stop_reason", "usage"}),
@@ -39,17 +40,76 @@ std::string text_of(const json& content, const std::string& where) {
   return text;
 }
 
+// Anthropic's tools and tool_choice as OpenAI's (server/tools.h reads those): {name, description,
+// input_schema} → {"type": "function", "function": {name, description, parameters}}; tool_choice auto /
+// any / tool (named) / none → auto / required / {"function": {"name"}} / none; disable_parallel_tool_use →
+// parallel_tool_calls false. Kept in the schemas' key order (ordered_json).
+nlohmann::ordered_json openai_tools(const nlohmann::ordered_json& body) {
+  using ojson = nlohmann::ordered_json;
+  ojson out = ojson::object();
+  const auto tools = body.find("tools");
+  if (tools == body.end() || tools->is_null()) {
+    // tool_choice without tools asks for nothing: ignored, as no call can be made
+    return out;
+  }
+  if (!tools->is_array()) bad("tools", "must be an array of {\"name\", \"description\", \"input_schema\"}");
+  ojson list = ojson::array();
+  for (size_t i = 0; i < tools->size(); ++i) {
+    const ojson& t = (*tools)[i];
+    const std::string at = "tools[" + std::to_string(i) + "]";
+    if (!t.is_object()) bad(at, "must be an object {\"name\", \"description\", \"input_schema\"}");
+    if (t.contains("type") && t["type"].is_string() && t["type"] != "custom")
+      bad(at + ".type", "'" + t["type"].get<std::string>() + "': only client tools (name, input_schema) are supported");
+    if (!t.contains("input_schema") || !t["input_schema"].is_object()) bad(at + ".input_schema", "is required: a JSON Schema object");
+    ojson f = {{"name", t.contains("name") ? t["name"] : ojson()}, {"parameters", t["input_schema"]}};
+    if (t.contains("description")) f["description"] = t["description"];
+    list.push_back({{"type", "function"}, {"function", f}});
+  }
+  out["tools"] = list;
+  if (const auto c = body.find("tool_choice"); c != body.end() && !c->is_null()) {
+    if (!c->is_object() || !c->contains("type") || !(*c)["type"].is_string())
+      bad("tool_choice", "must be {\"type\": \"auto\" | \"any\" | \"tool\" | \"none\"}");
+    const std::string type = (*c)["type"];
+    if (type == "auto" || type == "none") {
+      out["tool_choice"] = type;
+    } else if (type == "any") {
+      out["tool_choice"] = "required";
+    } else if (type == "tool") {
+      if (!c->contains("name") || !(*c)["name"].is_string()) bad("tool_choice.name", "is required with type tool");
+      out["tool_choice"] = {{"type", "function"}, {"function", {{"name", (*c)["name"]}}}};
+    } else {
+      bad("tool_choice.type", "must be auto, any, tool or none, not '" + type + "'");
+    }
+    if (c->contains("disable_parallel_tool_use") && (*c)["disable_parallel_tool_use"] == true) out["parallel_tool_calls"] = false;
+  }
+  return out;
+}
+
+// Anthropic's field names in errors from the shared tools reader: tools[i].function.parameters → input_schema.
+std::optional<ToolRequest> messages_tools(const nlohmann::ordered_json& body) {
+  try {
+    return parse_tools(openai_tools(body));
+  } catch (const ApiError& e) {
+    std::string msg = e.what(), param = e.param;
+    for (std::string* s : {&msg, &param}) {
+      for (size_t at; (at = s->find(".function.parameters")) != std::string::npos;) s->replace(at, 20, ".input_schema");
+      for (size_t at; (at = s->find(".function.name")) != std::string::npos;) s->replace(at, 14, ".name");
+    }
+    throw ApiError(e.status, msg, param);
+  }
+}
+
 struct MessagesRequest {
   GenerationRequest g;
   std::vector<std::string> stop_sequences;  // the client's own (the template's stops end a turn)
   bool prefill = false;  // the last message was the assistant's: the reply continues its text
 };
 
-MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const ChatTemplate& tmpl, const RequestLimits& lim) {
+MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const ChatTemplate& tmpl, const RequestLimits& lim,
+                               std::optional<ToolRequest> tools) {
   if (!body.is_object()) throw ApiError(400, std::string("the request body must be a JSON object, got ") + type_name(body));
-  for (const char* unsupported : {"tools", "tool_choice", "thinking"})
-    if (body.contains(unsupported) && !body[unsupported].is_null())
-      bad(unsupported, "is not supported by groak's Messages API yet; send text messages only");
+  if (body.contains("thinking") && !body["thinking"].is_null())
+    bad("thinking", "is not supported by groak's Messages API (Grok-1 has no thinking mode)");
   if (!body.contains("max_tokens")) bad("max_tokens", "is required (the Messages API has no default): the most tokens to generate");
   json chat = {{"messages", json::array()}, {"max_tokens", body["max_tokens"]}};
   for (const char* f : {"temperature", "top_p", "top_k"})
@@ -69,7 +129,34 @@ MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const Cha
                                      : "'" + role + "' is not a Messages API role; use user or assistant (the system "
                                        "prompt is the top-level `system` field)");
     if (!m.contains("content")) bad(at + ".content", "is required: a string or an array of text blocks");
-    chat["messages"].push_back({{"role", role}, {"content", text_of(m["content"], at + ".content")}});
+    // Tool blocks become OpenAI's shapes: an assistant's tool_use blocks its tool_calls, a user's
+    // tool_result blocks tool messages (before the user's text).
+    const json& content = m["content"];
+    json text_blocks = json::array(), calls = json::array();
+    if (content.is_array()) {
+      for (size_t j = 0; j < content.size(); ++j) {
+        const json& b = content[j];
+        const std::string bat = at + ".content[" + std::to_string(j) + "]";
+        const std::string type = b.is_object() && b.contains("type") && b["type"].is_string() ? b["type"].get<std::string>() : "";
+        if (type == "tool_use" && role == "assistant") {
+          if (!b.contains("name") || !b["name"].is_string()) bad(bat + ".name", "is required: the tool's name");
+          if (!b.contains("input") || !b["input"].is_object()) bad(bat + ".input", "is required: the call's arguments object");
+          calls.push_back({{"id", b.value("id", "")}, {"type", "function"},
+                           {"function", {{"name", b["name"]}, {"arguments", b["input"].dump()}}}});
+        } else if (type == "tool_result" && role == "user") {
+          std::string result = b.contains("content") && !b["content"].is_null() ? text_of(b["content"], bat + ".content") : "";
+          if (b.contains("is_error") && b["is_error"] == true) result = "Error: " + result;
+          chat["messages"].push_back({{"role", "tool"}, {"content", result}});
+        } else {
+          text_blocks.push_back(b);
+        }
+      }
+    }
+    const std::string text = content.is_array() ? text_of(text_blocks, at + ".content") : text_of(content, at + ".content");
+    if (!calls.empty())
+      chat["messages"].push_back({{"role", role}, {"content", text}, {"tool_calls", calls}});
+    else if (!text.empty() || text_blocks.size() > 0 || !content.is_array())
+      chat["messages"].push_back({{"role", role}, {"content", text}});
   }
   // A last message of the assistant's is a prefill: the reply continues it (as Anthropic's API does).
   std::string prefill;
@@ -96,7 +183,7 @@ MessagesRequest parse_messages(const json& body, const Tokenizer& tok, const Cha
   const auto stream = body.find("stream");
   if (stream != body.end() && !stream->is_null() && !stream->is_boolean())
     bad("stream", std::string("must be a boolean, got ") + type_name(*stream));
-  r.g = parse_generation_request(chat, /*chat=*/true, tok, tmpl, lim);
+  r.g = parse_generation_request(chat, /*chat=*/true, tok, tmpl, lim, std::move(tools));
   r.g.stream = stream != body.end() && stream->is_boolean() && stream->get<bool>();
   if (prefilled && !prefill.empty()) {  // the reply marker becomes an assistant message's opening, then the prefill
     std::string& text = r.g.prompt_texts[0];
@@ -145,11 +232,21 @@ json message(const std::string& id, const std::string& model, json content, json
           {"stop_sequence", std::move(stop_sequence)}, {"usage", std::move(usage)}};
 }
 
+// A reply's calls as tool_use blocks: {"type": "tool_use", "id", "name", "input"}.
+json tool_use_blocks(const std::vector<json>& calls) {
+  json out = json::array();
+  for (const json& c : calls)
+    out.push_back({{"type", "tool_use"}, {"id", random_id("toolu_")}, {"name", c["name"]},
+                   {"input", json::parse(c["arguments"].get<std::string>())}});
+  return out;
+}
+
 // A stream's state, shared with the content provider httplib calls until it is done.
 struct MessageStream {
   MessagesRequest m;
   Choice choice;
   std::string id, model;
+  ToolCallStream calls;  // with tools: text is held while it may open a call
   bool opened = false;
   std::chrono::steady_clock::time_point last_write = std::chrono::steady_clock::now();
 
@@ -169,6 +266,7 @@ struct MessageStream {
     }
     for (TokenOut& t : take(choice, kPoll)) {
       std::string text = chat_delta(choice, t.text);
+      if (m.g.tools) text = calls.push(text);
       if (text.empty()) continue;
       choice.text += text;
       if (!send("content_block_delta", {{"type", "content_block_delta"}, {"index", 0},
@@ -183,8 +281,30 @@ struct MessageStream {
       sse.end();
       return false;
     }
-    const auto [reason, seq] = stop_of(r, m.stop_sequences);
+    auto [reason, seq] = stop_of(r, m.stop_sequences);
+    ToolReply tr;
+    if (m.g.tools) {  // held text, then each call as a tool_use block with its input as one JSON delta
+      tr = split_tool_calls(calls.all());
+      std::string rest = calls.finish();
+      if (tr.calls.empty() && calls.in_calls()) rest = calls.all().substr(std::min(calls.all().size(), choice.text.size()));
+      if (!rest.empty() && !send("content_block_delta", {{"type", "content_block_delta"}, {"index", 0},
+                                                         {"delta", {{"type", "text_delta"}, {"text", rest}}}}))
+        return false;
+    }
     send("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}});
+    if (!tr.calls.empty()) {
+      const json blocks = tool_use_blocks(tr.calls);
+      for (size_t i = 0; i < blocks.size(); ++i) {
+        json start = blocks[i];
+        start["input"] = json::object();
+        send("content_block_start", {{"type", "content_block_start"}, {"index", i + 1}, {"content_block", start}});
+        send("content_block_delta", {{"type", "content_block_delta"}, {"index", i + 1},
+                                     {"delta", {{"type", "input_json_delta"}, {"partial_json", blocks[i]["input"].dump()}}}});
+        send("content_block_stop", {{"type", "content_block_stop"}, {"index", i + 1}});
+      }
+      reason = "tool_use";
+      seq = nullptr;
+    }
     send("message_delta", {{"type", "message_delta"}, {"delta", {{"stop_reason", reason}, {"stop_sequence", seq}}},
                            {"usage", usage_of(r)}});
     send("message_stop", {{"type", "message_stop"}});
@@ -198,7 +318,10 @@ struct MessageStream {
 void HttpServer::messages(const httplib::Request& req, httplib::Response& res) {
   using namespace messages_api;
   require_ready();
-  MessagesRequest m = parse_messages(parse_body(req), *tok_, opt_.chat_template, limits());
+  const json body = parse_body(req);  // checked first: a body that is not JSON gets its 400 here
+  std::optional<ToolRequest> tools = body.is_object() ? messages_tools(ordered_body(req)) : std::nullopt;
+  MessagesRequest m = parse_messages(body, *tok_, opt_.chat_template, limits(), tools);
+  if (tools && tools->choice != ToolRequest::Choice::None) m.g.params.decode.grammar = grammars_->get(tools_grammar(*tools), "tools");
   std::vector<Choice> choices = submit(m.g, res);
   choices[0].started = m.prefill;  // a continuation keeps its leading space (chat_delta drops a reply's)
   const std::string id = random_id("msg_");
@@ -207,12 +330,23 @@ void HttpServer::messages(const httplib::Request& req, httplib::Response& res) {
     while (!c.finished)
       for (TokenOut& t : take(c, kPoll)) c.text += chat_delta(c, t.text);
     throw_if_failed(c.job->result());
-    const auto [reason, seq] = stop_of(c.job->result(), m.stop_sequences);
-    send_json(res, 200, message(id, opt_.model_id, json::array({{{"type", "text"}, {"text", c.text}}}), reason, seq,
-                                usage_of(c.job->result())));
+    auto [reason, seq] = stop_of(c.job->result(), m.stop_sequences);
+    json content = json::array();
+    if (m.g.tools) {  // the reply's calls come out of its text as tool_use blocks
+      const ToolReply tr = split_tool_calls(c.text);
+      if (!tr.content.empty() || tr.calls.empty()) content.push_back({{"type", "text"}, {"text", tr.content}});
+      for (json& b : tool_use_blocks(tr.calls)) content.push_back(std::move(b));
+      if (!tr.calls.empty()) {
+        reason = "tool_use";
+        seq = nullptr;
+      }
+    } else {
+      content.push_back({{"type", "text"}, {"text", c.text}});
+    }
+    send_json(res, 200, message(id, opt_.model_id, std::move(content), reason, seq, usage_of(c.job->result())));
     return;
   }
-  auto stream = std::make_shared<MessageStream>(MessageStream{std::move(m), std::move(choices[0]), id, opt_.model_id});
+  auto stream = std::make_shared<MessageStream>(MessageStream{std::move(m), std::move(choices[0]), id, opt_.model_id, {}});
   auto provider = [stream](size_t, httplib::DataSink& sink) -> bool {
     SseWriter sse(sink);
     return stream->pump(sse);

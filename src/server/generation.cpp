@@ -244,7 +244,11 @@ std::shared_ptr<CompiledGrammar> HttpServer::constraint(const nlohmann::ordered_
 
 // The body again, keeping the keys' order (it was checked as JSON already): a schema's properties and a
 // tool's parameters come out in the order they are listed.
-nlohmann::ordered_json ordered_body(const httplib::Request& req) { return nlohmann::ordered_json::parse(req.body); }
+nlohmann::ordered_json ordered_body(const httplib::Request& req) {
+  nlohmann::ordered_json b = nlohmann::ordered_json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (b.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
+  return b;
+}
 
 RequestLimits HttpServer::limits() const {
   RequestLimits l;
@@ -259,7 +263,7 @@ void HttpServer::generation(const httplib::Request& req, httplib::Response& res,
   require_ready();
   const json body = parse_body(req);
   const nlohmann::ordered_json ordered = ordered_body(req);
-  std::optional<ToolRequest> tools = chat ? parse_tools(ordered) : std::nullopt;
+  std::optional<ToolRequest> tools = chat && ordered.is_object() ? parse_tools(ordered) : std::nullopt;
   GenerationRequest g = parse_generation_request(body, chat, *tok_, opt_.chat_template, limits(), tools);
   g.params.decode.grammar = constraint(ordered, tools);
   std::vector<Choice> choices = submit(g, res);

@@ -1,10 +1,12 @@
 // `groak serve`'s Messages API through the official `@anthropic-ai/sdk` npm client, unchanged: a message
 // (its shape, usage, stop reasons), the same greedy text as /v1/chat/completions, streaming (its events and
 // the same text), stop_sequences, errors in Anthropic's shape (an image block, no max_tokens) and x-api-key
-// authentication. Run by tests/e2e/run.sh (GROAK_URL, GROAK_KEY_URL and GROAK_KEY set).
+// authentication, and the tool use flow (tool_use blocks whose input validates, a tool_result sent back).
+// Run by tests/e2e/run.sh (GROAK_URL, GROAK_KEY_URL and GROAK_KEY set).
 import assert from "node:assert/strict";
 import { check, finish } from "./checks.mjs";
 import Anthropic from "@anthropic-ai/sdk";
+import Ajv from "ajv";
 
 const client = new Anthropic({ baseURL: process.env.GROAK_URL, apiKey: "unused", maxRetries: 0, timeout: 120000 });
 
@@ -102,6 +104,47 @@ await check("x-api-key: the right key is served, a wrong one is a 401", async ()
   const wrong = new Anthropic({ baseURL: process.env.GROAK_KEY_URL, apiKey: "wrong", maxRetries: 0 });
   await assert.rejects(wrong.messages.create({ ...ask, max_tokens: 4 }),
     (e) => e instanceof Anthropic.AuthenticationError && e.error.error.type === "authentication_error");
+});
+
+const tools = [{
+  name: "get_weather", description: "The weather in a city",
+  input_schema: { type: "object", properties: { city: { type: "string", maxLength: 10 }, unit: { enum: ["C", "F"] } },
+                  required: ["city", "unit"], additionalProperties: false },
+}];
+const validInput = new Ajv({ strict: true }).compile(tools[0].input_schema);
+
+await check("tools: tool_choice any gives a tool_use block whose input validates; the result goes back", async () => {
+  const question = [{ role: "user", content: "What is the weather in Paris?" }];
+  const r = await client.messages.create({ model: "tiny-e2e", max_tokens: 300, temperature: 1, messages: question,
+                                           tools, tool_choice: { type: "any" } });
+  assert.equal(r.stop_reason, "tool_use");
+  const uses = r.content.filter((b) => b.type === "tool_use");
+  assert.ok(uses.length >= 1, JSON.stringify(r.content));
+  for (const u of uses) {
+    assert.equal(u.name, "get_weather");
+    assert.ok(validInput(u.input), JSON.stringify(u.input));
+  }
+  const next = await client.messages.create({
+    model: "tiny-e2e", max_tokens: 8, temperature: 0, tools,
+    messages: [...question, { role: "assistant", content: r.content },
+               { role: "user", content: uses.map((u) => ({ type: "tool_result", tool_use_id: u.id, content: "18 C" })) }],
+  });
+  assert.equal(next.type, "message");
+});
+
+await check("tools: streamed, the client assembles the tool_use block from input_json_delta", async () => {
+  const stream = client.messages.stream({ model: "tiny-e2e", max_tokens: 300, temperature: 1, tools,
+    messages: [{ role: "user", content: "Weather in Oslo?" }], tool_choice: { type: "tool", name: "get_weather" } });
+  const msg = await stream.finalMessage();
+  assert.equal(msg.stop_reason, "tool_use");
+  const use = msg.content.find((b) => b.type === "tool_use");
+  assert.ok(use && validInput(use.input), JSON.stringify(msg.content));
+});
+
+await check("tools: an input_schema groak cannot enforce is a 400 naming it", async () => {
+  const bad = [{ name: "x", input_schema: { type: "object", properties: { n: { type: "integer", minimum: 0 } } } }];
+  await assert.rejects(client.messages.create({ ...ask, tools: bad }),
+    (e) => e instanceof Anthropic.BadRequestError && /tools\[0\]\.input_schema/.test(e.error.error.message));
 });
 
 finish();
