@@ -111,6 +111,7 @@ void BM_ConstrainedToken(benchmark::State& st) {
   }
   st.counters["outputs"] = static_cast<double>(outputs);
   st.counters["states"] = static_cast<double>(g->states());
+  st.counters["cache_MB"] = static_cast<double>(g->bytes()) / 1e6;
   st.SetItemsProcessed(tokens);
 }
 BENCHMARK(BM_ConstrainedToken)->Unit(benchmark::kMicrosecond);

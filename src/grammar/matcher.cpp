@@ -15,7 +15,7 @@ namespace {
 constexpr size_t kMaxStacks = 2048;      // alternatives open at once
 constexpr size_t kMaxDepth = 4096;       // nesting
 constexpr size_t kMaxStates = 50000;     // interned before the cache starts over (~1 KiB each stepped)
-constexpr size_t kMaxMasks = 1024;       // token masks kept (vocab / 8 bytes each)
+constexpr size_t kMaxMasks = 2048;       // token masks kept (vocab / 8 bytes each: 16 KiB for Grok-1)
 
 // The first word of a state's key: an unfinished UTF-8 character's bytes still to come, its length and
 // the code point bits so far; or, once every open alternative takes whatever the character turns out to
@@ -136,6 +136,7 @@ int32_t CompiledGrammar::intern(std::vector<uint32_t> key) {
   if (!fresh) return it->second;
   State st;
   st.key = &it->first;
+  bytes_ += it->first.size() * sizeof(uint32_t) + sizeof(State);
   // Decode the stacks' tops for the flags.
   const std::vector<uint32_t>& k = it->first;
   const bool whole_char = (k[0] & 0xF) == 0;
@@ -231,7 +232,10 @@ int32_t CompiledGrammar::compute_step(int32_t s, uint8_t b) {
 
 int32_t CompiledGrammar::step(int32_t s, uint8_t b) {
   std::vector<int32_t>& next = states_[static_cast<size_t>(s)].next;
-  if (next.empty()) next.assign(256, kUnknown);
+  if (next.empty()) {
+    next.assign(256, kUnknown);
+    bytes_ += 256 * sizeof(int32_t);
+  }
   int32_t t = next[b];
   if (t != kUnknown) return t;
   t = compute_step(s, b);
@@ -244,6 +248,7 @@ void CompiledGrammar::bound_memory() {
   states_.clear();
   intern_.clear();
   masks_ = 0;
+  bytes_ = 0;
   ++generation_;
 }
 
@@ -307,6 +312,7 @@ std::shared_ptr<const std::vector<uint64_t>> CompiledGrammar::mask(Ref& r) {
     (*m)[static_cast<size_t>(eos) / 64] |= uint64_t{1} << (eos % 64);
   states_[static_cast<size_t>(s)].mask = m;
   ++masks_;
+  bytes_ += m->size() * sizeof(uint64_t);
   return m;
 }
 
@@ -334,6 +340,11 @@ bool CompiledGrammar::accepting(Ref& r) {
 bool CompiledGrammar::open(Ref& r) {
   std::lock_guard<std::mutex> lock(mu_);
   return states_[static_cast<size_t>(find(r))].open;
+}
+
+size_t CompiledGrammar::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
 }
 
 size_t CompiledGrammar::states() const {

@@ -80,6 +80,7 @@ class CompiledGrammar {
 
   const TokenVocab& vocab() const { return *vocab_; }
   size_t states() const;   // interned now (for tests and the cache bound)
+  size_t bytes() const;    // what the cache of states and masks holds now
 
  private:
   struct State {
@@ -113,6 +114,7 @@ class CompiledGrammar {
   std::unordered_map<std::vector<uint32_t>, int32_t, KeyHash> intern_;
   std::vector<State> states_;
   size_t masks_ = 0;
+  size_t bytes_ = 0;       // keys, transition tables and masks
   uint64_t generation_ = 1;
 };
 

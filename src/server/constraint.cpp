@@ -77,8 +77,12 @@ std::shared_ptr<CompiledGrammar> GrammarCache::get(const std::string& gbnf, cons
   if (auto it = map_.find(gbnf); it != map_.end()) return it->second.first;  // compiled meanwhile
   order_.push_front(gbnf);
   map_[gbnf] = {c, order_.begin()};
-  while (map_.size() > kEntries) {
-    map_.erase(order_.back());
+  size_t bytes = 0;
+  for (const auto& [text, entry] : map_) bytes += entry.first->bytes();
+  while (map_.size() > 1 && (map_.size() > kEntries || bytes > kBytes)) {  // a request using one keeps it alive
+    auto last = map_.find(order_.back());
+    bytes -= std::min(bytes, last->second.first->bytes());
+    map_.erase(last);
     order_.pop_back();
   }
   return c;

@@ -23,7 +23,8 @@ struct RequestedGrammar {
 };
 RequestedGrammar requested_grammar(const nlohmann::ordered_json& body);
 
-// Compiled grammars by their GBNF text, the least recently used dropped past a bound. Thread-safe.
+// Compiled grammars by their GBNF text, the least recently used dropped past 32 of them or past 256 MiB
+// of their caches (each grammar also bounds its own: grammar/matcher.cpp). Thread-safe.
 class GrammarCache {
  public:
   explicit GrammarCache(std::shared_ptr<const TokenVocab> vocab) : vocab_(std::move(vocab)) {}
@@ -32,6 +33,7 @@ class GrammarCache {
 
  private:
   static constexpr size_t kEntries = 32;
+  static constexpr size_t kBytes = size_t{256} << 20;
   std::shared_ptr<const TokenVocab> vocab_;
   std::mutex mu_;
   std::list<std::string> order_;  // most recent first
