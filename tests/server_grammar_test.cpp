@@ -144,4 +144,27 @@ TEST_F(Serve, UnenforceableConstraintsAre400sNamingTheField) {
   EXPECT_EQ(post(port, "/v1/completions", with({{"response_format", {{"type", "text"}}}})).status, 200);
 }
 
+// Compiled grammars are kept by text, the least recently used dropped past the count or the bytes bound.
+TEST(GrammarCache, KeepsRecentGrammarsWithinItsBounds) {
+  std::vector<std::string> pieces{""};
+  for (int b = 1; b < 128; ++b) pieces.push_back(std::string(1, static_cast<char>(b)));
+  auto vocab = std::make_shared<const TokenVocab>(pieces, 0);
+  GrammarCache cache(vocab);
+  auto a = cache.get("root ::= \"a\"", "grammar");
+  EXPECT_EQ(cache.get("root ::= \"a\"", "grammar"), a);  // the same compiled grammar
+  for (int i = 0; i < static_cast<int>(GrammarCache::kEntries); ++i) cache.get("root ::= \"b\"{" + std::to_string(i) + "}", "grammar");
+  EXPECT_NE(cache.get("root ::= \"a\"", "grammar"), a);  // dropped past the count, compiled again
+  GrammarCache tiny(vocab, /*max_bytes=*/1);
+  auto x = tiny.get("root ::= \"x\"", "grammar");
+  tiny.get("root ::= \"y\"", "grammar");
+  EXPECT_NE(tiny.get("root ::= \"x\"", "grammar"), x);  // dropped past the bytes bound
+  try {
+    cache.get("root ::= root", "grammar");
+    ADD_FAILURE() << "a left-recursive grammar was compiled";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.param, "grammar");
+  }
+}
+
 }  // namespace groak::test

@@ -79,7 +79,7 @@ std::shared_ptr<CompiledGrammar> GrammarCache::get(const std::string& gbnf, cons
   map_[gbnf] = {c, order_.begin()};
   size_t bytes = 0;
   for (const auto& [text, entry] : map_) bytes += entry.first->bytes();
-  while (map_.size() > 1 && (map_.size() > kEntries || bytes > kBytes)) {  // a request using one keeps it alive
+  while (map_.size() > 1 && (map_.size() > kEntries || bytes > max_bytes_)) {  // a request using one keeps it alive
     auto last = map_.find(order_.back());
     bytes -= std::min(bytes, last->second.first->bytes());
     map_.erase(last);

@@ -27,14 +27,16 @@ RequestedGrammar requested_grammar(const nlohmann::ordered_json& body);
 // of their caches (each grammar also bounds its own: grammar/matcher.cpp). Thread-safe.
 class GrammarCache {
  public:
-  explicit GrammarCache(std::shared_ptr<const TokenVocab> vocab) : vocab_(std::move(vocab)) {}
+  static constexpr size_t kEntries = 32;
+  static constexpr size_t kDefaultBytes = size_t{256} << 20;
+  explicit GrammarCache(std::shared_ptr<const TokenVocab> vocab, size_t max_bytes = kDefaultBytes)
+      : vocab_(std::move(vocab)), max_bytes_(max_bytes) {}
   // Throws ApiError(400) naming `field` when the grammar is invalid or cannot start with any token.
   std::shared_ptr<CompiledGrammar> get(const std::string& gbnf, const std::string& field);
 
  private:
-  static constexpr size_t kEntries = 32;
-  static constexpr size_t kBytes = size_t{256} << 20;
   std::shared_ptr<const TokenVocab> vocab_;
+  size_t max_bytes_;
   std::mutex mu_;
   std::list<std::string> order_;  // most recent first
   std::unordered_map<std::string, std::pair<std::shared_ptr<CompiledGrammar>, std::list<std::string>::iterator>> map_;
