@@ -55,7 +55,9 @@ TEST_F(Serve, ResponseFormatIsEnforcedOnBothEndpoints) {
   for (const json& c : r.body["choices"]) {
     const json v = json::parse(c["text"].get<std::string>(), nullptr, false);
     // A free-form object may still be open at max_tokens; a finished one parses.
-    if (c["finish_reason"] == "stop") EXPECT_TRUE(v.is_object()) << c["text"];
+    if (c["finish_reason"] == "stop") {
+      EXPECT_TRUE(v.is_object()) << c["text"];
+    }
   }
   // Greedy: the same text whole and streamed.
   json greedy = {{"prompt", "The cat"}, {"max_tokens", 120}, {"temperature", 0}, {"response_format", schema_format()}};
@@ -106,7 +108,9 @@ TEST_F(Serve, ConstrainedRequestsBatchWithOthersAndWithLookupDecoding) {
   for (int i = 0; i < 6; ++i) {
     ASSERT_EQ(replies[static_cast<size_t>(i)].status, 200) << replies[static_cast<size_t>(i)].raw;
     const std::string text = replies[static_cast<size_t>(i)].body["choices"][0]["text"];
-    if (i < 4) EXPECT_EQ(invalid(text), "") << text << " (" << replies[static_cast<size_t>(i)].body["choices"][0]["finish_reason"] << ")";
+    if (i < 4) {
+      EXPECT_EQ(invalid(text), "") << text << " (" << replies[static_cast<size_t>(i)].body["choices"][0]["finish_reason"] << ")";
+    }
   }
   EXPECT_GE(srv->sched().stats().max_sequences_in_step, 2);
 }

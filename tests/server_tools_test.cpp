@@ -164,9 +164,12 @@ TEST_F(ServeTools, AutoToolChoiceGivesTextOrValidCalls) {
   ASSERT_EQ(r.status, 200) << r.raw;
   for (const json& c : r.body["choices"]) {
     const json& m = c["message"];
-    if (m.contains("tool_calls"))
+    if (m.contains("tool_calls")) {
       for (const json& call : m["tool_calls"]) EXPECT_EQ(bad_call(call), "") << call;
-    if (m["content"].is_string()) EXPECT_EQ(m["content"].get<std::string>().find("<tool_call>"), std::string::npos);
+    }
+    if (m["content"].is_string()) {
+      EXPECT_EQ(m["content"].get<std::string>().find("<tool_call>"), std::string::npos);
+    }
   }
 }
 

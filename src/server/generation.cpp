@@ -272,8 +272,8 @@ void HttpServer::generation(const httplib::Request& req, httplib::Response& res,
     send_json(res, 200, whole_reply(shape, g, choices));
     return;
   }
-  auto stream = std::make_shared<Stream>(Stream{shape, std::move(g), std::move(choices)});
-  if (stream->g.tools) stream->tool_streams.resize(stream->choices.size());
+  std::vector<ToolCallStream> tool_streams(g.tools ? choices.size() : 0);
+  auto stream = std::make_shared<Stream>(Stream{shape, std::move(g), std::move(choices), std::move(tool_streams)});
   auto provider = [stream](size_t, httplib::DataSink& sink) -> bool {
     SseWriter sse(sink);
     bool done = false;
