@@ -99,6 +99,22 @@ int main(int argc, char** argv) {
     write(out / "fuzz_safetensors_index" / "model.safetensors.index.json",
           std::vector<uint8_t>(text.begin(), text.end()));
 
+    // Grammars and schemas as requests send them.
+    auto text_seed = [&](const char* target, const char* name, const std::string& t) {
+      fs::create_directories(out / target);
+      write(out / target / name, std::vector<uint8_t>(t.begin(), t.end()));
+    };
+    text_seed("fuzz_gbnf", "yes_no", "root ::= (\"yes\" | \"no\") \"!\"{1,3}\n");
+    text_seed("fuzz_gbnf", "list",
+              "# a comment\nroot ::= item (\",\" ws item)*\nitem ::= [A-Za-z\\u00e9] [a-z0-9_-]{0,8} | \"\\\"\" [^\"\\\\]* \"\\\"\"\nws ::= [ \\t\\n]?\n");
+    text_seed("fuzz_json_schema", "object",
+              R"({"type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer"},)"
+              R"("kind":{"enum":["cat","dog",null]},"tags":{"type":"array","items":{"type":"boolean"},"maxItems":2}},)"
+              R"("required":["name"],"additionalProperties":false})");
+    text_seed("fuzz_json_schema", "refs",
+              R"({"$ref":"#/$defs/n","$defs":{"n":{"type":"object","properties":{"v":{"type":["number","null"]},)"
+              R"("kids":{"type":"array","items":{"$ref":"#/$defs/n"}}},"required":["v"]}}})");
+
     // The two object graphs of xAI's checkpoint, pickled byte for byte as CPython does.
     using groak::pickle::NpDType;
     fs::create_directories(out / "fuzz_xai_pickle");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds groak (Release and ASan+UBSan), runs the whole test suite in both,
-# then fuzzes every parser (GGUF, safetensors, xAI pickle, torch.save zip) for a short while (FUZZ_SECONDS,
+# then fuzzes every parser (GGUF, safetensors and its index, xAI pickle, torch.save zip, GBNF grammars,
+# JSON Schemas) for a short while (FUZZ_SECONDS,
 # default 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,6 @@
 #include <limits>
 #include <numeric>
 
-#include "tokenizer/tokenizer.h"
 
 namespace groak {
 
@@ -67,17 +66,6 @@ TokenVocab::TokenVocab(std::vector<std::string> bytes, int32_t eos) : bytes_(std
     nodes_[path.back()].end = static_cast<uint32_t>(nodes_.size());
     path.pop_back();
   }
-}
-
-std::shared_ptr<const TokenVocab> TokenVocab::of(const Tokenizer& tok) {
-  std::vector<std::string> bytes(static_cast<size_t>(tok.vocab_size()));
-  constexpr int32_t kUnknown = 2, kControl = 3, kUnused = 5;  // GGUF token types (tokenizer/vocab_model.h)
-  for (int32_t id = 0; id < tok.vocab_size(); ++id) {
-    const int32_t type = tok.gguf_type(id);
-    if (type == kUnknown || type == kControl || type == kUnused) continue;
-    bytes[static_cast<size_t>(id)] = token_text(tok, id);
-  }
-  return std::make_shared<const TokenVocab>(std::move(bytes), tok.eos_id());
 }
 
 size_t CompiledGrammar::KeyHash::operator()(const std::vector<uint32_t>& k) const {
