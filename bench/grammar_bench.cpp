@@ -8,6 +8,9 @@
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,25 +24,15 @@ namespace {
 
 std::string g_tokenizer = "../shared/grok-1/tokenizer.model";
 
-// A realistic reply schema: nested objects, enums, arrays, optional and nullable fields.
-const char* kSchema = R"({
-  "type": "object",
-  "properties": {
-    "id": {"type": "integer"},
-    "name": {"type": "string", "maxLength": 24},
-    "status": {"enum": ["active", "suspended", "deleted"]},
-    "address": {"type": "object", "properties": {
-        "street": {"type": "string", "maxLength": 32}, "city": {"type": "string", "maxLength": 20},
-        "country": {"enum": ["US", "FR", "DE", "JP", "BR"]}}, "required": ["city", "country"],
-        "additionalProperties": false},
-    "orders": {"type": "array", "maxItems": 4, "items": {"type": "object", "properties": {
-        "sku": {"type": "string", "maxLength": 12}, "qty": {"type": "integer"}, "price": {"type": "number"},
-        "gift": {"type": "boolean"}}, "required": ["sku", "qty"], "additionalProperties": false}},
-    "note": {"type": ["string", "null"], "maxLength": 40}
-  },
-  "required": ["id", "name", "status", "address", "orders"],
-  "additionalProperties": false
-})";
+// A realistic reply schema: nested objects, enums, arrays, optional and nullable fields (shared with
+// scripts/grammar_overhead.py).
+std::string schema_text() {
+  std::ifstream f(std::string(GROAK_SOURCE_DIR) + "/bench/customer_schema.json");
+  if (!f) throw std::runtime_error("cannot read bench/customer_schema.json");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
 
 const std::shared_ptr<const TokenVocab>& vocab() {
   static const std::shared_ptr<const TokenVocab> v = TokenVocab::of(Tokenizer::load(g_tokenizer));
@@ -47,7 +40,7 @@ const std::shared_ptr<const TokenVocab>& vocab() {
 }
 
 const std::string& gbnf() {
-  static const std::string g = json_schema_to_gbnf(nlohmann::ordered_json::parse(kSchema));
+  static const std::string g = json_schema_to_gbnf(nlohmann::ordered_json::parse(schema_text()));
   return g;
 }
 
@@ -122,7 +115,7 @@ void BM_FirstOutput(benchmark::State& st) {
   int64_t tokens = 0;
   for (auto _ : st) {
     w.rng.seed(1);
-    auto g = std::make_shared<CompiledGrammar>(parse_gbnf(json_schema_to_gbnf(nlohmann::ordered_json::parse(kSchema))), vocab());
+    auto g = std::make_shared<CompiledGrammar>(parse_gbnf(json_schema_to_gbnf(nlohmann::ordered_json::parse(schema_text()))), vocab());
     tokens += w.output(g);
   }
   st.counters["tokens_per_output"] = benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kAvgIterations);

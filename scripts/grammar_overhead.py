@@ -11,29 +11,15 @@ Not a test: run it by hand (docs/perf.md).
 """
 import argparse
 import json
+import pathlib
 import statistics
 import urllib.request
 
 from serve_util import start_server
 
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "integer"},
-        "name": {"type": "string", "maxLength": 24},
-        "status": {"enum": ["active", "suspended", "deleted"]},
-        "address": {"type": "object", "properties": {
-            "street": {"type": "string", "maxLength": 32}, "city": {"type": "string", "maxLength": 20},
-            "country": {"enum": ["US", "FR", "DE", "JP", "BR"]}}, "required": ["city", "country"],
-            "additionalProperties": False},
-        "orders": {"type": "array", "maxItems": 4, "items": {"type": "object", "properties": {
-            "sku": {"type": "string", "maxLength": 12}, "qty": {"type": "integer"}, "price": {"type": "number"},
-            "gift": {"type": "boolean"}}, "required": ["sku", "qty"], "additionalProperties": False}},
-        "note": {"type": ["string", "null"], "maxLength": 40},
-    },
-    "required": ["id", "name", "status", "address", "orders"],
-    "additionalProperties": False,
-}
+# The realistic schema groak_grammar_bench measures too (nested object, enums, an array of objects,
+# optional and nullable fields).
+SCHEMA = json.loads((pathlib.Path(__file__).resolve().parent.parent / "bench" / "customer_schema.json").read_text())
 
 
 def complete(port, body):
