@@ -56,7 +56,8 @@ inline constexpr int kMaxNesting = 256;            // ( ... ) groups inside each
 // whose every alternative recurses into itself would generate forever). Throws GrammarError.
 Grammar parse_gbnf(std::string_view text);
 
-// UTF-8 of one code point (for messages and the JSON-schema converter).
-std::string utf8_of(uint32_t c);
+// A GBNF literal matching exactly `text` (quotes, backslashes and control characters escaped), for the
+// grammars groak writes itself (JSON schemas, tool calls).
+std::string gbnf_literal(const std::string& text);
 
 }  // namespace groak

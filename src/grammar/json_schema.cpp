@@ -58,30 +58,6 @@ const std::set<std::string>& annotations() {
   return a;
 }
 
-// A GBNF literal for text.
-std::string literal(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7F) {
-      static const char* hex = "0123456789ABCDEF";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
 
 }  // namespace
 
@@ -159,12 +135,12 @@ class SchemaConverter {
                         "properties, items, minItems/maxItems, minLength/maxLength or anyOf");
     }
     if (s.contains("$ref")) return ref(s, path);
-    if (s.contains("const")) return "(" + literal(s["const"].dump()) + " " + use("space") + ")";
+    if (s.contains("const")) return "(" + gbnf_literal(s["const"].dump()) + " " + use("space") + ")";
     if (s.contains("enum")) {
       const json& e = s["enum"];
       if (!e.is_array() || e.empty()) fail(at(path, "enum"), "'enum' must be a non-empty array");
       std::string alts;
-      for (const json& v : e) alts += (alts.empty() ? "" : " | ") + literal(v.dump());
+      for (const json& v : e) alts += (alts.empty() ? "" : " | ") + gbnf_literal(v.dump());
       return "((" + alts + ") " + use("space") + ")";
     }
     if (s.contains("anyOf")) {
@@ -316,7 +292,7 @@ class SchemaConverter {
     std::vector<bool> req;
     for (const auto& [name, sub] : props.items()) {
       const std::string v = visit(sub, hint + "-" + name, at(at(path, "properties"), name));
-      kv.push_back(literal(json(name).dump()) + " space \":\" space " + v);
+      kv.push_back(gbnf_literal(json(name).dump()) + " space \":\" space " + v);
       req.push_back(required.count(name) > 0);
     }
     // rest[i][first]: the properties from i on, where `first` says no comma is needed before the next one.
@@ -356,10 +332,9 @@ std::string SchemaRules::primitive(const std::string& name) { return c_->use(nam
 std::string json_schema_to_gbnf(const nlohmann::json& schema) { return json_schema_to_gbnf(json(schema)); }
 
 std::string json_object_gbnf() {
-  std::string out = "root ::= object\n";
-  for (const char* p : {"object", "value", "array", "string", "number", "integral-part", "decimal-part", "char", "boolean", "null", "space"})
-    out += std::string(p) + " ::= " + primitives().at(p) + "\n";
-  return out;
+  SchemaRules g;
+  const std::string object = g.primitive("object");  // before text(): it defines what object uses
+  return "root ::= " + object + "\n" + g.text();
 }
 
 }  // namespace groak

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "grammar/gbnf.h"
 #include "grammar/json_schema.h"
 #include "server/openai.h"
 
@@ -20,19 +21,6 @@ bool valid_name(const std::string& n) {
   return true;
 }
 
-// A GBNF literal (the tool names are [A-Za-z0-9_-]; the tags are ASCII).
-std::string lit(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
 
 // Text that never contains `tag` (so the first occurrence of the tag in a reply opens its calls): the
 // states of a matcher of the tag's prefix, each a rule. The tag's first character appears nowhere else in
@@ -45,8 +33,8 @@ std::string text_without(const std::string& tag) {
     // In state i (i characters of the tag matched): end here, take tag[i] (unless that completes the
     // tag), restart on tag[0], or fall back to state 0 on anything else.
     std::string body = "\"\"";
-    if (i + 1 < k) body += " | " + lit(std::string(1, tag[i])) + " text-" + std::to_string(i + 1);
-    if (i > 0 && tag[i] != tag[0]) body += " | " + lit(std::string(1, tag[0])) + " text-1";
+    if (i + 1 < k) body += " | " + gbnf_literal(std::string(1, tag[i])) + " text-" + std::to_string(i + 1);
+    if (i > 0 && tag[i] != tag[0]) body += " | " + gbnf_literal(std::string(1, tag[0])) + " text-1";
     std::string others = "[^" + esc(tag[i]) + (i > 0 && tag[i] != tag[0] ? esc(tag[0]) : "") + "]";
     body += " | " + others + " text-0";
     out += "text-" + std::to_string(i) + " ::= " + body + "\n";
@@ -137,8 +125,8 @@ std::string tools_grammar(const ToolRequest& t) {
     if (t.choice == ToolRequest::Choice::Named && t.names[i] != t.named) continue;
     const std::string args = "args-" + std::to_string(i);
     rules.add(t.parameters[i], args);
-    alts += (alts.empty() ? "" : " | ") + lit(std::string(kToolCallOpen) + "{\"name\": \"" + t.names[i] + "\", \"arguments\": ") +
-            " " + args + " " + lit(std::string("}") + kToolCallClose);
+    alts += (alts.empty() ? "" : " | ") + gbnf_literal(std::string(kToolCallOpen) + "{\"name\": \"" + t.names[i] + "\", \"arguments\": ") +
+            " " + args + " " + gbnf_literal(std::string("}") + kToolCallClose);
   }
   std::string g = "call ::= " + alts + "\n";
   const bool several = t.parallel && t.choice != ToolRequest::Choice::Named;
