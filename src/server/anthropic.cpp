@@ -282,13 +282,11 @@ struct MessageStream {
       return false;
     }
     auto [reason, seq] = stop_of(r, m.stop_sequences);
-    ToolReply tr;
+    ToolCallStream::End tr;
     if (m.g.tools) {  // held text, then each call as a tool_use block with its input as one JSON delta
-      tr = split_tool_calls(calls.all());
-      std::string rest = calls.finish();
-      if (tr.calls.empty() && calls.in_calls()) rest = calls.all().substr(std::min(calls.all().size(), choice.text.size()));
-      if (!rest.empty() && !send("content_block_delta", {{"type", "content_block_delta"}, {"index", 0},
-                                                         {"delta", {{"type", "text_delta"}, {"text", rest}}}}))
+      tr = calls.end();
+      if (!tr.rest.empty() && !send("content_block_delta", {{"type", "content_block_delta"}, {"index", 0},
+                                                            {"delta", {{"type", "text_delta"}, {"text", tr.rest}}}}))
         return false;
     }
     send("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}});

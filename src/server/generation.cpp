@@ -148,19 +148,14 @@ bool Stream::pump(SseWriter& sse, bool* done) {
       const JobResult& r = c.job->result();
       const char* finish = finish_reason_name(r.finish);
       if (g.tools) {  // held text, then the calls in one delta
-        ToolCallStream& ts = tool_streams[static_cast<size_t>(c.index)];
-        const ToolReply calls = split_tool_calls(ts.all());
-        // What was held back: a tail that never opened a call, or a call that does not parse (cut by
-        // max_tokens), which is text after all.
-        std::string rest = ts.finish();
-        if (calls.calls.empty() && ts.in_calls()) rest = ts.all().substr(std::min(ts.all().size(), c.text.size()));
+        auto [rest, calls] = tool_streams[static_cast<size_t>(c.index)].end();
         if (!rest.empty()) {
           c.text += rest;
           if (!send(shape.choice(c.index, Part::Chunk, rest, nullptr, nullptr))) return false;
         }
-        if (!calls.calls.empty()) {
+        if (!calls.empty()) {
           json delta = shape.choice(c.index, Part::Chunk, std::nullopt, nullptr, nullptr);
-          delta["delta"]["tool_calls"] = tool_calls_json(calls.calls, true);
+          delta["delta"]["tool_calls"] = tool_calls_json(calls, true);
           if (!send(std::move(delta))) return false;
           finish = "tool_calls";
         }

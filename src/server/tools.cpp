@@ -166,33 +166,23 @@ ToolReply split_tool_calls(const std::string& text) {
   return r;
 }
 
+const std::vector<std::string> ToolCallStream::kTag = {"<tool_call>"};
+
 std::string ToolCallStream::push(const std::string& text) {
   all_ += text;
   if (calls_) return "";
-  held_ += text;
-  const std::string tag = "<tool_call>";
-  if (const size_t at = held_.find(tag); at != std::string::npos) {
-    calls_ = true;
-    std::string out = held_.substr(0, at);
-    held_.clear();
-    return out;
-  }
-  // Hold the longest tail that could still become the tag.
-  size_t keep = 0;
-  for (size_t n = std::min(held_.size(), tag.size() - 1); n > 0; --n)
-    if (held_.compare(held_.size() - n, n, tag, 0, n) == 0) {
-      keep = n;
-      break;
-    }
-  std::string out = held_.substr(0, held_.size() - keep);
-  held_.erase(0, held_.size() - keep);
+  std::string out = filter_.push(text, &calls_);
+  released_ += out.size();
   return out;
 }
 
-std::string ToolCallStream::finish() {
-  std::string out = calls_ ? std::string() : held_;
-  held_.clear();
-  return out;
+std::string ToolCallStream::finish() { return calls_ ? std::string() : filter_.flush(); }
+
+ToolCallStream::End ToolCallStream::end() {
+  ToolReply r = split_tool_calls(all_);
+  if (!r.calls.empty()) return {"", std::move(r.calls)};  // the text before the tag went out already
+  finish();
+  return {all_.substr(released_), {}};
 }
 
 }  // namespace groak

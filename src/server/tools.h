@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/stop_filter.h"
+
 namespace groak {
 
 inline constexpr const char* kToolCallOpen = "<tool_call>\n";
@@ -52,17 +54,28 @@ struct ToolReply {
 };
 ToolReply split_tool_calls(const std::string& text);
 
-// Streaming: releases text as it comes, except what may be the start of a call (held until it is not);
-// everything from the opening tag on is kept for split_tool_calls at the end.
+// Streaming: releases text as it comes, except what may be the start of a call (held until it is not, by
+// the stop-string filter with the opening tag as its one stop); everything from the tag on is kept for
+// split_tool_calls at the end.
 class ToolCallStream {
  public:
   std::string push(const std::string& text);  // text to send now
   std::string finish();                       // the rest of the text (when no call began)
   bool in_calls() const { return calls_; }
   const std::string& all() const { return all_; }  // the whole reply so far
+  // At the end of the reply: the text still to send (a held tail, or calls that do not parse — a reply cut
+  // by max_tokens —, which are text after all) and the calls.
+  struct End {
+    std::string rest;
+    std::vector<nlohmann::json> calls;
+  };
+  End end();
 
  private:
-  std::string all_, held_;
+  static const std::vector<std::string> kTag;  // {"<tool_call>"}
+  StopFilter filter_{kTag};
+  std::string all_;
+  size_t released_ = 0;  // bytes of all_ push() has returned
   bool calls_ = false;
 };
 
