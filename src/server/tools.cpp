@@ -42,6 +42,26 @@ std::string text_without(const std::string& tag) {
   return out;
 }
 
+// The reply's grammar: calls of the tools the choice allows (their arguments' rules are in `rules`), alone
+// or after call-free text (auto).
+std::string calls_grammar(const ToolRequest& t, const std::vector<std::string>& names, const SchemaRules& rules) {
+  std::string alts;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (t.choice == ToolRequest::Choice::Named && names[i] != t.named) continue;
+    alts += (alts.empty() ? "" : " | ") + gbnf_literal(std::string(kToolCallOpen) + "{\"name\": \"" + names[i] + "\", \"arguments\": ") +
+            " args-" + std::to_string(i) + " " + gbnf_literal(std::string("}") + kToolCallClose);
+  }
+  std::string g = "call ::= " + alts + "\n";
+  const bool several = t.parallel && t.choice != ToolRequest::Choice::Named;
+  g += "calls ::= call" + (several ? std::string(" (\"\\n\" call){0,") + std::to_string(kMaxToolCalls - 1) + "}" : "") + "\n";
+  if (t.choice == ToolRequest::Choice::Auto) {
+    g += "root ::= text-0 calls?\n" + text_without("<tool_call>");
+  } else {
+    g += "root ::= \" \"? calls\n";  // the reply may start with the space after "Assistant:"
+  }
+  return g + rules.text();
+}
+
 }  // namespace
 
 std::optional<ToolRequest> parse_tools(const ojson& body) {
@@ -57,6 +77,8 @@ std::optional<ToolRequest> parse_tools(const ojson& body) {
   if (tools_it->empty()) return std::nullopt;  // as if absent
   ToolRequest t;
   std::set<std::string> seen;
+  std::vector<std::string> names;  // [tools]
+  SchemaRules rules;               // each tool's arguments as rule args-i, checked as it is added
   ojson listed = ojson::array();
   for (size_t i = 0; i < tools_it->size(); ++i) {
     const ojson& tool = (*tools_it)[i];
@@ -73,14 +95,12 @@ std::optional<ToolRequest> parse_tools(const ojson& body) {
     if (!params.is_object()) bad(where + ".function.parameters", "must be a JSON Schema object");
     if (f.contains("description") && !f["description"].is_null() && !f["description"].is_string())
       bad(where + ".function.description", "must be a string");
-    try {  // refused now, naming the tool, rather than when the grammar is built
-      SchemaRules check;
-      check.add(params, "args");
+    try {
+      rules.add(params, "args-" + std::to_string(i));
     } catch (const GrammarError& e) {
       bad(where + ".function.parameters", std::string("cannot be enforced: ") + e.what());
     }
-    t.names.push_back(name);
-    t.parameters.push_back(params);
+    names.push_back(name);
     ojson entry = {{"name", name}};
     if (f.contains("description") && f["description"].is_string()) entry["description"] = f["description"];
     entry["parameters"] = params;
@@ -113,31 +133,12 @@ std::optional<ToolRequest> parse_tools(const ojson& body) {
                  "\nwhere ARGUMENTS is a JSON object that the function's parameters schema accepts. The result "
                  "comes back in a Tool message. The functions:\n";
     for (const ojson& e : listed) t.preamble += e.dump() + "\n";
+    t.gbnf = calls_grammar(t, names, rules);
   }
   return t;
 }
 
-std::string tools_grammar(const ToolRequest& t) {
-  if (t.choice == ToolRequest::Choice::None) return "";
-  SchemaRules rules;
-  std::string alts;
-  for (size_t i = 0; i < t.names.size(); ++i) {
-    if (t.choice == ToolRequest::Choice::Named && t.names[i] != t.named) continue;
-    const std::string args = "args-" + std::to_string(i);
-    rules.add(t.parameters[i], args);
-    alts += (alts.empty() ? "" : " | ") + gbnf_literal(std::string(kToolCallOpen) + "{\"name\": \"" + t.names[i] + "\", \"arguments\": ") +
-            " " + args + " " + gbnf_literal(std::string("}") + kToolCallClose);
-  }
-  std::string g = "call ::= " + alts + "\n";
-  const bool several = t.parallel && t.choice != ToolRequest::Choice::Named;
-  g += "calls ::= call" + (several ? std::string(" (\"\\n\" call){0,") + std::to_string(kMaxToolCalls - 1) + "}" : "") + "\n";
-  if (t.choice == ToolRequest::Choice::Auto) {
-    g += "root ::= text-0 calls?\n" + text_without("<tool_call>");
-  } else {
-    g += "root ::= \" \"? calls\n";  // the reply may start with the space after "Assistant:"
-  }
-  return g + rules.text();
-}
+std::string tools_grammar(const ToolRequest& t) { return t.gbnf; }
 
 std::string tool_call_text(const std::string& name, const nlohmann::json& arguments) {
   return std::string(kToolCallOpen) + "{\"name\": \"" + name + "\", \"arguments\": " + arguments.dump() + "}" + kToolCallClose;

@@ -28,9 +28,8 @@ struct ToolRequest {
   Choice choice = Choice::Auto;
   std::string named;                       // Choice::Named: the tool
   bool parallel = true;                    // several calls in one reply (at most kMaxToolCalls)
-  std::vector<std::string> names;          // [tools]
-  std::vector<nlohmann::ordered_json> parameters;  // [tools] each one's parameter schema
   std::string preamble;                    // the system text listing the tools ("" for Choice::None)
+  std::string gbnf;                        // the reply's grammar ("" for Choice::None)
 };
 inline constexpr int kMaxToolCalls = 8;
 
@@ -39,7 +38,7 @@ inline constexpr int kMaxToolCalls = 8;
 // groak cannot enforce.
 std::optional<ToolRequest> parse_tools(const nlohmann::ordered_json& body);
 
-// The GBNF the reply must follow ("" for Choice::None).
+// The GBNF the reply must follow ("" for Choice::None), built by parse_tools.
 std::string tools_grammar(const ToolRequest& t);
 
 // A call as the model writes it (an earlier assistant turn's tool_calls go into the prompt so).
