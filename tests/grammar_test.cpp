@@ -68,6 +68,11 @@ ws ::= [ \t\n]*
   EXPECT_TRUE(accepts("root ::= x\nx ::= \"\"", ""));
 }
 
+// Rules made for groups and repetitions never take a name the text defines later.
+TEST(Gbnf, GeneratedRulesDoNotClashWithWrittenOnes) {
+  EXPECT_TRUE(accepts("root ::= \"a\"* (\"b\" | \"c\") root-1 root-2\nroot-1 ::= \"x\"\nroot-2 ::= \"y\"", "aacxy"));
+}
+
 // Characters are code points, matched byte by byte: multi-byte characters, classes that hold some of a
 // lead byte's characters and not others, and invalid UTF-8 (truncated, overlong, surrogates) refused.
 TEST(Gbnf, MatchesUtf8ByteByByte) {

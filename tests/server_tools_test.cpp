@@ -1,6 +1,7 @@
 // Tool calls on /v1/chat/completions: the reply's calls name listed tools and their arguments follow the
 // tool's parameters (sampled at temperature 1 from random weights: only the grammar makes them so), whole
 // and streamed; earlier calls and tool results go into the prompt; bad tools are 400s naming the field.
+#include "grammar/gbnf.h"
 #include "server/tools.h"
 #include "server_util.h"
 
@@ -75,6 +76,19 @@ TEST(Tools, SplitAndStreamFindTheCalls) {
   EXPECT_EQ(t.push("box>"), "<toolbox>");
   EXPECT_EQ(t.push("<"), "");
   EXPECT_EQ(t.finish(), "<");
+}
+
+// Definitions named like the rules around the arguments (root, call, calls, text-0) get names of their own.
+TEST(Tools, SchemaDefinitionsDoNotClashWithTheCallRules) {
+  const auto body = nlohmann::ordered_json::parse(R"({"tool_choice": "auto", "tools": [{"type": "function", "function": {
+    "name": "f", "parameters": {"type": "object", "required": ["a", "b", "c", "d"],
+      "properties": {"a": {"$ref": "#/$defs/call"}, "b": {"$ref": "#/$defs/root"}, "c": {"$ref": "#/$defs/calls"},
+                     "d": {"$ref": "#/$defs/text-0"}},
+      "$defs": {"call": {"type": "integer"}, "root": {"type": "boolean"}, "calls": {"type": "null"},
+                "text-0": {"enum": ["x"]}}}}}]})");
+  const auto t = parse_tools(body);
+  ASSERT_TRUE(t);
+  EXPECT_NO_THROW(parse_gbnf(tools_grammar(*t))) << tools_grammar(*t);
 }
 
 TEST(Tools, EarlierCallsAndResultsGoIntoThePrompt) {

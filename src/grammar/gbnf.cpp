@@ -115,8 +115,8 @@ class Parser {
     return it->second;
   }
   uint32_t fresh_rule(const std::string& parent, std::vector<Grammar::Sequence> alts) {
-    std::string name;
-    do name = parent + "-" + std::to_string(++generated_); while (ids_.count(name));
+    // '#' cannot appear in a written name, so a rule defined later in the text never meets it.
+    const std::string name = parent + "#" + std::to_string(++generated_);
     const uint32_t r = rule_id(name);
     defined_[r] = true;
     g_.rules[r] = std::move(alts);

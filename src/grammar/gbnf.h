@@ -39,7 +39,7 @@ struct GrammarElement {
 
 struct Grammar {
   using Sequence = std::vector<GrammarElement>;
-  std::vector<std::string> names;                  // [rules] as written; generated rules get "name-N"
+  std::vector<std::string> names;                  // [rules] as written; generated rules get "name#N"
   std::vector<std::vector<Sequence>> rules;        // [rules][alternatives] (an empty sequence matches "")
   std::vector<CharSet> sets;                       // [sets]
   uint32_t root = 0;

@@ -327,6 +327,7 @@ SchemaRules::SchemaRules() : c_(std::make_unique<SchemaConverter>()) {}
 SchemaRules::~SchemaRules() = default;
 void SchemaRules::add(const json& schema, const std::string& name) { c_->add(schema, name); }
 std::string SchemaRules::text() const { return c_->text(); }
+void SchemaRules::reserve(const std::string& name) { c_->taken_.insert(name); }
 std::string SchemaRules::primitive(const std::string& name) { return c_->use(name); }
 
 std::string json_schema_to_gbnf(const nlohmann::json& schema) { return json_schema_to_gbnf(json(schema)); }

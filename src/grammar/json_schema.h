@@ -36,6 +36,8 @@ class SchemaRules {
   // Defines rule `name` (letters, digits, '-') for the values `schema` accepts; the schema's $refs resolve
   // inside it. Throws GrammarError naming the unsupported keyword's path.
   void add(const nlohmann::ordered_json& schema, const std::string& name);
+  // Keeps `name` out of the names the schemas' rules get (a grammar around them defines it).
+  void reserve(const std::string& name);
   // A JSON primitive's rule name ("space", "string", …), defined in text() from now on.
   std::string primitive(const std::string& name);
   // Every rule so far (root first when one is named root), then the primitives they use.

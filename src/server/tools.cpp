@@ -79,6 +79,8 @@ std::optional<ToolRequest> parse_tools(const ojson& body) {
   std::set<std::string> seen;
   std::vector<std::string> names;  // [tools]
   SchemaRules rules;               // each tool's arguments as rule args-i, checked as it is added
+  for (const char* own : {"root", "call", "calls"}) rules.reserve(own);  // calls_grammar's rules: a $defs entry
+  for (size_t i = 0; i < std::string("<tool_call>").size(); ++i) rules.reserve("text-" + std::to_string(i));  // may share a name
   ojson listed = ojson::array();
   for (size_t i = 0; i < tools_it->size(); ++i) {
     const ojson& tool = (*tools_it)[i];
