@@ -317,7 +317,7 @@ void HttpServer::messages(const httplib::Request& req, httplib::Response& res) {
   using namespace messages_api;
   require_ready();
   const json body = parse_body(req);  // checked first: a body that is not JSON gets its 400 here
-  std::optional<ToolRequest> tools = body.is_object() ? messages_tools(ordered_body(req)) : std::nullopt;
+  std::optional<ToolRequest> tools = messages_tools(ordered_body(req, body));
   MessagesRequest m = parse_messages(body, *tok_, opt_.chat_template, limits(), tools);
   if (tools && tools->choice != ToolRequest::Choice::None) m.g.params.decode.grammar = grammars_->get(tools_grammar(*tools), "tools");
   std::vector<Choice> choices = submit(m.g, res);

@@ -238,8 +238,12 @@ std::shared_ptr<CompiledGrammar> HttpServer::constraint(const nlohmann::ordered_
 }
 
 // The body again, keeping the keys' order (it was checked as JSON already): a schema's properties and a
-// tool's parameters come out in the order they are listed.
-nlohmann::ordered_json ordered_body(const httplib::Request& req) {
+// tool's parameters come out in the order they are listed. Parsed only when a field needs that order.
+nlohmann::ordered_json ordered_body(const httplib::Request& req, const nlohmann::json& body) {
+  bool shaped = false;
+  for (const char* f : {"response_format", "grammar", "json_schema", "tools", "tool_choice"})
+    shaped = shaped || (body.is_object() && body.contains(f));
+  if (!shaped) return nlohmann::ordered_json::object();
   nlohmann::ordered_json b = nlohmann::ordered_json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (b.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
   return b;
@@ -257,8 +261,8 @@ RequestLimits HttpServer::limits() const {
 void HttpServer::generation(const httplib::Request& req, httplib::Response& res, bool chat) {
   require_ready();
   const json body = parse_body(req);
-  const nlohmann::ordered_json ordered = ordered_body(req);
-  std::optional<ToolRequest> tools = chat && ordered.is_object() ? parse_tools(ordered) : std::nullopt;
+  const nlohmann::ordered_json ordered = ordered_body(req, body);
+  std::optional<ToolRequest> tools = chat ? parse_tools(ordered) : std::nullopt;
   GenerationRequest g = parse_generation_request(body, chat, *tok_, opt_.chat_template, limits(), tools);
   g.params.decode.grammar = constraint(ordered, tools);
   std::vector<Choice> choices = submit(g, res);

@@ -69,7 +69,7 @@ void HttpServer::completion(const httplib::Request& req, httplib::Response& res)
       throw ApiError(400, std::string(unsupported) + " is not supported by groak's /completion", unsupported);
   for (const char* openai_only : {"n", "echo", "logprobs", "stream_options"}) body.erase(openai_only);
   GenerationRequest g = parse_generation_request(body, /*chat=*/false, *tok_, opt_.chat_template, lim);
-  g.params.decode.grammar = constraint(ordered_body(req), std::nullopt);
+  g.params.decode.grammar = constraint(ordered_body(req, body), std::nullopt);
   if (g.prompts.size() != 1) throw ApiError(400, "/completion takes one prompt; use /v1/completions for several", "prompt");
   auto choices = std::make_shared<std::vector<Choice>>(submit(g, res));
   const int64_t context = scheduler_->context();

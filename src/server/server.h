@@ -53,8 +53,9 @@ struct ServerOptions {
   bool allow_inspect = false;       // requests may ask for the `inspect` extension (serve --allow-inspect)
 };
 
-// The request body parsed keeping its keys' order (generation.cpp).
-nlohmann::ordered_json ordered_body(const httplib::Request& req);
+// The request body parsed again keeping its keys' order, when `body` (its plain parse) holds a field that
+// needs it (response_format, grammar, json_schema, tools, tool_choice); an empty object otherwise.
+nlohmann::ordered_json ordered_body(const httplib::Request& req, const nlohmann::json& body);
 
 class HttpServer {
  public:
